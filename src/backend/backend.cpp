@@ -1,0 +1,35 @@
+#include "backend/backend.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace mosaic {
+
+BackendTraits cpu_traits() { return {"cpu", 4, 64}; }
+BackendTraits cuda_traits() { return {"cuda", 2, 0}; }
+
+std::vector<float> rope_inv_freq(double theta, int hd) {
+  // torch: 1.0 / (theta ** (torch.arange(0, hd, 2).float() / hd)), all float32.
+  std::vector<float> f(hd / 2);
+  const float base = static_cast<float>(theta);
+  for (int j = 0; j < hd / 2; ++j) {
+    float expo = static_cast<float>(2 * j) / static_cast<float>(hd);
+    f[j] = 1.0f / std::pow(base, expo);
+  }
+  return f;
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& name) {
+  if (name == "cpu") return make_cpu_backend();
+  if (name == "cuda") return make_cuda_backend(0);
+  MOSAIC_FAIL("unknown backend '{}': use --backend cpu or --backend cuda", name);
+}
+
+#ifndef MOSAIC_CUDA
+std::unique_ptr<Backend> make_cuda_backend(int) {
+  MOSAIC_FAIL("this mosaic was built without CUDA: rebuild with -DMOSAIC_CUDA=ON, or use --backend cpu");
+}
+#endif
+
+}  // namespace mosaic

@@ -1,0 +1,94 @@
+#pragma once
+// The kernels a model step needs, behind one interface. CPU is the reference and runs CI;
+// CUDA is the product. All matrices are row-major; pointers live in the backend's memory
+// (host memory for the CPU, device memory for CUDA).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+
+namespace mosaic {
+
+namespace io {
+struct TensorInfo;
+}
+
+enum class Remasking : uint8_t { LowConfidence, Random };
+
+struct SampleParams {
+  double temperature = 0.0;
+  Remasking remasking = Remasking::LowConfidence;
+  uint64_t seed = 0;
+  uint64_t step = 0;       // global step index: the noise counter
+  float cfg_scale = 0.0f;  // CfgCombine
+};
+
+// What the planner must know about a backend without creating one (so `mosaic info
+// --config` can plan a CUDA step on a laptop).
+struct BackendTraits {
+  std::string name;
+  size_t act_size = 4;              // bytes per activation element
+  int64_t attn_workspace_rows = 0;  // attention scratch: [rows, L] f32, 0 = none
+};
+
+BackendTraits cpu_traits();
+BackendTraits cuda_traits();
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const BackendTraits& traits() const = 0;
+
+  // --- memory ---------------------------------------------------------------
+  // Makes the arena at least `bytes` long (may move it). Called between steps only.
+  virtual void reserve_arena(size_t bytes) = 0;
+  virtual std::byte* arena() = 0;
+  virtual size_t arena_mapped_bytes() const = 0;
+  // Copies a checkpoint tensor into resident weight memory in the backend's weight type.
+  virtual const void* upload_weight(const io::TensorInfo& t) = 0;
+  virtual size_t weight_bytes() const = 0;
+  virtual size_t weight_elem_size() const = 0;
+  virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+  // Bytes the device could still give to the arena (for the default memory budget).
+  virtual size_t free_memory() const = 0;
+  // Peak bytes this process has held on the device (weights + arena + library scratch).
+  virtual size_t peak_device_bytes() const = 0;
+
+  // --- kernels ---------------------------------------------------------------
+  virtual void embed(const int32_t* ids, int64_t rows, const void* table, int64_t d, void* out) = 0;
+  virtual void rms_norm(const void* x, int64_t rows, int64_t d, const void* w, float eps, void* y) = 0;
+  // c[rows, n] = a[rows, k] * w[n, k]^T (+ bias[n]); c is F32 or the activation type.
+  virtual void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n,
+                      void* c, ElemType c_type) = 0;
+  // Rotary embedding in place on `heads` heads of size hd; row i has position pos0 + i.
+  virtual void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta) = 0;
+  // Bidirectional attention of `rows` queries over `kv_rows` keys; GQA when kv_heads < heads.
+  virtual void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows,
+                         int heads, int kv_heads, int hd, float scale, void* out, void* workspace) = 0;
+  virtual void swiglu(void* g, const void* u, int64_t n) = 0;
+  virtual void add_inplace(void* x, const void* y, int64_t n) = 0;
+  virtual void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
+  virtual void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) = 0;
+  // Per row: the token to commit (argmax, or gumbel-max with temperature, noise from the
+  // counter source at (seed, step, pos[i], column)) and its confidence.
+  virtual void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos,
+                           const SampleParams& p, int32_t* token, float* conf) = 0;
+  // order[i] = index of the i-th most confident row; equal confidences: lower index first.
+  virtual void rank_rows(const float* conf, int64_t n, int32_t* order) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+// Throws a clear error when mosaic was built without CUDA or no GPU is usable.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
+std::unique_ptr<Backend> make_backend(const std::string& name);  // "cpu" | "cuda"
+
+// LLaDA's and Qwen2's inverse frequencies, computed as torch does in float32, once, on the
+// host, so that every backend rotates by the same angles.
+std::vector<float> rope_inv_freq(double theta, int hd);
+
+}  // namespace mosaic

@@ -1,0 +1,103 @@
+// The CPU backend: float32 activations and weights in host memory, kernels from kernels.h.
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "memory/host_arena.h"
+
+namespace mosaic {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend() : traits_(cpu_traits()) {}
+  const BackendTraits& traits() const override { return traits_; }
+
+  void reserve_arena(size_t bytes) override { arena_.reserve(bytes); }
+  std::byte* arena() override { return arena_.data(); }
+  size_t arena_mapped_bytes() const override { return arena_.capacity(); }
+
+  const void* upload_weight(const io::TensorInfo& t) override {
+    auto buf = std::make_unique<float[]>(static_cast<size_t>(t.numel()));
+    to_f32(t.dtype, t.data, buf.get(), static_cast<size_t>(t.numel()));
+    weight_bytes_ += static_cast<size_t>(t.numel()) * 4;
+    weights_.push_back(std::move(buf));
+    return weights_.back().get();
+  }
+  size_t weight_bytes() const override { return weight_bytes_; }
+  size_t weight_elem_size() const override { return 4; }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void synchronize() override {}
+
+  size_t free_memory() const override {
+    // MemAvailable: what the kernel could still hand us without swapping.
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    size_t kb = 0;
+    std::string unit;
+    while (f >> key >> kb >> unit)
+      if (key == "MemAvailable:") return kb * 1024;
+    return size_t{8} << 30;
+  }
+  size_t peak_device_bytes() const override { return weight_bytes_ + arena_.capacity(); }
+
+  void embed(const int32_t* ids, int64_t rows, const void* table, int64_t d, void* out) override {
+    cpu::embed(ids, rows, f(table), d, f(out));
+  }
+  void rms_norm(const void* x, int64_t rows, int64_t d, const void* w, float eps, void* y) override {
+    cpu::rms_norm(f(x), rows, d, f(w), eps, f(y));
+  }
+  void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c,
+              ElemType) override {
+    cpu::matmul(f(a), rows, k, f(w), f(bias), n, f(c));  // activations are F32 here anyway
+  }
+  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta) override {
+    auto key = std::make_pair(theta, hd);
+    auto it = inv_freq_.find(key);
+    if (it == inv_freq_.end()) it = inv_freq_.emplace(key, rope_inv_freq(theta, hd)).first;
+    cpu::rope(f(x), rows, heads, hd, pos0, it->second.data());
+  }
+  void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows, int heads,
+                 int kv_heads, int hd, float scale, void* out, void* workspace) override {
+    cpu::attention(f(q), rows, f(k), f(v), kv_rows, heads, kv_heads, hd, scale, f(out), f(workspace));
+  }
+  void swiglu(void* g, const void* u, int64_t n) override { cpu::swiglu(f(g), f(u), n); }
+  void add_inplace(void* x, const void* y, int64_t n) override { cpu::add_inplace(f(x), f(y), n); }
+  void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
+    cpu::gather_rows(f(x), d, idx, rows, f(out));
+  }
+  void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
+    cpu::cfg_combine(cond, uncond, n, scale);
+  }
+  void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
+                   int32_t* token, float* conf) override {
+    cpu::sample_rows(logits, rows, vocab, pos, p, token, conf);
+  }
+  void rank_rows(const float* conf, int64_t n, int32_t* order) override { cpu::rank_rows(conf, n, order); }
+
+ private:
+  static float* f(void* p) { return static_cast<float*>(p); }
+  static const float* f(const void* p) { return static_cast<const float*>(p); }
+
+  BackendTraits traits_;
+  HostArena arena_;
+  std::vector<std::unique_ptr<float[]>> weights_;
+  size_t weight_bytes_ = 0;
+  std::map<std::pair<double, int>, std::vector<float>> inv_freq_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace mosaic

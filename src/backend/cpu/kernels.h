@@ -1,0 +1,25 @@
+#pragma once
+// The CPU kernels, one per op, in plain float32. They are the reference the CUDA kernels
+// are tested against, and what CI runs.
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace mosaic::cpu {
+
+void embed(const int32_t* ids, int64_t rows, const float* table, int64_t d, float* out);
+void rms_norm(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y);
+void matmul(const float* a, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* c);
+void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq);
+// workspace: at least tile_rows * kv_rows floats (tile_rows = cpu_traits().attn_workspace_rows).
+void attention(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
+               int kv_heads, int hd, float scale, float* out, float* workspace);
+void swiglu(float* g, const float* u, int64_t n);
+void add_inplace(float* x, const float* y, int64_t n);
+void gather_rows(const float* x, int64_t d, const int32_t* idx, int64_t rows, float* out);
+void cfg_combine(float* cond, const float* uncond, int64_t n, float scale);
+void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
+                 int32_t* token, float* conf);
+void rank_rows(const float* conf, int64_t n, int32_t* order);
+
+}  // namespace mosaic::cpu

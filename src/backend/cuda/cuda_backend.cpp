@@ -1,0 +1,248 @@
+// The CUDA backend: bf16 weights in their own virtual-memory mapping, the step's arena in
+// another that grows and shrinks with the plan, cuBLASLt for products, cuDNN's fused
+// attention (or mosaic's flash kernel) for attention. Nothing is cudaMalloc'd during a step.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <numeric>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/lt_matmul.h"
+#include "core/dtype.h"
+#include "io/safetensors.h"
+#include "memory/cuda/vmm_region.h"
+#include "plan/offsets.h"
+#ifdef MOSAIC_CUDNN
+#include "backend/cuda/cudnn_attention.h"
+#endif
+
+namespace mosaic {
+
+namespace {
+
+constexpr size_t kStagingBytes = size_t{64} << 20;     // per buffer, two buffers
+constexpr size_t kBlasWorkspace = size_t{32} << 20;
+constexpr size_t kDnnWorkspace = size_t{64} << 20;
+constexpr int kMaxRopeTables = 16;
+constexpr int kMaxRopeHalf = 512;
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : traits_(cuda_traits()), device_(device) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    MOSAIC_CHECK(e == cudaSuccess && count > device,
+                 "no usable CUDA device {} ({}); run with --backend cpu", device,
+                 e == cudaSuccess ? "none found" : cudaGetErrorString(e));
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaFree(nullptr));  // creates the primary context the driver API calls use
+    CU_CHECK(cuInit(0));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    total_ = total_b;
+    weights_ = std::make_unique<VmmRegion>(device, total_b, "weights");
+    arena_ = std::make_unique<VmmRegion>(device, 2 * total_b, "arena");
+    // The only plain allocations: fixed-size library workspaces and staging, made once.
+    CUDA_CHECK(cudaMalloc(&blas_ws_, kBlasWorkspace));
+    CUDA_CHECK(cudaMalloc(&dnn_ws_, kDnnWorkspace));
+    CUDA_CHECK(cudaMalloc(&rope_tables_, sizeof(float) * kMaxRopeTables * kMaxRopeHalf));
+    for (auto& s : staging_) CUDA_CHECK(cudaMallocHost(&s, kStagingBytes));
+    for (auto& ev : staging_done_) CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    lt_ = std::make_unique<cuda::LtMatmul>(stream_, blas_ws_, kBlasWorkspace);
+    const char* attn = std::getenv("MOSAIC_ATTENTION");
+    attention_choice_ = attn ? attn : "auto";
+#ifdef MOSAIC_CUDNN
+    if (attention_choice_ != "flash") cudnn_ = std::make_unique<cuda::CudnnAttention>(stream_);
+#endif
+    track_peak();
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+#ifdef MOSAIC_CUDNN
+    cudnn_.reset();
+#endif
+    lt_.reset();
+    for (auto& s : staging_) cudaFreeHost(s);
+    for (auto& ev : staging_done_) cudaEventDestroy(ev);
+    cudaFree(blas_ws_);
+    cudaFree(dnn_ws_);
+    cudaFree(rope_tables_);
+    arena_.reset();
+    weights_.reset();
+    cudaStreamDestroy(stream_);
+  }
+
+  const BackendTraits& traits() const override { return traits_; }
+
+  void reserve_arena(size_t bytes) override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    // Keep up to a quarter extra mapped so that steps whose M shrinks by a few rows do not
+    // unmap and remap pages every time.
+    arena_->resize(bytes, bytes / 4);
+    track_peak();
+  }
+  std::byte* arena() override { return arena_->base(); }
+  size_t arena_mapped_bytes() const override { return arena_->mapped(); }
+
+  const void* upload_weight(const io::TensorInfo& t) override {
+    const size_t n = static_cast<size_t>(t.numel());
+    const size_t offset = weight_top_;
+    weight_top_ = align_up(offset + n * 2, kTensorAlignment);
+    weights_->resize(weight_top_);
+    std::byte* dst = weights_->base() + offset;
+    // Stream through two pinned buffers: host memory stays bounded whatever the tensor size.
+    const size_t per_chunk = kStagingBytes / 2;  // in bf16 elements
+    for (size_t done = 0, i = 0; done < n; done += per_chunk, ++i) {
+      const size_t cnt = std::min(per_chunk, n - done);
+      const int b = static_cast<int>(i % 2);
+      CUDA_CHECK(cudaEventSynchronize(staging_done_[b]));
+      auto* stage = static_cast<uint16_t*>(staging_[b]);
+      const std::byte* src = t.data + done * dtype_size(t.dtype);
+      if (t.dtype == DType::BF16) {
+        std::memcpy(stage, src, cnt * 2);
+      } else {
+        for (size_t j = 0; j < cnt; ++j) {
+          float f;
+          if (t.dtype == DType::F32) std::memcpy(&f, src + j * 4, 4);
+          else { uint16_t h; std::memcpy(&h, src + j * 2, 2); f = f16_to_f32(h); }
+          stage[j] = f32_to_bf16(f);
+        }
+      }
+      CUDA_CHECK(cudaMemcpyAsync(dst + done * 2, stage, cnt * 2, cudaMemcpyHostToDevice, stream_));
+      CUDA_CHECK(cudaEventRecord(staging_done_[b], stream_));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    track_peak();
+    return dst;
+  }
+  size_t weight_bytes() const override { return weight_top_; }
+  size_t weight_elem_size() const override { return 2; }
+
+  void upload(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  }
+  void synchronize() override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    track_peak();
+  }
+  size_t free_memory() const override {
+    size_t f = 0, t = 0;
+    CUDA_CHECK(cudaMemGetInfo(&f, &t));
+    return f;
+  }
+  size_t peak_device_bytes() const override { return peak_used_; }
+
+  void embed(const int32_t* ids, int64_t rows, const void* table, int64_t d, void* out) override {
+    cuda::embed(ids, rows, b(table), d, b(out), stream_);
+  }
+  void rms_norm(const void* x, int64_t rows, int64_t d, const void* w, float eps, void* y) override {
+    cuda::rms_norm(b(x), rows, d, b(w), eps, b(y), stream_);
+  }
+  void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c,
+              ElemType c_type) override {
+    lt_->run(a, rows, k, w, bias, n, c, c_type == ElemType::F32);
+  }
+  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta) override {
+    cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, hd), stream_);
+  }
+  void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows, int heads,
+                 int kv_heads, int hd, float scale, void* out, void*) override {
+#ifdef MOSAIC_CUDNN
+    if (cudnn_ && cudnn_->run(q, rows, k, v, kv_rows, heads, kv_heads, hd, scale, out, dnn_ws_, kDnnWorkspace))
+      return;
+    MOSAIC_CHECK(attention_choice_ != "cudnn", "MOSAIC_ATTENTION=cudnn but cuDNN has no engine for rows={} kv={} "
+                 "heads={}/{} hd={}", rows, kv_rows, heads, kv_heads, hd);
+#endif
+    cuda::flash_attention(b(q), rows, b(k), b(v), kv_rows, heads, kv_heads, hd, scale, b(out), stream_);
+  }
+  void swiglu(void* g, const void* u, int64_t n) override { cuda::swiglu(b(g), b(u), n, stream_); }
+  void add_inplace(void* x, const void* y, int64_t n) override { cuda::add_inplace(b(x), b(y), n, stream_); }
+  void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
+    cuda::embed(idx, rows, b(x), d, b(out), stream_);
+  }
+  void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
+    cuda::cfg_combine(cond, uncond, n, scale, stream_);
+  }
+  void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
+                   int32_t* token, float* conf) override {
+    cuda::sample_rows(logits, rows, vocab, pos, p, token, conf, stream_);
+  }
+  void rank_rows(const float* conf, int64_t n, int32_t* order) override {
+    if (n <= cuda::kMaxRankRows) {
+      cuda::rank_rows(conf, n, order, stream_);
+      return;
+    }
+    // Past one block's shared memory: rank on the host (n floats, rare: M > 8192).
+    host_conf_.resize(static_cast<size_t>(n));
+    host_order_.resize(static_cast<size_t>(n));
+    download(host_conf_.data(), conf, static_cast<size_t>(n) * 4);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::iota(host_order_.begin(), host_order_.end(), 0);
+    std::stable_sort(host_order_.begin(), host_order_.end(),
+                     [&](int32_t a, int32_t c) { return host_conf_[a] > host_conf_[c]; });
+    upload(order, host_order_.data(), static_cast<size_t>(n) * 4);
+  }
+
+ private:
+  static cuda::bf16* b(void* p) { return static_cast<cuda::bf16*>(p); }
+  static const cuda::bf16* b(const void* p) { return static_cast<const cuda::bf16*>(p); }
+
+  const float* rope_table(double theta, int hd) {
+    auto key = std::make_pair(theta, hd);
+    auto it = rope_slots_.find(key);
+    if (it != rope_slots_.end()) return rope_tables_ + it->second * kMaxRopeHalf;
+    MOSAIC_CHECK(hd / 2 <= kMaxRopeHalf && static_cast<int>(rope_slots_.size()) < kMaxRopeTables,
+                 "cuda rope: head dim {} or number of rope tables past the backend's limits", hd);
+    const int slot = static_cast<int>(rope_slots_.size());
+    rope_host_[slot] = rope_inv_freq(theta, hd);
+    float* dst = rope_tables_ + slot * kMaxRopeHalf;
+    CUDA_CHECK(cudaMemcpyAsync(dst, rope_host_[slot].data(), sizeof(float) * (hd / 2), cudaMemcpyHostToDevice,
+                               stream_));
+    rope_slots_.emplace(key, slot);
+    return dst;
+  }
+
+  void track_peak() {
+    size_t f = 0, t = 0;
+    if (cudaMemGetInfo(&f, &t) == cudaSuccess) peak_used_ = std::max(peak_used_, t - f);
+  }
+
+  BackendTraits traits_;
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  size_t total_ = 0, peak_used_ = 0, weight_top_ = 0;
+  std::unique_ptr<VmmRegion> weights_, arena_;
+  void* blas_ws_ = nullptr;
+  void* dnn_ws_ = nullptr;
+  float* rope_tables_ = nullptr;
+  std::map<std::pair<double, int>, int> rope_slots_;
+  std::vector<float> rope_host_[kMaxRopeTables];
+  void* staging_[2] = {nullptr, nullptr};
+  cudaEvent_t staging_done_[2] = {nullptr, nullptr};
+  std::unique_ptr<cuda::LtMatmul> lt_;
+  std::string attention_choice_;
+#ifdef MOSAIC_CUDNN
+  std::unique_ptr<cuda::CudnnAttention> cudnn_;
+#endif
+  std::vector<float> host_conf_;
+  std::vector<int32_t> host_order_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace mosaic

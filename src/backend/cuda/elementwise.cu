@@ -1,0 +1,175 @@
+// Memory-bound kernels: embedding / row gathers, RMSNorm, rotary embedding, SwiGLU,
+// residual adds, guidance. bf16 in memory, fp32 in registers, 16-byte accesses.
+#include <cuda_bf16.h>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+
+namespace mosaic::cuda {
+
+namespace {
+
+constexpr int kVec = 8;  // bf16 per 16-byte access
+
+struct alignas(16) Vec8 {
+  __nv_bfloat162 h[4];
+};
+
+__device__ inline float silu(float x) { return x / (1.0f + __expf(-x)); }
+
+__global__ void gather_rows_kernel(const int32_t* __restrict__ idx, int64_t rows, const bf16* __restrict__ src,
+                                   int64_t d, bf16* __restrict__ out) {
+  const int64_t row = blockIdx.x;
+  if (row >= rows) return;
+  const int64_t from = idx[row];
+  const Vec8* s = reinterpret_cast<const Vec8*>(src + from * d);
+  Vec8* o = reinterpret_cast<Vec8*>(out + row * d);
+  for (int64_t i = threadIdx.x; i < d / kVec; i += blockDim.x) o[i] = s[i];
+}
+
+// RMSNorm as LLaDA/Qwen2 compute it: normalise in fp32, round to bf16, then scale by the
+// bf16 weight (the product rounded again).
+__global__ void rms_norm_kernel(const bf16* __restrict__ x, int64_t d, const bf16* __restrict__ w, float eps,
+                                bf16* __restrict__ y) {
+  const int64_t row = blockIdx.x;
+  const Vec8* xr = reinterpret_cast<const Vec8*>(x + row * d);
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < d / kVec; i += blockDim.x) {
+    Vec8 v = xr[i];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float2 f = __bfloat1622float2(v.h[j]);
+      ss += f.x * f.x + f.y * f.y;
+    }
+  }
+  __shared__ float warp_sums[32];
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float s = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x == 0) warp_sums[0] = s;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(warp_sums[0] / static_cast<float>(d) + eps);
+  const Vec8* wr = reinterpret_cast<const Vec8*>(w);
+  Vec8* yr = reinterpret_cast<Vec8*>(y + row * d);
+  for (int64_t i = threadIdx.x; i < d / kVec; i += blockDim.x) {
+    Vec8 v = xr[i], wv = wr[i], out;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float2 f = __bfloat1622float2(v.h[j]);
+      float2 n = __bfloat1622float2(__floats2bfloat162_rn(f.x * inv, f.y * inv));
+      float2 ww = __bfloat1622float2(wv.h[j]);
+      out.h[j] = __floats2bfloat162_rn(ww.x * n.x, ww.y * n.y);
+    }
+    yr[i] = out;
+  }
+}
+
+// One thread per (row, head, frequency): rotates the pair (j, j + hd/2) in fp32.
+__global__ void rope_kernel(bf16* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
+                            const float* __restrict__ inv_freq) {
+  const int half = hd / 2;
+  const int64_t total = rows * heads * half;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(t % half);
+    const int64_t rh = t / half;
+    const int64_t row = rh / heads;
+    const float ang = static_cast<float>(pos0 + row) * inv_freq[j];
+    float s, c;
+    sincosf(ang, &s, &c);
+    bf16* p = x + rh * hd;
+    const float a = __bfloat162float(p[j]), b = __bfloat162float(p[j + half]);
+    p[j] = __float2bfloat16(a * c - b * s);
+    p[j + half] = __float2bfloat16(b * c + a * s);
+  }
+}
+
+// torch: act = silu(gate) rounded to bf16, then act * up rounded to bf16.
+__global__ void swiglu_kernel(bf16* __restrict__ g, const bf16* __restrict__ u, int64_t n_vec) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n_vec;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    Vec8 gv = reinterpret_cast<Vec8*>(g)[i], uv = reinterpret_cast<const Vec8*>(u)[i], out;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float2 a = __bfloat1622float2(gv.h[j]), b = __bfloat1622float2(uv.h[j]);
+      float2 s = __bfloat1622float2(__floats2bfloat162_rn(silu(a.x), silu(a.y)));
+      out.h[j] = __floats2bfloat162_rn(s.x * b.x, s.y * b.y);
+    }
+    reinterpret_cast<Vec8*>(g)[i] = out;
+  }
+}
+
+__global__ void add_kernel(bf16* __restrict__ x, const bf16* __restrict__ y, int64_t n_vec) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n_vec;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    Vec8 a = reinterpret_cast<Vec8*>(x)[i], b = reinterpret_cast<const Vec8*>(y)[i], out;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) out.h[j] = __hadd2(a.h[j], b.h[j]);
+    reinterpret_cast<Vec8*>(x)[i] = out;
+  }
+}
+
+__global__ void cfg_kernel(float* __restrict__ cond, const float* __restrict__ uncond, int64_t n, float scale) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    cond[i] = uncond[i] + (scale + 1.0f) * (cond[i] - uncond[i]);
+}
+
+unsigned grid_for(int64_t n, int threads) {
+  int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 132 * 32 ? 132 * 32 : blocks));
+}
+
+void check_vec(int64_t n, const char* op) {
+  CUDA_REQUIRE(n % kVec == 0, std::string("cuda ") + op + ": size " + std::to_string(n) +
+                                  " is not a multiple of 8 (model widths must be)");
+}
+
+}  // namespace
+
+void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16* out, cudaStream_t s) {
+  if (rows == 0) return;
+  check_vec(d, "embed");
+  gather_rows_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(ids, rows, table, d, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s) {
+  if (rows == 0) return;
+  check_vec(d, "rms_norm");
+  rms_norm_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, d, w, eps, y);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s) {
+  const int64_t total = rows * heads * (hd / 2);
+  if (total == 0) return;
+  rope_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq);
+  CUDA_CHECK_LAUNCH();
+}
+
+void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  check_vec(n, "swiglu");
+  swiglu_kernel<<<grid_for(n / kVec, 256), 256, 0, s>>>(g, u, n / kVec);
+  CUDA_CHECK_LAUNCH();
+}
+
+void add_inplace(bf16* x, const bf16* y, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  check_vec(n, "add");
+  add_kernel<<<grid_for(n / kVec, 256), 256, 0, s>>>(x, y, n / kVec);
+  CUDA_CHECK_LAUNCH();
+}
+
+void cfg_combine(float* cond, const float* uncond, int64_t n, float scale, cudaStream_t s) {
+  if (n == 0) return;
+  cfg_kernel<<<grid_for(n, 256), 256, 0, s>>>(cond, uncond, n, scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mosaic::cuda

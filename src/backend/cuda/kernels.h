@@ -1,0 +1,33 @@
+#pragma once
+// The CUDA kernels, one per op. Activations and weights are bf16 (row-major); statistics
+// and logits are fp32. Each has its CPU counterpart in backend/cpu/kernels.h as its oracle.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace mosaic::cuda {
+
+using bf16 = __nv_bfloat16;
+
+void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16* out, cudaStream_t s);
+void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
+// inv_freq: device array of hd/2 floats (rope_inv_freq()).
+void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s);
+void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s);
+void add_inplace(bf16* x, const bf16* y, int64_t n, cudaStream_t s);
+void cfg_combine(float* cond, const float* uncond, int64_t n, float scale, cudaStream_t s);
+void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
+                 int32_t* token, float* conf, cudaStream_t s);
+// order[i] = index of the i-th largest conf (ties: lower index first), for n <= kMaxRankRows.
+constexpr int64_t kMaxRankRows = 8192;
+void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s);
+
+// Flash-style bidirectional attention: q [rows, heads*hd], k/v [kv_rows, kv_heads*hd],
+// out [rows, heads*hd]; never materialises the rows x kv_rows scores. hd in {64, 128}.
+void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, int heads,
+                     int kv_heads, int hd, float scale, bf16* out, cudaStream_t s);
+
+}  // namespace mosaic::cuda

@@ -1,0 +1,38 @@
+#pragma once
+// bf16 matrix products through cuBLASLt with fp32 accumulation: c[rows, n] = a[rows, k] w[n, k]^T
+// (+ bias[n], fused as the epilogue). One descriptor set and heuristic answer per shape, cached.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+namespace mosaic::cuda {
+
+class LtMatmul {
+ public:
+  LtMatmul(cudaStream_t stream, void* workspace, size_t workspace_bytes);
+  ~LtMatmul();
+  LtMatmul(const LtMatmul&) = delete;
+  LtMatmul& operator=(const LtMatmul&) = delete;
+
+  // a, w, bias: bf16. c: bf16 when out_f32 is false, else fp32.
+  void run(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c, bool out_f32);
+
+ private:
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t lw = nullptr, la = nullptr, lc = nullptr;
+    cublasLtMatmulAlgo_t algo;
+  };
+  Plan& plan(int64_t rows, int64_t k, int64_t n, bool bias, bool out_f32);
+
+  cudaStream_t stream_;
+  cublasLtHandle_t lt_ = nullptr;
+  void* workspace_;
+  size_t workspace_bytes_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, Plan> plans_;
+};
+
+}  // namespace mosaic::cuda

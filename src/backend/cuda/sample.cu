@@ -1,0 +1,171 @@
+// The sampler on mask-only logits: per row, the committed token (argmax, or gumbel-max
+// with the counter noise) and its softmax probability, in fp32 (gumbel scores in double
+// registers, never a float64 tensor); then the rows ranked by confidence in one block.
+#include <cuda_runtime.h>
+
+#include <cfloat>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+#include "decode/counter_noise.h"
+
+namespace mosaic::cuda {
+
+namespace {
+
+constexpr int kThreads = 1024;
+
+struct Best {
+  double score;
+  int64_t idx;
+};
+
+// Larger score wins; equal scores go to the lower index (torch.argmax's first maximum).
+__device__ inline Best better(Best a, Best b) {
+  if (b.score > a.score || (b.score == a.score && b.idx < a.idx)) return b;
+  return a;
+}
+
+__device__ Best block_best(Best v, Best* shared) {
+  for (int o = 16; o > 0; o >>= 1) {
+    Best other{__shfl_xor_sync(0xffffffffu, v.score, o), __shfl_xor_sync(0xffffffffu, v.idx, o)};
+    v = better(v, other);
+  }
+  if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < (blockDim.x >> 5) ? shared[threadIdx.x] : Best{-DBL_MAX, INT64_MAX};
+    for (int o = 16; o > 0; o >>= 1) {
+      Best other{__shfl_xor_sync(0xffffffffu, v.score, o), __shfl_xor_sync(0xffffffffu, v.idx, o)};
+      v = better(v, other);
+    }
+    if (threadIdx.x == 0) shared[0] = v;
+  }
+  __syncthreads();
+  Best r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+template <bool kMax>
+__device__ float block_reduce(float v, float* shared) {
+  for (int o = 16; o > 0; o >>= 1) {
+    float other = __shfl_xor_sync(0xffffffffu, v, o);
+    v = kMax ? fmaxf(v, other) : v + other;
+  }
+  if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < (blockDim.x >> 5) ? shared[threadIdx.x] : (kMax ? -FLT_MAX : 0.f);
+    for (int o = 16; o > 0; o >>= 1) {
+      float other = __shfl_xor_sync(0xffffffffu, v, o);
+      v = kMax ? fmaxf(v, other) : v + other;
+    }
+    if (threadIdx.x == 0) shared[0] = v;
+  }
+  __syncthreads();
+  float r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+__global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __restrict__ logits, int64_t vocab,
+                                                                const int32_t* __restrict__ pos, SampleParams p,
+                                                                int32_t* __restrict__ token, float* __restrict__ conf) {
+  __shared__ Best best_shared[32];
+  __shared__ float f_shared[32];
+  const int64_t row = blockIdx.x;
+  const float* l = logits + row * vocab;
+  const uint64_t position = static_cast<uint64_t>(pos[row]);
+
+  Best b{-DBL_MAX, INT64_MAX};
+  float mx = -FLT_MAX;
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
+    const float lv = l[v];
+    mx = fmaxf(mx, lv);
+    double score = lv;
+    if (p.temperature != 0.0) {
+      const double u = counter_uniform(p.seed, kGumbelStream, p.step, position, static_cast<uint64_t>(v));
+      score = static_cast<double>(lv) - p.temperature * log(-log(u));
+    }
+    b = better(b, Best{score, v});
+  }
+  b = block_best(b, best_shared);
+  mx = block_reduce<true>(mx, f_shared);
+
+  if (p.remasking == Remasking::Random) {
+    if (threadIdx.x == 0) {
+      token[row] = static_cast<int32_t>(b.idx);
+      conf[row] = static_cast<float>(counter_uniform(p.seed, kRemaskStream, p.step, position, 0));
+    }
+    return;
+  }
+  float sum = 0.f;
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) sum += expf(l[v] - mx);
+  sum = block_reduce<false>(sum, f_shared);
+  if (threadIdx.x == 0) {
+    token[row] = static_cast<int32_t>(b.idx);
+    conf[row] = expf(l[b.idx] - mx) / sum;
+  }
+}
+
+// Bitonic sort of (confidence, index) in shared memory: most confident first, equal
+// confidences by lower index — the CPU's stable sort order.
+__global__ void rank_rows_kernel(const float* __restrict__ conf, int n, int n_pow2, int32_t* __restrict__ order) {
+  extern __shared__ unsigned char smem[];
+  float* key = reinterpret_cast<float*>(smem);
+  int* idx = reinterpret_cast<int*>(key + n_pow2);
+  for (int i = threadIdx.x; i < n_pow2; i += blockDim.x) {
+    key[i] = i < n ? conf[i] : -FLT_MAX;
+    idx[i] = i < n ? i : INT_MAX;
+  }
+  __syncthreads();
+  for (int size = 2; size <= n_pow2; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = threadIdx.x; i < n_pow2; i += blockDim.x) {
+        const int j = i ^ stride;
+        if (j <= i) continue;
+        const bool descending = (i & size) == 0;
+        // "first" = the element that should come earlier in the final order.
+        const bool i_first = key[i] > key[j] || (key[i] == key[j] && idx[i] < idx[j]);
+        if (i_first != descending) {
+          float tk = key[i];
+          key[i] = key[j];
+          key[j] = tk;
+          int ti = idx[i];
+          idx[i] = idx[j];
+          idx[j] = ti;
+        }
+      }
+      __syncthreads();
+    }
+  }
+  for (int i = threadIdx.x; i < n; i += blockDim.x) order[i] = idx[i];
+}
+
+}  // namespace
+
+void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
+                 int32_t* token, float* conf, cudaStream_t s) {
+  if (rows == 0) return;
+  sample_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(logits, vocab, pos, p, token, conf);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s) {
+  if (n == 0) return;
+  CUDA_REQUIRE(n <= kMaxRankRows, "cuda rank_rows: " + std::to_string(n) + " rows is past the one-block limit");
+  int n_pow2 = 1;
+  while (n_pow2 < n) n_pow2 <<= 1;
+  const size_t smem = static_cast<size_t>(n_pow2) * (sizeof(float) + sizeof(int));
+  static bool attr_set = false;
+  if (!attr_set) {
+    CUDA_CHECK(cudaFuncSetAttribute(rank_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(kMaxRankRows * (sizeof(float) + sizeof(int)))));
+    attr_set = true;
+  }
+  rank_rows_kernel<<<1, 1024, smem, s>>>(conf, static_cast<int>(n), n_pow2, order);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mosaic::cuda

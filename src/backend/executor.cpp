@@ -1,0 +1,187 @@
+#include "backend/executor.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstdlib>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace mosaic {
+
+int find_tensor(const Graph& g, const std::string& name) {
+  for (size_t t = 0; t < g.tensors.size(); ++t)
+    if (g.tensors[t].name == name) return static_cast<int>(t);
+  return -1;
+}
+
+Executor::Executor(Backend& be, const Graph& g, std::vector<const void*> weights)
+    : be_(be), g_(g), weights_(std::move(weights)) {
+  MOSAIC_CHECK(weights_.size() == g.tensors.size(), "executor: {} weight slots for {} tensors",
+               weights_.size(), g.tensors.size());
+  for (size_t t = 0; t < g.tensors.size(); ++t)
+    if (g.tensors[t].kind == TensorKind::Weight)
+      MOSAIC_CHECK(weights_[t] != nullptr, "executor: weight '{}' is not loaded", g.tensors[t].weight);
+  t_tokens_ = find_tensor(g, "tokens");
+  t_tokens_uncond_ = find_tensor(g, "tokens_uncond");
+  t_head_rows_ = find_tensor(g, "head_rows");
+  t_head_pos_ = find_tensor(g, "head_pos");
+  t_token_ = find_tensor(g, "token");
+  t_conf_ = find_tensor(g, "conf");
+  t_logits_ = find_tensor(g, "logits");
+  t_order_ = find_tensor(g, "order");
+  const char* tr = std::getenv("MOSAIC_TRACE");
+  trace_ = tr && *tr && *tr != '0';
+}
+
+Executor::View Executor::view(const Operand& o, const MemoryPlan& plan, int64_t r0, int64_t n_rows) const {
+  const TensorDesc& td = g_.tensors[o.tensor];
+  int64_t cols = td.cols.eval(plan.dims);
+  if (td.kind == TensorKind::Weight) {
+    int64_t rows = td.rows.eval(plan.dims);
+    return {const_cast<void*>(weights_[o.tensor]), rows, cols};
+  }
+  std::byte* base = be_.arena() + plan.placement.offset[o.tensor];
+  if (td.region >= 0) return {base, n_rows, cols};
+  if (o.whole) return {base, td.rows.eval(plan.dims), cols};
+  size_t esize = elem_size(td.elem, plan.act_size);
+  return {base + static_cast<size_t>(r0 * cols) * esize, n_rows, cols};
+}
+
+void Executor::upload_input(int t, const std::vector<int32_t>* data, const MemoryPlan& plan, const char* name) {
+  if (t < 0 || !plan.life[t].planned()) return;  // an input this graph variant never reads
+  MOSAIC_CHECK(data != nullptr, "executor: graph input '{}' was not provided", name);
+  int64_t rows = g_.tensors[t].rows.eval(plan.dims);
+  MOSAIC_CHECK(static_cast<int64_t>(data->size()) == rows, "executor: input '{}' has {} values, the plan expects {}",
+               name, data->size(), rows);
+  if (rows > 0) be_.upload(be_.arena() + plan.placement.offset[t], data->data(), data->size() * 4);
+}
+
+void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SampleParams& sp, StepOutputs* out) {
+  MOSAIC_CHECK(be_.arena_mapped_bytes() >= plan.arena_bytes(), "executor: arena of {} B is smaller than the plan's {} B",
+               be_.arena_mapped_bytes(), plan.arena_bytes());
+  upload_input(t_tokens_, in.tokens, plan, "tokens");
+  upload_input(t_tokens_uncond_, in.tokens_uncond, plan, "tokens_uncond");
+  upload_input(t_head_rows_, in.head_rows, plan, "head_rows");
+  upload_input(t_head_pos_, in.head_pos, plan, "head_pos");
+
+  for (size_t r = 0; r < g_.regions.size(); ++r) {
+    const Region& reg = g_.regions[r];
+    const int64_t rows = reg.rows.eval(plan.dims);
+    if (rows <= 0) continue;
+    const int64_t cr = g_.chunk_rows(static_cast<int>(r), plan.dims, plan.chunks[r]);
+    for (int64_t r0 = 0; r0 < rows; r0 += cr) {
+      const int64_t n = std::min(cr, rows - r0);
+      for (int i = reg.first; i <= reg.last; ++i) {
+        exec(g_.nodes[i], plan, r0, n, sp);
+        if (trace_) trace(i, plan, r0, n);
+      }
+    }
+  }
+
+  const int64_t M = plan.dims.M;
+  auto fetch = [&](int t, auto& vec, int64_t count) {
+    if (t < 0 || !plan.life[t].planned()) return;
+    vec.resize(static_cast<size_t>(count));
+    if (count > 0) be_.download(vec.data(), be_.arena() + plan.placement.offset[t], vec.size() * sizeof(vec[0]));
+  };
+  fetch(t_token_, out->token, M);
+  fetch(t_conf_, out->conf, M);
+  fetch(t_order_, out->order, M);
+  if (t_logits_ >= 0) fetch(t_logits_, out->logits, M * g_.tensors[t_logits_].cols.eval(plan.dims));
+  be_.synchronize();
+}
+
+// MOSAIC_TRACE=1: after each node, the first values and the sum of its first output
+// (for comparing a step against the reference layer by layer).
+void Executor::trace(int i, const MemoryPlan& plan, int64_t r0, int64_t rows) {
+  const Node& n = g_.nodes[i];
+  View v = view(n.out[0], plan, r0, rows);
+  const TensorDesc& td = g_.tensors[n.out[0].tensor];
+  const size_t count = static_cast<size_t>(v.rows * v.cols);
+  std::vector<float> f(count);
+  if (td.elem == ElemType::I32) {
+    std::vector<int32_t> iv(count);
+    be_.download(iv.data(), v.p, count * 4);
+    be_.synchronize();
+    for (size_t k = 0; k < count; ++k) f[k] = static_cast<float>(iv[k]);
+  } else if (elem_size(td.elem, plan.act_size) == 2) {
+    std::vector<uint16_t> h(count);
+    be_.download(h.data(), v.p, count * 2);
+    be_.synchronize();
+    for (size_t k = 0; k < count; ++k) f[k] = bf16_to_f32(h[k]);
+  } else {
+    be_.download(f.data(), v.p, count * 4);
+    be_.synchronize();
+  }
+  double sum = 0;
+  for (float x : f) sum += x;
+  fmt::print(stderr, "trace node {:4} {:<12} {:<22} rows {}+{} sum {:.6g} first [{}]\n", i, op_name(n.op), td.name, r0,
+             rows, sum, fmt::join(f.begin(), f.begin() + std::min<size_t>(4, count), ", "));
+}
+
+void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t rows, const SampleParams& sp) {
+  auto in = [&](size_t i) { return view(n.in.at(i), plan, r0, rows); };
+  auto out = [&](size_t i) { return view(n.out.at(i), plan, r0, rows); };
+  switch (n.op) {
+    case Op::Embed: {
+      View ids = in(0), table = in(1), x = out(0);
+      be_.embed(static_cast<const int32_t*>(ids.p), rows, table.p, x.cols, x.p);
+      break;
+    }
+    case Op::RmsNorm: {
+      View x = in(0), w = in(1), y = out(0);
+      be_.rms_norm(x.p, rows, x.cols, w.p, n.eps, y.p);
+      break;
+    }
+    case Op::MatMul: {
+      View a = in(0), w = in(1), c = out(0);
+      const void* bias = n.in.size() > 2 ? in(2).p : nullptr;
+      be_.matmul(a.p, rows, a.cols, w.p, bias, w.rows, c.p, g_.tensors[n.out[0].tensor].elem);
+      break;
+    }
+    case Op::Rope:
+      be_.rope(out(0).p, rows, n.heads, n.head_dim, r0, n.theta);
+      break;
+    case Op::Attention: {
+      View q = in(0), k = in(1), v = in(2), o = out(0);
+      void* ws = n.out.size() > 1 ? out(1).p : nullptr;
+      be_.attention(q.p, rows, k.p, v.p, k.rows, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws);
+      break;
+    }
+    case Op::SwiGlu: {
+      View g = out(0), u = in(1);
+      be_.swiglu(g.p, u.p, rows * g.cols);
+      break;
+    }
+    case Op::AddInPlace: {
+      View x = out(0), y = in(1);
+      be_.add_inplace(x.p, y.p, rows * x.cols);
+      break;
+    }
+    case Op::GatherRows: {
+      View x = in(0), idx = in(1), y = out(0);
+      be_.gather_rows(x.p, x.cols, static_cast<const int32_t*>(idx.p), rows, y.p);
+      break;
+    }
+    case Op::CfgCombine: {
+      View c = out(0), u = in(1);
+      be_.cfg_combine(static_cast<float*>(c.p), static_cast<const float*>(u.p), rows * c.cols, sp.cfg_scale);
+      break;
+    }
+    case Op::RankRows: {
+      View c = in(0), o = out(0);
+      be_.rank_rows(static_cast<const float*>(c.p), c.rows, static_cast<int32_t*>(o.p));
+      break;
+    }
+    case Op::SampleRows: {
+      View l = in(0), pos = in(1), tok = out(0), conf = out(1);
+      be_.sample_rows(static_cast<const float*>(l.p), rows, l.cols, static_cast<const int32_t*>(pos.p), sp,
+                      static_cast<int32_t*>(tok.p), static_cast<float*>(conf.p));
+      break;
+    }
+  }
+}
+
+}  // namespace mosaic

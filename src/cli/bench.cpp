@@ -1,0 +1,218 @@
+// mosaic bench: time one denoising step at given lengths (the first step of LLaDA's
+// semi-autoregressive schedule: M = block-length masked rows reach the head) and report
+// memory; --max-tokens searches the longest sequence whose step fits.
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/session.h"
+#include "core/error.h"
+#include "models/model.h"
+#include "plan/memory_plan.h"
+
+namespace mosaic::cli {
+
+namespace {
+
+struct BenchFlags {
+  SessionFlags session;
+  std::string tokens = "4096,16384";
+  int64_t gen_length = 256, block_length = 32;
+  int warmup = 1, iters = 5, layers = -1;
+  bool max_tokens = false;
+  std::string json_path, profile_path;
+};
+
+std::vector<int64_t> parse_lengths(const std::string& s) {
+  std::vector<int64_t> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    long long x = std::strtoll(item.c_str(), &end, 10);
+    if (end && (*end == 'k' || *end == 'K')) x *= 1024, ++end;
+    MOSAIC_CHECK(end && *end == '\0' && x > 0, "--tokens: '{}' is not a positive length (e.g. 4096,16k)", item);
+    v.push_back(x);
+  }
+  return v;
+}
+
+struct Measured {
+  int64_t L = 0, M = 0;
+  std::vector<double> ms;
+  double median_ms = 0, tflops = 0;
+  size_t arena = 0, peak_live = 0, mapped = 0, device_peak = 0;
+  double avg_live = 0;
+  std::vector<int> chunks;
+  std::string error;
+};
+
+// A prompt of random ordinary tokens followed by gen_length masks, as the first step of
+// generate() sees it.
+std::vector<int32_t> bench_sequence(const io::ModelConfig& c, int64_t L, int64_t gen) {
+  std::mt19937 rng(1234);
+  std::vector<int32_t> x(static_cast<size_t>(L), static_cast<int32_t>(c.mask_token_id));
+  const int64_t vocab = std::min(c.vocab_size, c.mask_token_id > 0 ? c.mask_token_id : c.vocab_size);
+  for (int64_t i = 0; i < L - gen; ++i) x[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
+  return x;
+}
+
+Measured measure(Model& m, int64_t L, const BenchFlags& f) {
+  Measured r;
+  r.L = L;
+  const int64_t gen = std::min(f.gen_length, L - 1);
+  auto x = bench_sequence(m.config(), L, gen);
+  std::vector<int32_t> pos;
+  for (int64_t i = L - gen; i < std::min(L, L - gen + f.block_length); ++i) pos.push_back(static_cast<int32_t>(i));
+  r.M = static_cast<int64_t>(pos.size());
+  SampleParams sp{0.0, Remasking::LowConfidence, 0, 0, 0.f};
+  try {
+    for (int i = 0; i < f.warmup + f.iters; ++i) {
+      StepStats st;
+      m.step(x, nullptr, pos, sp, false, &st);
+      if (i >= f.warmup) r.ms.push_back(st.ms);
+      r.arena = st.arena_bytes;
+      r.peak_live = st.peak_live;
+      r.avg_live = st.avg_live;
+      r.mapped = st.mapped_bytes;
+      r.chunks = st.chunks;
+    }
+  } catch (const Error& e) {
+    r.error = e.what();
+    return r;
+  }
+  std::vector<double> s = r.ms;
+  std::sort(s.begin(), s.end());
+  r.median_ms = s[s.size() / 2];
+  io::ModelConfig c = m.config();
+  if (f.layers > 0) c.n_layers = f.layers;
+  r.tflops = step_flops(c, Dims{r.L, r.M}) / (r.median_ms * 1e-3) / 1e12;
+  r.device_peak = m.backend().peak_device_bytes();
+  return r;
+}
+
+std::string chunk_summary(const Graph& g, const std::vector<int>& chunks) {
+  std::map<std::string, int> most;
+  for (size_t r = 0; r < chunks.size(); ++r) {
+    if (chunks[r] <= 1) continue;
+    auto name = g.regions[r].name;
+    auto dot = name.rfind('.');
+    auto kind = dot == std::string::npos ? name : name.substr(dot + 1);
+    most[kind] = std::max(most[kind], chunks[r]);
+  }
+  if (most.empty()) return "none";
+  std::string s;
+  for (const auto& [k, c] : most) s += fmt::format("{}{}:{}", s.empty() ? "" : " ", k, c);
+  return s;
+}
+
+void write_profile(const std::string& path, const Graph& g, const MemoryPlan& p) {
+  std::ofstream out(path);
+  MOSAIC_CHECK(out.good(), "--profile: cannot write '{}'", path);
+  const bool csv = path.size() > 4 && path.substr(path.size() - 4) == ".csv";
+  if (csv) {
+    out << "node,region,op,live_bytes\n";
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      out << i << "," << g.regions[g.nodes[i].region].name << "," << op_name(g.nodes[i].op) << "," << p.live[i] << "\n";
+    return;
+  }
+  nlohmann::json j;
+  j["L"] = p.dims.L;
+  j["M"] = p.dims.M;
+  j["arena_bytes"] = p.arena_bytes();
+  j["peak_live_bytes"] = p.peak_live;
+  j["avg_live_bytes"] = p.avg_live;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    j["timeline"].push_back({{"node", i}, {"region", g.regions[g.nodes[i].region].name},
+                             {"op", op_name(g.nodes[i].op)}, {"live_bytes", p.live[i]}});
+  out << j.dump(1) << "\n";
+}
+
+void run_bench(const BenchFlags& f) {
+  MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
+  MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
+  Session s(f.session, true, f.layers);
+  Model& m = s.model();
+  const auto& cfg = m.config();
+  nlohmann::json out;
+  out["model"] = m.dir();
+  out["backend"] = s.backend_name();
+  out["layers_run"] = f.layers > 0 ? f.layers : cfg.n_layers;
+  out["n_layers"] = cfg.n_layers;
+  out["weights_bytes"] = s.backend().weight_bytes();
+  out["activation_budget"] = m.activation_budget();
+
+  std::vector<int64_t> lengths;
+  if (!f.tokens.empty()) lengths = parse_lengths(f.tokens);
+  if (f.max_tokens) {
+    const Graph& g = m.graph(false, false);
+    auto t0 = std::chrono::steady_clock::now();
+    int64_t fit = max_tokens_that_fit(g, f.block_length, s.backend().traits().act_size, m.activation_budget());
+    double search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print(stderr, "mosaic: plan search: the largest L whose step fits {} of activations is {} ({:.0f} ms)\n",
+               human_bytes(static_cast<double>(m.activation_budget())), fit, search_ms);
+    out["max_tokens_planned"] = fit;
+    lengths.push_back(fit);  // confirmed by a real step below
+  }
+
+  fmt::print("{:>9} {:>5} {:>10} {:>8} {:>11} {:>11} {:>11} {:>8} {:>11} {:>11}  {}\n", "tokens", "M", "ms/step",
+             "TFLOP/s", "arena", "peak live", "avg live", "pk/avg", "mapped", "device", "chunks");
+  for (int64_t L : lengths) {
+    Measured r = measure(m, L, f);
+    nlohmann::json jr = {{"tokens", r.L}, {"masked", r.M}};
+    if (!r.error.empty()) {
+      fmt::print("{:>9} {:>5}  failed: {}\n", r.L, r.M, r.error);
+      jr["error"] = r.error;
+    } else {
+      const Graph& g = m.graph(false, false);
+      fmt::print("{:>9} {:>5} {:>10.2f} {:>8.1f} {:>11} {:>11} {:>11} {:>8.3f} {:>11} {:>11}  {}\n", r.L, r.M,
+                 r.median_ms, r.tflops, human_bytes(static_cast<double>(r.arena)),
+                 human_bytes(static_cast<double>(r.peak_live)), human_bytes(r.avg_live),
+                 r.avg_live > 0 ? r.peak_live / r.avg_live : 0.0, human_bytes(static_cast<double>(r.mapped)),
+                 human_bytes(static_cast<double>(r.device_peak)), chunk_summary(g, r.chunks));
+      jr.update({{"ms_per_step", r.median_ms}, {"ms_all", r.ms}, {"tflops", r.tflops}, {"arena_bytes", r.arena},
+                 {"peak_live_bytes", r.peak_live}, {"avg_live_bytes", r.avg_live}, {"mapped_bytes", r.mapped},
+                 {"device_peak_bytes", r.device_peak}, {"chunks", chunk_summary(g, r.chunks)}});
+      if (!f.profile_path.empty() && L == lengths.front())
+        write_profile(f.profile_path, g, m.plan(Dims{r.L, r.M}, false, false));
+    }
+    out["results"].push_back(jr);
+  }
+  if (!f.json_path.empty()) {
+    std::ofstream j(f.json_path);
+    MOSAIC_CHECK(j.good(), "--json: cannot write '{}'", f.json_path);
+    j << out.dump(2) << "\n";
+  }
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto f = std::make_shared<BenchFlags>();
+  CLI::App* c = app.add_subcommand("bench", "Time one denoising step at given lengths; report memory; find the max length");
+  add_session_flags(c, f->session);
+  c->add_option("--tokens", f->tokens, "Comma-separated sequence lengths (prompt + generated), e.g. 4096,16k")
+      ->capture_default_str();
+  c->add_option("--gen-length", f->gen_length, "Masked tokens at the end of the sequence")->capture_default_str();
+  c->add_option("--block-length", f->block_length, "Rows the head samples (the first block's masks)")
+      ->capture_default_str();
+  c->add_option("--warmup", f->warmup, "Untimed steps first")->capture_default_str();
+  c->add_option("--iters", f->iters, "Timed steps; the median is reported")->capture_default_str();
+  c->add_option("--layers", f->layers,
+                "Run only the first N layers (all weights stay resident): to confirm the memory of very long "
+                "steps quickly; times then cover N layers");
+  c->add_flag("--max-tokens", f->max_tokens,
+              "Find the largest length whose step fits the memory budget (plan search), then run it");
+  c->add_option("--json", f->json_path, "Also write the results as JSON");
+  c->add_option("--profile", f->profile_path, "Write the first length's live-bytes timeline (.json or .csv)");
+  c->callback([f] { run_bench(*f); });
+}
+
+
+}  // namespace mosaic::cli

@@ -1,0 +1,33 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "backend/backend.h"
+#include "core/format.h"
+
+namespace mosaic::cli {
+
+void add_generate(CLI::App& app);
+void add_info(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_eval(CLI::App& app);
+
+// The process exit code a command asked for (0 unless it set one, e.g. info's 3).
+int exit_code();
+void set_exit_code(int code);
+
+// --model when given, else the model that ships with mosaic.
+std::string resolve_model_dir(const std::string& flag);
+// "cuda" when this build has CUDA and a GPU answers, else "cpu"; or the flag's value.
+std::string resolve_backend(const std::string& flag);
+
+// "80GiB", "512MiB", "1.5GB", "123456" (bytes), or a fraction "0.9" of `free_bytes`.
+size_t parse_memory(const std::string& text, std::optional<size_t> free_bytes, const char* flag);
+
+// Device memory a backend keeps outside weights and arena (context, BLAS/DNN workspaces).
+size_t backend_overhead(const std::string& backend);
+
+}  // namespace mosaic::cli

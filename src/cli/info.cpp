@@ -1,0 +1,157 @@
+// mosaic info: the model summary and the memory plan of one step, from a model directory
+// or from a config.json alone (capacity planning without weights or a GPU).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
+#include "models/step_graph.h"
+#include "models/weight_names.h"
+#include "plan/memory_plan.h"
+
+namespace mosaic::cli {
+
+namespace {
+
+struct InfoFlags {
+  std::string model, config, backend = "auto", memory_budget;
+  int64_t tokens = 4096, masked = 32;
+  bool plan = false, cfg = false;
+};
+
+// Groups regions that differ only by layer number ("layer7.ffn" -> "ffn") for a short report.
+std::string region_kind(const std::string& name) {
+  auto dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+void run_info(const InfoFlags& f) {
+  MOSAIC_CHECK(f.model.empty() != f.config.empty() || (f.model.empty() && f.config.empty()),
+               "give --model DIR or --config FILE, not both");
+  MOSAIC_CHECK(f.tokens > 0, "--tokens must be positive");
+  MOSAIC_CHECK(f.masked >= 0 && f.masked <= f.tokens, "--masked must be in [0, --tokens]");
+  std::string backend = f.backend;
+  if (backend == "auto") backend = f.config.empty() ? resolve_backend("auto") : "cuda";
+  MOSAIC_CHECK(backend == "cpu" || backend == "cuda", "--backend '{}': use cpu or cuda", backend);
+  BackendTraits traits = backend == "cuda" ? cuda_traits() : cpu_traits();
+
+  io::ModelConfig cfg;
+  bool fused = false;
+  std::string source;
+  if (!f.config.empty()) {
+    cfg = io::load_model_config(f.config);
+    source = f.config;
+  } else {
+    std::string dir = resolve_model_dir(f.model);
+    cfg = io::load_model_config((std::filesystem::path(dir) / "config.json").string());
+    auto ck = io::Checkpoint::open(dir);
+    WeightNames names{cfg.arch};
+    fused = ck.find(names.layer(0, WeightRole::FusedQKV)) && !ck.find(names.layer(0, WeightRole::Q));
+    source = dir;
+  }
+  const size_t weight_elem = backend == "cuda" ? 2 : 4;
+  const size_t weights = static_cast<size_t>(cfg.n_params()) * weight_elem;
+
+  fmt::print("model       {} ({})\n", source, io::arch_name(cfg.arch));
+  fmt::print("layers      {}   d_model {}   heads {} (kv {})   head_dim {}   ffn {}\n", cfg.n_layers, cfg.d_model,
+             cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden);
+  fmt::print("vocab       {} (embedding rows {})   mask id {}   rope theta {}\n", cfg.vocab_size, cfg.embedding_size,
+             cfg.mask_token_id, cfg.rope_theta);
+  fmt::print("parameters  {:.3f} B   weights on {}: {}\n", cfg.n_params() / 1e9, backend,
+             human_bytes(static_cast<double>(weights)));
+
+  GraphOptions go;
+  go.cfg = f.cfg;
+  go.fused_qkv = fused;
+  go.traits = traits;
+  Graph g = build_step_graph(cfg, go);
+  Dims d{f.tokens, f.masked};
+
+  std::optional<size_t> budget;
+  if (!f.memory_budget.empty()) {
+    std::optional<size_t> free_bytes;
+    if (f.config.empty() && f.memory_budget.find_first_not_of("0123456789.") == std::string::npos)
+      free_bytes = make_backend(backend)->free_memory();
+    size_t total = parse_memory(f.memory_budget, free_bytes, "--memory-budget");
+    size_t fixed = weights + backend_overhead(backend);
+    MOSAIC_CHECK(total > fixed, "--memory-budget {} does not hold the weights ({}) plus the {} backend's working "
+                 "memory ({})", human_bytes(static_cast<double>(total)), human_bytes(static_cast<double>(weights)),
+                 backend, human_bytes(static_cast<double>(backend_overhead(backend))));
+    budget = total - fixed;
+  }
+
+  auto t0 = std::chrono::steady_clock::now();
+  std::optional<MemoryPlan> plan = budget ? try_plan_for_budget(g, d, traits.act_size, *budget)
+                                          : std::optional<MemoryPlan>(make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size));
+  double plan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const MemoryPlan& p = plan ? *plan : make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size);
+  if (!plan) plan.emplace(p);
+
+  fmt::print("\nstep        L={} tokens, M={} head rows{}; graph {} nodes, {} tensors, {} regions\n", d.L, d.M,
+             f.cfg ? ", guidance" : "", g.nodes.size(), g.tensors.size(), g.regions.size());
+  fmt::print("arena       {}\n", human_bytes(static_cast<double>(p.arena_bytes())));
+  fmt::print("peak live   {}   (node {}: {} in {})\n", human_bytes(static_cast<double>(p.peak_live)), p.peak_node,
+             op_name(g.nodes[p.peak_node].op), g.regions[g.nodes[p.peak_node].region].name);
+  fmt::print("avg live    {}   peak/avg {:.3f}\n", human_bytes(p.avg_live), p.peak_to_average());
+  fmt::print("plan time   {:.2f} ms (plan + chunk search)\n", plan_ms);
+  std::map<std::string, std::map<int, int>> chunking;  // kind -> chunks -> regions
+  for (size_t r = 0; r < g.regions.size(); ++r)
+    if (p.chunks[r] > 1) ++chunking[region_kind(g.regions[r].name)][p.chunks[r]];
+  if (chunking.empty()) {
+    fmt::print("chunking    none\n");
+  } else {
+    for (const auto& [kind, m] : chunking)
+      for (const auto& [c, n] : m) fmt::print("chunking    {} x{}: {} chunks\n", kind, n, c);
+  }
+  for (const auto& line : p.search_log) fmt::print("  search: {}\n", line);
+
+  if (budget) {
+    size_t total = *budget + weights + backend_overhead(backend);
+    fmt::print("budget      {} in all = weights {} + working {} + activations {}\n",
+               human_bytes(static_cast<double>(total)), human_bytes(static_cast<double>(weights)),
+               human_bytes(static_cast<double>(backend_overhead(backend))), human_bytes(static_cast<double>(*budget)));
+    const bool fits = p.arena_bytes() <= *budget;
+    int64_t max_l = max_tokens_that_fit(g, d.M, traits.act_size, *budget, std::max<int64_t>(d.L, 2));
+    fmt::print("fits        {}   (largest L that fits with M={}: {})\n", fits ? "yes" : "NO", d.M, max_l);
+    fmt::print("device peak {} expected (weights + working + arena)\n",
+               human_bytes(static_cast<double>(weights + backend_overhead(backend) + p.arena_bytes())));
+    if (!fits) set_exit_code(3);
+  }
+
+  if (f.plan) {
+    fmt::print("\n{:>5}  {:<20} {:<12} {:>12}  timeline\n", "node", "region", "op", "live");
+    const double scale = p.peak_live ? 50.0 / static_cast<double>(p.peak_live) : 0;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const Node& n = g.nodes[i];
+      int bar = static_cast<int>(static_cast<double>(p.live[i]) * scale + 0.5);
+      fmt::print("{:>5}  {:<20} {:<12} {:>12}  {}\n", i, g.regions[n.region].name, op_name(n.op),
+                 human_bytes(static_cast<double>(p.live[i])), std::string(static_cast<size_t>(bar), '#'));
+    }
+  }
+}
+
+}  // namespace
+
+void add_info(CLI::App& app) {
+  auto f = std::make_shared<InfoFlags>();
+  CLI::App* c = app.add_subcommand(
+      "info", "Model summary and the memory plan of one denoising step (exit 3 if it does not fit the budget)");
+  c->add_option("-m,--model", f->model, "Model directory (default: the shipped model)");
+  c->add_option("--config", f->config, "Plan from a config.json alone: no weights, no GPU needed");
+  c->add_option("--tokens,-L", f->tokens, "Sequence length L (prompt + generated)")->capture_default_str();
+  c->add_option("--masked,-M", f->masked, "Rows that reach the LM head (masked candidates)")->capture_default_str();
+  c->add_option("--backend", f->backend, "Plan for cpu (f32) or cuda (bf16); auto: cuda for --config")
+      ->capture_default_str();
+  c->add_option("--memory-budget", f->memory_budget,
+                "Device memory in all (weights + activations), e.g. 80GiB; enables chunking and the fit check");
+  c->add_flag("--plan", f->plan, "Print the live-bytes timeline per node");
+  c->add_flag("--cfg", f->cfg, "Plan the classifier-free-guidance step (two trunks)");
+  c->callback([f] { run_info(*f); });
+}
+
+}  // namespace mosaic::cli

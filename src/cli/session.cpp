@@ -1,0 +1,74 @@
+#include "cli/session.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+namespace mosaic::cli {
+
+void add_session_flags(CLI::App* c, SessionFlags& f) {
+  c->add_option("-m,--model", f.model,
+                "Model directory (config.json, *.safetensors, tokenizer.json); default: the model shipped in "
+                "models/");
+  c->add_option("--backend", f.backend, "cpu | cuda | auto (cuda when a GPU is usable)")->capture_default_str();
+  c->add_option("--memory-budget", f.memory_budget,
+                "Device memory mosaic may use in all (weights + activations): bytes like 80GiB, or a fraction "
+                "of free memory like 0.9; default: all free memory");
+}
+
+Session::Session(const SessionFlags& f, bool progress, int run_layers) {
+  backend_name_ = resolve_backend(f.backend);
+  backend_ = make_backend(backend_name_);
+  const size_t free_before = backend_->free_memory();
+  total_budget_ = f.memory_budget.empty() ? free_before : parse_memory(f.memory_budget, free_before, "--memory-budget");
+
+  std::string dir = resolve_model_dir(f.model);
+  size_t last_pct = 0;
+  LoadProgress cb;
+  if (progress)
+    cb = [&](size_t done, size_t total, const std::string&) {
+      size_t pct = total ? done * 100 / total : 100;
+      if (total > (size_t{256} << 20) && (pct >= last_pct + 10 || done == total)) {
+        last_pct = pct;
+        fmt::print(stderr, "mosaic: loading weights {:3d}% ({} of {})\n", pct, human_bytes(static_cast<double>(done)),
+                   human_bytes(static_cast<double>(total)));
+      }
+    };
+  model_ = std::make_unique<Model>(dir, *backend_, cb, run_layers);
+  const size_t used = backend_->weight_bytes() + backend_overhead(backend_name_);
+  MOSAIC_CHECK(total_budget_ > used,
+               "the memory budget {} does not even hold the weights ({}) and the {} backend's working memory; "
+               "raise --memory-budget",
+               human_bytes(static_cast<double>(total_budget_)), human_bytes(static_cast<double>(backend_->weight_bytes())),
+               backend_name_);
+  model_->set_activation_budget(total_budget_ - used);
+
+  auto tok_path = std::filesystem::path(dir) / "tokenizer.json";
+  if (std::filesystem::exists(tok_path))
+    tokenizer_ = std::make_unique<io::Tokenizer>(io::Tokenizer::load(tok_path.string()));
+  if (progress)
+    fmt::print(stderr, "mosaic: {} ({}, {} layers, d={}) on {}, weights {}, activation budget {}\n", dir,
+               io::arch_name(model_->config().arch), model_->config().n_layers, model_->config().d_model,
+               backend_name_, human_bytes(static_cast<double>(backend_->weight_bytes())),
+               human_bytes(static_cast<double>(model_->activation_budget())));
+}
+
+const io::Tokenizer& Session::tokenizer() const {
+  MOSAIC_CHECK(tokenizer_ != nullptr, "model directory '{}' has no tokenizer.json: pass --prompt-tokens instead of "
+               "--prompt", model_->dir());
+  return *tokenizer_;
+}
+
+std::vector<int32_t> Session::encode_plain(const std::string& text) const {
+  std::vector<int32_t> ids;
+  const auto& tok = tokenizer();
+  if (tok.bos_id) ids.push_back(*tok.bos_id);
+  auto body = tok.encode(text, true);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
+}  // namespace mosaic::cli

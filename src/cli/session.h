@@ -1,0 +1,44 @@
+#pragma once
+// What every model-running command sets up: a backend, the model with its weights loaded
+// (with progress), the tokenizer when the model has one, and the memory budget.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "io/tokenizer.h"
+#include "models/model.h"
+
+namespace mosaic::cli {
+
+struct SessionFlags {
+  std::string model;
+  std::string backend = "auto";
+  std::string memory_budget;
+};
+
+void add_session_flags(CLI::App* c, SessionFlags& f);
+
+class Session {
+ public:
+  Session(const SessionFlags& f, bool progress, int run_layers = -1);
+  Model& model() { return *model_; }
+  Backend& backend() { return *backend_; }
+  const std::string& backend_name() const { return backend_name_; }
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
+  const io::Tokenizer& tokenizer() const;
+  // Plain (non-chat) prompt: BOS when the model has one, then the text.
+  std::vector<int32_t> encode_plain(const std::string& text) const;
+  size_t total_budget() const { return total_budget_; }
+
+ private:
+  std::string backend_name_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<io::Tokenizer> tokenizer_;
+  size_t total_budget_ = 0;
+};
+
+}  // namespace mosaic::cli

@@ -1,0 +1,16 @@
+#pragma once
+// LLaDA's schedule: how many tokens each step of a block commits (get_num_transfer_tokens).
+#include <cstdint>
+#include <vector>
+
+namespace mosaic {
+
+// `masked` tokens over `steps` steps: masked/steps each, the remainder one extra to the
+// earliest steps.
+std::vector<int64_t> transfer_schedule(int64_t masked, int64_t steps);
+
+// Indices of the k largest confidences; equal confidences go to the lower index (the
+// reference's documented tie rule; torch.topk leaves it unspecified).
+std::vector<int64_t> top_k_indices(const std::vector<float>& conf, int64_t k);
+
+}  // namespace mosaic

@@ -1,0 +1,123 @@
+#include "graph/graph.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace mosaic {
+
+std::string SymDim::str() const {
+  std::string s;
+  auto term = [&](int64_t k, const char* sym) {
+    if (k == 0) return;
+    if (!s.empty()) s += k > 0 ? "+" : "-";
+    else if (k < 0) s += "-";
+    int64_t a = k < 0 ? -k : k;
+    s += *sym ? (a == 1 ? std::string(sym) : fmt::format("{}{}", a, sym)) : fmt::format("{}", a);
+  };
+  term(l, "L");
+  term(m, "M");
+  term(c, "");
+  return s.empty() ? "0" : s;
+}
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::Embed: return "embed";
+    case Op::RmsNorm: return "rms_norm";
+    case Op::MatMul: return "matmul";
+    case Op::Rope: return "rope";
+    case Op::Attention: return "attention";
+    case Op::SwiGlu: return "swiglu";
+    case Op::AddInPlace: return "add";
+    case Op::GatherRows: return "gather_rows";
+    case Op::SampleRows: return "sample_rows";
+    case Op::CfgCombine: return "cfg_combine";
+    case Op::RankRows: return "rank_rows";
+  }
+  return "?";
+}
+
+size_t elem_size(ElemType e, size_t act_size) {
+  switch (e) {
+    case ElemType::Act: return act_size;
+    case ElemType::F32: return 4;
+    case ElemType::I32: return 4;
+  }
+  return 0;
+}
+
+int Graph::add_tensor(TensorDesc t) {
+  tensors.push_back(std::move(t));
+  return static_cast<int>(tensors.size()) - 1;
+}
+
+int Graph::begin_region(Region r) {
+  MOSAIC_CHECK(open_region < 0, "graph builder: region '{}' opened inside '{}'", r.name,
+               regions[open_region].name);
+  r.first = static_cast<int>(nodes.size());
+  r.last = r.first - 1;
+  regions.push_back(std::move(r));
+  open_region = static_cast<int>(regions.size()) - 1;
+  return open_region;
+}
+
+void Graph::end_region() {
+  MOSAIC_CHECK(open_region >= 0, "graph builder: end_region without an open region");
+  regions[open_region].last = static_cast<int>(nodes.size()) - 1;
+  open_region = -1;
+}
+
+int Graph::add_node(Node n) {
+  MOSAIC_CHECK(open_region >= 0, "graph builder: node '{}' outside any region", op_name(n.op));
+  n.region = open_region;
+  nodes.push_back(std::move(n));
+  return static_cast<int>(nodes.size()) - 1;
+}
+
+int64_t Graph::chunk_rows(int region, const Dims& d, int chunks) const {
+  int64_t rows = regions[region].rows.eval(d);
+  if (chunks <= 1 || rows <= 0) return rows;
+  return (rows + chunks - 1) / chunks;
+}
+
+int64_t Graph::rows_of(int t, const Dims& d, const std::vector<int>& chunks) const {
+  const TensorDesc& td = tensors[t];
+  if (td.region >= 0) return chunk_rows(td.region, d, chunks[td.region]);
+  return td.rows.eval(d);
+}
+
+void Graph::validate() const {
+  MOSAIC_CHECK(open_region < 0, "graph: region '{}' never closed", regions[open_region].name);
+  std::vector<bool> defined(tensors.size(), false);
+  for (size_t t = 0; t < tensors.size(); ++t)
+    defined[t] = tensors[t].kind == TensorKind::Input || tensors[t].kind == TensorKind::Weight;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    MOSAIC_CHECK(n.region >= 0 && n.region < static_cast<int>(regions.size()),
+                 "graph: node {} has no region", i);
+    const Region& r = regions[n.region];
+    MOSAIC_CHECK(static_cast<int>(i) >= r.first && static_cast<int>(i) <= r.last,
+                 "graph: node {} outside its region's range", i);
+    auto check = [&](const Operand& o, bool is_out) {
+      MOSAIC_CHECK(o.tensor >= 0 && o.tensor < static_cast<int>(tensors.size()),
+                   "graph: node {} ({}) has operand {} out of range", i, op_name(n.op), o.tensor);
+      const TensorDesc& td = tensors[o.tensor];
+      MOSAIC_CHECK(td.region < 0 || td.region == n.region,
+                   "graph: node {} ({}) uses '{}' local to another region", i, op_name(n.op), td.name);
+      if (td.region < 0 && !o.whole && td.kind != TensorKind::Weight)
+        MOSAIC_CHECK(td.rows == r.rows, "graph: node {} ({}) slices '{}' (rows {}) by region '{}' rows {}",
+                     i, op_name(n.op), td.name, td.rows.str(), r.name, r.rows.str());
+      if (!is_out)
+        MOSAIC_CHECK(defined[o.tensor], "graph: node {} ({}) reads '{}' before it is written", i,
+                     op_name(n.op), td.name);
+    };
+    for (const auto& o : n.in) check(o, false);
+    for (const auto& o : n.out) {
+      check(o, true);
+      defined[o.tensor] = true;
+    }
+  }
+}
+
+}  // namespace mosaic

@@ -1,0 +1,107 @@
+#pragma once
+// The model as data: tensors with symbolic shapes, nodes in execution order, and regions
+// (runs of nodes that may be executed in row chunks). A model is a function
+// `config -> Graph`; the planner and the executor only ever look at this structure.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "graph/sym_dim.h"
+
+namespace mosaic {
+
+enum class TensorKind : uint8_t {
+  Input,       // written by the host before a step (token ids, row indices)
+  Weight,      // bound to a checkpoint tensor; lives outside the arena
+  Activation,  // planned in the arena
+  Output,      // planned in the arena; read back by the host after the step
+};
+
+// Element type of planned tensors. `Act` is the backend's activation type (F32 on the CPU,
+// BF16 on CUDA); the others are fixed.
+enum class ElemType : uint8_t { Act, F32, I32 };
+
+struct TensorDesc {
+  std::string name;
+  TensorKind kind = TensorKind::Activation;
+  ElemType elem = ElemType::Act;
+  SymDim rows, cols;
+  // >= 0: a region-local tensor. Its rows are the region's chunk rows, not `rows`, and it
+  // lives only while its region runs.
+  int region = -1;
+  std::string weight;  // checkpoint tensor name, for Weight tensors
+  // A weight may be a row slice of a checkpoint tensor (q/k/v inside a fused att_proj):
+  // rows [weight_row0, weight_row0 + rows) of a tensor shaped [weight_full_rows, cols].
+  int64_t weight_row0 = 0;
+  int64_t weight_full_rows = -1;  // -1: the tensor is exactly [rows, cols]
+  bool weight_is_vector = false;  // a 1-D checkpoint tensor [cols] (norm weights, biases)
+};
+
+enum class Op : uint8_t {
+  Embed,       // in: ids[rows], table(W)             out: x[rows, d]
+  RmsNorm,     // in: x, weight(W)                     out: y (may alias x)
+  MatMul,      // in: a[rows, k], w(W)[n, k], bias(W)? out: c[rows, n] = a w^T + bias
+  Rope,        // inout: x[rows, heads*hd]; positions = region row offset + i
+  Attention,   // in: q[rows, H*hd], k[L, Hkv*hd] (whole), v (whole)   out: o, workspace (whole)?
+  SwiGlu,      // inout: g; in: u            g = silu(g) * u
+  AddInPlace,  // inout: x; in: y            x += y
+  GatherRows,  // in: x[L, d] (whole), idx[rows] (i32)   out: y[rows, d] = x[idx]
+  SampleRows,  // in: logits[rows, V] (f32), pos[rows] (i32)  out: token[rows] (i32), conf[rows] (f32)
+  CfgCombine,  // inout: cond logits; in: uncond logits    cond = un + (s+1)(cond - un)
+  RankRows,    // in: conf[M] (whole)  out: order[M] (whole) i32: indices by confidence, ties lower first
+};
+
+const char* op_name(Op op);
+
+struct Operand {
+  int tensor = -1;
+  // A full-size tensor used inside a chunked region is normally seen as the chunk's row
+  // slice; `whole` passes all of it (attention's keys and values, gather sources).
+  bool whole = false;
+};
+
+struct Node {
+  Op op;
+  std::vector<Operand> in;
+  std::vector<Operand> out;  // an operand in both lists is updated in place
+  int region = -1;
+  int layer = -1;
+  float eps = 0.f;    // RmsNorm
+  float scale = 0.f;  // Attention: softmax scale
+  int heads = 0, kv_heads = 0, head_dim = 0;
+  double theta = 0.0;  // Rope
+  std::string label;
+};
+
+struct Region {
+  std::string name;
+  SymDim rows;             // the row dimension its chunks split
+  bool chunkable = false;  // false: always one chunk
+  int first = 0, last = -1;  // node index range, inclusive
+  // How much slower a chunk makes the region, relative: lets the chunk search prefer cheap
+  // splits (many small GEMMs cost more than few large ones).
+  double chunk_cost = 1.0;
+};
+
+struct Graph {
+  std::vector<TensorDesc> tensors;
+  std::vector<Node> nodes;
+  std::vector<Region> regions;
+
+  int add_tensor(TensorDesc t);
+  int add_node(Node n);  // assigns n.region to the currently open region
+  int begin_region(Region r);
+  void end_region();
+  int open_region = -1;
+
+  // Checks structural invariants: operands in range, every node in a region, region-local
+  // tensors used only inside their region, inputs defined before use.
+  void validate() const;
+  // Row count of a tensor as the planner sizes it, given the chunk count of each region.
+  int64_t rows_of(int tensor, const Dims& d, const std::vector<int>& chunks) const;
+  int64_t chunk_rows(int region, const Dims& d, int chunks) const;
+};
+
+size_t elem_size(ElemType e, size_t act_size);
+
+}  // namespace mosaic

@@ -1,0 +1,74 @@
+#include "memory/cuda/vmm_region.h"
+
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+#include "plan/offsets.h"
+
+namespace mosaic {
+
+namespace {
+CUmemAllocationProp device_prop(int device) {
+  CUmemAllocationProp prop = {};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = device;
+  return prop;
+}
+}  // namespace
+
+VmmRegion::VmmRegion(int device, size_t reserve_bytes, const char* what) : device_(device), what_(what) {
+  CUmemAllocationProp prop = device_prop(device);
+  CU_CHECK(cuMemGetAllocationGranularity(&gran_, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+  reserved_ = align_up(reserve_bytes, gran_);
+  CU_CHECK(cuMemAddressReserve(&base_, reserved_, gran_, 0, 0));
+}
+
+VmmRegion::~VmmRegion() {
+  try {
+    resize(0);
+  } catch (...) {
+  }
+  if (base_) cuMemAddressFree(base_, reserved_);
+}
+
+void VmmRegion::resize(size_t bytes, size_t slack) {
+  const size_t want = align_up(bytes, gran_);
+  MOSAIC_CHECK(want <= reserved_, "{}: {:.2f} GiB requested, past the {:.2f} GiB address range reserved for it",
+               what_, want / 1073741824.0, reserved_ / 1073741824.0);
+  if (want > mapped_) {
+    const size_t size = want - mapped_;
+    CUmemAllocationProp prop = device_prop(device_);
+    CUmemGenericAllocationHandle h;
+    CUresult r = cuMemCreate(&h, size, &prop, 0);
+    if (r == CUDA_ERROR_OUT_OF_MEMORY)
+      MOSAIC_FAIL("{}: the device has no room for {:.2f} GiB more ({:.2f} GiB mapped already); lower "
+                  "--memory-budget so the planner chunks more, or shorten the sequence",
+                  what_, size / 1073741824.0, mapped_ / 1073741824.0);
+    CU_CHECK(r);
+    CUdeviceptr at = base_ + mapped_;
+    CUresult m = cuMemMap(at, size, 0, h, 0);
+    if (m != CUDA_SUCCESS) {
+      cuMemRelease(h);
+      CU_CHECK(m);
+    }
+    CUmemAccessDesc access = {};
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = device_;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    CU_CHECK(cuMemSetAccess(at, size, &access, 1));
+    pieces_.push_back({h, size});
+    mapped_ = want;
+    return;
+  }
+  // Shrink piece by piece from the top while the rest still covers `want`.
+  while (!pieces_.empty() && mapped_ - pieces_.back().size >= want && mapped_ > want + slack) {
+    const Piece p = pieces_.back();
+    CUdeviceptr at = base_ + mapped_ - p.size;
+    CU_CHECK(cuMemUnmap(at, p.size));
+    CU_CHECK(cuMemRelease(p.handle));
+    pieces_.pop_back();
+    mapped_ -= p.size;
+  }
+}
+
+}  // namespace mosaic

@@ -1,0 +1,24 @@
+#pragma once
+// The CPU backend's arena: one aligned block that grows when a plan needs more. Tensors
+// live at the plan's offsets inside it; nothing else is allocated during a step.
+#include <cstddef>
+
+namespace mosaic {
+
+class HostArena {
+ public:
+  HostArena() = default;
+  HostArena(const HostArena&) = delete;
+  HostArena& operator=(const HostArena&) = delete;
+  ~HostArena();
+  // Grows to at least `bytes` (contents are not kept: plans never carry data across).
+  void reserve(size_t bytes);
+  std::byte* data() { return data_; }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  std::byte* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+}  // namespace mosaic

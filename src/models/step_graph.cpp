@@ -1,0 +1,214 @@
+#include "models/step_graph.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "models/weight_names.h"
+
+namespace mosaic {
+
+namespace {
+
+class Builder {
+ public:
+  Builder(const io::ModelConfig& c, const GraphOptions& o) : c_(c), o_(o), names_{c.arch} {}
+
+  Graph build() {
+    const SymDim L = SymDim::tokens(), M = SymDim::masked();
+    int tokens = input("tokens", L);
+    int tokens_un = o_.cfg ? input("tokens_uncond", L) : -1;
+    int head_rows = input("head_rows", M);
+    int head_pos = input("head_pos", M);
+
+    int x = trunk(tokens, "");
+    int hc = -1;
+    if (o_.cfg) {
+      // The guided head needs the conditional rows after the unconditional trunk ran;
+      // keep only those M rows, not the whole [L, d] state.
+      g_.begin_region({"gather_cond", M, true});
+      hc = act("hidden_cond", M, d());
+      node(Op::GatherRows, {{x, true}, {head_rows}}, {{hc}});
+      g_.end_region();
+      x = trunk(tokens_un, "uncond.");
+    }
+
+    const int64_t V = c_.embedding_size;
+    g_.begin_region({"head", M, true, 0, -1, 1.0});
+    int head = g_.open_region;
+    int lm = weight(names_.lm_head(c_.weight_tying), V, d());
+    int ln_f = vec_weight(names_.final_norm(), d());
+    int h = local("head.hidden", head, d());
+    node(Op::GatherRows, {{x, true}, {head_rows}}, {{h}});
+    node(Op::RmsNorm, {{h}, {ln_f}}, {{h}}, c_.rms_eps);
+    int logits = o_.emit_logits ? output("logits", M, SymDim::constant(V), ElemType::F32)
+                                : local("head.logits", head, V, ElemType::F32);
+    if (o_.cfg) {
+      int hcl = local("head.hidden_cond", head, d());
+      node(Op::RmsNorm, {{hc}, {ln_f}}, {{hcl}}, c_.rms_eps);
+      node(Op::MatMul, {{hcl}, {lm}}, {{logits}});
+      int lu = local("head.logits_uncond", head, V, ElemType::F32);
+      node(Op::MatMul, {{h}, {lm}}, {{lu}});
+      node(Op::CfgCombine, {{logits}, {lu}}, {{logits}});
+    } else {
+      node(Op::MatMul, {{h}, {lm}}, {{logits}});
+    }
+    if (!o_.emit_logits) {
+      int tok = output("token", M, SymDim::constant(1), ElemType::I32);
+      int conf = output("conf", M, SymDim::constant(1), ElemType::F32);
+      node(Op::SampleRows, {{logits}, {head_pos}}, {{tok}, {conf}});
+    }
+    g_.end_region();
+    if (!o_.emit_logits) {
+      // Which rows to commit is decided on the device too: only k indices need to come back.
+      g_.begin_region({"rank", M, false});
+      int order = output("order", M, SymDim::constant(1), ElemType::I32);
+      node(Op::RankRows, {{find("conf"), true}}, {{order, true}});
+      g_.end_region();
+    }
+    g_.validate();
+    return std::move(g_);
+  }
+
+ private:
+  int64_t d() const { return c_.d_model; }
+  int find(const std::string& name) const {
+    for (size_t t = 0; t < g_.tensors.size(); ++t)
+      if (g_.tensors[t].name == name) return static_cast<int>(t);
+    return -1;
+  }
+
+  int trunk(int tokens, const std::string& pfx) {
+    const SymDim L = SymDim::tokens();
+    const int64_t kvd = c_.kv_dim(), F = c_.ffn_hidden;
+    int x = act(pfx + "x", L, d());
+    g_.begin_region({pfx + "embed", L, true});
+    node(Op::Embed, {{tokens}, {weight(names_.embed(), c_.embedding_size, d())}}, {{x}});
+    g_.end_region();
+
+    const int ws_rows = static_cast<int>(o_.traits.attn_workspace_rows);
+    for (int l = 0; l < c_.n_layers; ++l) {
+      const std::string lp = fmt::format("{}layer{}.", pfx, l);
+      int attn_norm = vec_weight(names_.layer(l, WeightRole::AttnNorm), d());
+      int wq, wk, wv;
+      if (o_.fused_qkv) {
+        std::string fused = names_.layer(l, WeightRole::FusedQKV);
+        int64_t full = d() + 2 * kvd;
+        wq = weight(fused, d(), d(), 0, full);
+        wk = weight(fused, kvd, d(), d(), full);
+        wv = weight(fused, kvd, d(), d() + kvd, full);
+      } else {
+        wq = weight(names_.layer(l, WeightRole::Q), d(), d());
+        wk = weight(names_.layer(l, WeightRole::K), kvd, d());
+        wv = weight(names_.layer(l, WeightRole::V), kvd, d());
+      }
+      int bq = -1, bk = -1, bv = -1;
+      if (c_.qkv_bias) {
+        bq = vec_weight(names_.bias(l, WeightRole::Q), d());
+        bk = vec_weight(names_.bias(l, WeightRole::K), kvd);
+        bv = vec_weight(names_.bias(l, WeightRole::V), kvd);
+      }
+
+      // Keys and values for every row first: all queries attend to all of them.
+      int K = act(lp + "k", L, kvd), Vt = act(lp + "v", L, kvd);
+      int r = g_.begin_region({lp + "attn_kv", L, true});
+      int h = local(lp + "kv.hidden", r, d());
+      node(Op::RmsNorm, {{x}, {attn_norm}}, {{h}}, c_.rms_eps);
+      matmul(h, wk, bk, K);
+      rope(K, static_cast<int>(c_.n_kv_heads));
+      matmul(h, wv, bv, Vt);
+      g_.end_region();
+
+      r = g_.begin_region({lp + "attn_q", L, true});
+      h = local(lp + "q.hidden", r, d());
+      int q = local(lp + "q", r, d());
+      int o = local(lp + "attn", r, d());
+      int a = local(lp + "attn_proj", r, d());
+      node(Op::RmsNorm, {{x}, {attn_norm}}, {{h}}, c_.rms_eps);
+      matmul(h, wq, bq, q);
+      rope(q, static_cast<int>(c_.n_heads));
+      std::vector<Operand> outs = {{o}};
+      if (ws_rows > 0) {  // the backend's scratch for one tile of scores
+        int ws = g_.add_tensor({lp + "attn.workspace", TensorKind::Activation, ElemType::F32,
+                                SymDim::constant(ws_rows), L});
+        outs.push_back({ws, true});
+      }
+      Node n{Op::Attention, {{q}, {K, true}, {Vt, true}}, outs};
+      n.heads = static_cast<int>(c_.n_heads);
+      n.kv_heads = static_cast<int>(c_.n_kv_heads);
+      n.head_dim = static_cast<int>(c_.head_dim);
+      n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c_.head_dim)));
+      n.layer = l;
+      g_.add_node(n);
+      matmul(o, weight(names_.layer(l, WeightRole::AttnOut), d(), d()), -1, a);
+      node(Op::AddInPlace, {{x}, {a}}, {{x}});
+      g_.end_region();
+
+      r = g_.begin_region({lp + "ffn", L, true});
+      h = local(lp + "ffn.hidden", r, d());
+      int gate = local(lp + "ffn.gate", r, F), up = local(lp + "ffn.up", r, F);
+      int down = local(lp + "ffn.down", r, d());
+      node(Op::RmsNorm, {{x}, {vec_weight(names_.layer(l, WeightRole::FfnNorm), d())}}, {{h}}, c_.rms_eps);
+      matmul(h, weight(names_.layer(l, WeightRole::Gate), F, d()), -1, gate);
+      matmul(h, weight(names_.layer(l, WeightRole::Up), F, d()), -1, up);
+      node(Op::SwiGlu, {{gate}, {up}}, {{gate}});
+      matmul(gate, weight(names_.layer(l, WeightRole::Down), d(), F), -1, down);
+      node(Op::AddInPlace, {{x}, {down}}, {{x}});
+      g_.end_region();
+    }
+    return x;
+  }
+
+  int input(const std::string& name, SymDim rows) {
+    return g_.add_tensor({name, TensorKind::Input, ElemType::I32, rows, SymDim::constant(1)});
+  }
+  int output(const std::string& name, SymDim rows, SymDim cols, ElemType e) {
+    return g_.add_tensor({name, TensorKind::Output, e, rows, cols});
+  }
+  int act(const std::string& name, SymDim rows, int64_t cols) {
+    return g_.add_tensor({name, TensorKind::Activation, ElemType::Act, rows, SymDim::constant(cols)});
+  }
+  int local(const std::string& name, int region, int64_t cols, ElemType e = ElemType::Act) {
+    return g_.add_tensor({name, TensorKind::Activation, e, g_.regions[region].rows, SymDim::constant(cols), region});
+  }
+  int weight(const std::string& name, int64_t rows, int64_t cols, int64_t row0 = 0, int64_t full_rows = -1) {
+    TensorDesc t{name, TensorKind::Weight, ElemType::Act, SymDim::constant(rows), SymDim::constant(cols)};
+    t.weight = name;
+    t.weight_row0 = row0;
+    t.weight_full_rows = full_rows;
+    return g_.add_tensor(t);
+  }
+  int vec_weight(const std::string& name, int64_t n) {
+    int t = weight(name, 1, n);
+    g_.tensors[t].weight_is_vector = true;
+    return t;
+  }
+  void node(Op op, std::vector<Operand> in, std::vector<Operand> out, float eps = 0.f) {
+    Node n{op, std::move(in), std::move(out)};
+    n.eps = eps;
+    g_.add_node(std::move(n));
+  }
+  void matmul(int a, int w, int bias, int c) {
+    std::vector<Operand> in = {{a}, {w}};
+    if (bias >= 0) in.push_back({bias});
+    node(Op::MatMul, std::move(in), {{c}});
+  }
+  void rope(int t, int heads) {
+    Node n{Op::Rope, {{t}}, {{t}}};
+    n.heads = heads;
+    n.head_dim = static_cast<int>(c_.head_dim);
+    n.theta = c_.rope_theta;
+    g_.add_node(std::move(n));
+  }
+
+  const io::ModelConfig& c_;
+  const GraphOptions& o_;
+  WeightNames names_;
+  Graph g_;
+};
+
+}  // namespace
+
+Graph build_step_graph(const io::ModelConfig& c, const GraphOptions& o) { return Builder(c, o).build(); }
+
+}  // namespace mosaic

@@ -1,0 +1,20 @@
+#pragma once
+// config -> the graph of one denoising step (the "graph registrar"): embedding, the
+// transformer trunk, and the mask-only head that projects and samples only the rows the
+// sampler can commit. Shapes are symbolic in L (tokens) and M (head rows).
+#include "backend/backend.h"
+#include "graph/graph.h"
+#include "io/model_config.h"
+
+namespace mosaic {
+
+struct GraphOptions {
+  bool cfg = false;          // two trunks (prompt kept / prompt masked) and a guided head
+  bool emit_logits = false;  // head writes logits [M, V] instead of sampling (tests, eval)
+  bool fused_qkv = false;    // q/k/v are row slices of one att_proj tensor
+  BackendTraits traits = cpu_traits();
+};
+
+Graph build_step_graph(const io::ModelConfig& c, const GraphOptions& o);
+
+}  // namespace mosaic

@@ -1,0 +1,207 @@
+// Each CUDA kernel against its CPU oracle on fresh random inputs, poisoned outputs first.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/lt_matmul.h"
+#include "core/dtype.h"
+
+namespace mosaic {
+namespace {
+
+std::mt19937 rng(1234);
+
+// bf16-rounded random values, kept both as bf16 bits and as the floats they represent.
+struct HostBf16 {
+  std::vector<uint16_t> bits;
+  std::vector<float> f;
+};
+
+HostBf16 random_bf16(size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.f, scale);
+  HostBf16 h;
+  h.bits.resize(n);
+  h.f.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    h.bits[i] = f32_to_bf16(dist(rng));
+    h.f[i] = bf16_to_f32(h.bits[i]);
+  }
+  return h;
+}
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) {
+    CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)));
+    CUDA_CHECK(cudaMemset(p, 0xFF, std::max<size_t>(count, 1) * sizeof(T)));  // poison: NaN for floats
+  }
+  Dev(const std::vector<T>& h) : Dev(h.size()) { CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice)); }
+  ~Dev() { cudaFree(p); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+std::vector<float> to_float(const std::vector<uint16_t>& bits) {
+  std::vector<float> f(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) f[i] = bf16_to_f32(bits[i]);
+  return f;
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (got[i] - ref[i]) * static_cast<double>(got[i] - ref[i]);
+    den += ref[i] * static_cast<double>(ref[i]);
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+cuda::bf16* B(uint16_t* p) { return reinterpret_cast<cuda::bf16*>(p); }
+
+TEST(CudaKernels, RmsNorm) {
+  for (int64_t d : {64, 4096, 3584}) {
+    const int64_t rows = 37;
+    auto x = random_bf16(rows * d, 3.f), w = random_bf16(d);
+    Dev<uint16_t> dx(x.bits), dw(w.bits), dy(rows * d);
+    cuda::rms_norm(B(dx.p), rows, d, B(dw.p), 1e-5f, B(dy.p), 0);
+    std::vector<float> ref(rows * d);
+    cpu::rms_norm(x.f.data(), rows, d, w.f.data(), 1e-5f, ref.data());
+    EXPECT_LT(rel_err(to_float(dy.get()), ref), 1e-2) << "d=" << d;
+  }
+}
+
+TEST(CudaKernels, Rope) {
+  const int heads = 4, hd = 128;
+  const int64_t rows = 19, pos0 = 70000;  // large positions: the fp32 angle must match
+  auto x = random_bf16(rows * heads * hd);
+  auto inv = rope_inv_freq(500000.0, hd);
+  Dev<uint16_t> dx(x.bits);
+  Dev<float> dinv(inv);
+  cuda::rope(B(dx.p), rows, heads, hd, pos0, dinv.p, 0);
+  std::vector<float> ref = x.f;
+  cpu::rope(ref.data(), rows, heads, hd, pos0, inv.data());
+  EXPECT_LT(rel_err(to_float(dx.get()), ref), 1e-2);
+}
+
+TEST(CudaKernels, SwiGluAddEmbedGather) {
+  const int64_t n = 8 * 1000;
+  auto g = random_bf16(n, 2.f), u = random_bf16(n);
+  Dev<uint16_t> dg(g.bits), du(u.bits);
+  cuda::swiglu(B(dg.p), B(du.p), n, 0);
+  std::vector<float> ref = g.f;
+  cpu::swiglu(ref.data(), u.f.data(), n);
+  EXPECT_LT(rel_err(to_float(dg.get()), ref), 1e-2);
+
+  Dev<uint16_t> dx(g.bits);
+  cuda::add_inplace(B(dx.p), B(du.p), n, 0);
+  ref = g.f;
+  cpu::add_inplace(ref.data(), u.f.data(), n);
+  EXPECT_LT(rel_err(to_float(dx.get()), ref), 1e-2);
+
+  const int64_t rows = 50, d = 128, table_rows = 300;
+  auto table = random_bf16(table_rows * d);
+  std::vector<int32_t> ids(rows);
+  for (auto& i : ids) i = static_cast<int32_t>(rng() % table_rows);
+  Dev<uint16_t> dt(table.bits), dout(rows * d);
+  Dev<int32_t> dids(ids);
+  cuda::embed(dids.p, rows, B(dt.p), d, B(dout.p), 0);
+  std::vector<float> eref(rows * d);
+  cpu::embed(ids.data(), rows, table.f.data(), d, eref.data());
+  EXPECT_EQ(rel_err(to_float(dout.get()), eref), 0.0);  // a copy is exact
+}
+
+TEST(CudaKernels, MatmulThroughCublasLt) {
+  void* ws;
+  CUDA_CHECK(cudaMalloc(&ws, 32 << 20));
+  {
+    cuda::LtMatmul lt(0, ws, 32 << 20);
+    for (auto [rows, k, n] : {std::tuple<int64_t, int64_t, int64_t>{33, 64, 96}, {256, 512, 1024}, {7, 128, 1000}}) {
+      for (bool bias : {false, true})
+        for (bool f32 : {false, true}) {
+          auto a = random_bf16(rows * k), w = random_bf16(n * k, 0.05f), b = random_bf16(n);
+          Dev<uint16_t> da(a.bits), dw(w.bits), db(b.bits);
+          std::vector<float> ref(rows * n);
+          cpu::matmul(a.f.data(), rows, k, w.f.data(), bias ? b.f.data() : nullptr, n, ref.data());
+          std::vector<float> got;
+          if (f32) {
+            Dev<float> dc(rows * n);
+            lt.run(da.p, rows, k, dw.p, bias ? db.p : nullptr, n, dc.p, true);
+            got = dc.get();
+          } else {
+            Dev<uint16_t> dc(rows * n);
+            lt.run(da.p, rows, k, dw.p, bias ? db.p : nullptr, n, dc.p, false);
+            got = to_float(dc.get());
+          }
+          EXPECT_LT(rel_err(got, ref), f32 ? 1e-3 : 1e-2) << rows << "x" << k << "x" << n << " bias=" << bias;
+        }
+    }
+  }
+  cudaFree(ws);
+}
+
+TEST(CudaKernels, SampleRowsGivesTheCpuTokensOnTheSameLogits) {
+  const int64_t rows = 24, vocab = 50000;
+  std::normal_distribution<float> dist(0.f, 3.f);
+  std::vector<float> logits(rows * vocab);
+  for (auto& l : logits) l = dist(rng);
+  for (int64_t v = 0; v < 3; ++v) logits[5 * vocab + 100 + v] = 40.f;  // a tie: the first index must win
+  std::vector<int32_t> pos(rows);
+  for (int64_t i = 0; i < rows; ++i) pos[i] = static_cast<int32_t>(1000 + 3 * i);
+  Dev<float> dl(logits);
+  Dev<int32_t> dpos(pos);
+  for (double temp : {0.0, 0.7, 1.0})
+    for (Remasking rm : {Remasking::LowConfidence, Remasking::Random}) {
+      SampleParams p{temp, rm, 42, 7, 0.f};
+      Dev<int32_t> dtok(rows);
+      Dev<float> dconf(rows);
+      cuda::sample_rows(dl.p, rows, vocab, dpos.p, p, dtok.p, dconf.p, 0);
+      std::vector<int32_t> tok(rows);
+      std::vector<float> conf(rows);
+      cpu::sample_rows(logits.data(), rows, vocab, pos.data(), p, tok.data(), conf.data());
+      auto gt = dtok.get();
+      auto gc = dconf.get();
+      EXPECT_EQ(gt, tok) << "temperature " << temp;
+      for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(gc[i], conf[i], 1e-5 + 1e-4 * conf[i]);
+      if (temp == 0.0) EXPECT_EQ(gt[5], 100);
+    }
+}
+
+TEST(CudaKernels, RankRowsMatchesTheStableCpuOrder) {
+  for (int64_t n : {1, 2, 31, 32, 33, 1000, 8192}) {
+    std::vector<float> conf(n);
+    for (auto& c : conf) c = static_cast<float>(rng() % 50) / 50.f;  // many ties on purpose
+    Dev<float> dc(conf);
+    Dev<int32_t> dord(n);
+    cuda::rank_rows(dc.p, n, dord.p, 0);
+    std::vector<int32_t> ref(n);
+    cpu::rank_rows(conf.data(), n, ref.data());
+    EXPECT_EQ(dord.get(), ref) << "n=" << n;
+  }
+}
+
+TEST(CudaKernels, CfgCombine) {
+  const int64_t n = 10007;
+  std::vector<float> c(n), u(n);
+  for (auto& v : c) v = static_cast<float>(rng() % 1000) / 100.f;
+  for (auto& v : u) v = static_cast<float>(rng() % 1000) / 100.f;
+  Dev<float> dc(c), du(u);
+  cuda::cfg_combine(dc.p, du.p, n, 1.5f, 0);
+  cpu::cfg_combine(c.data(), u.data(), n, 1.5f);
+  EXPECT_LT(rel_err(dc.get(), c), 1e-6);
+}
+
+}  // namespace
+}  // namespace mosaic

@@ -1,0 +1,127 @@
+// The CUDA backend end to end against the CPU backend on the fixture model: logits,
+// sampled tokens, chunked plans, the VMM arena.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "decode/llada_sampler.h"
+#include "memory/cuda/vmm_region.h"
+#include "backend/cuda/cuda_check.h"
+#include "models/model.h"
+#include "test_util.h"
+
+namespace mosaic {
+namespace {
+
+std::string tiny() { return (test::fixtures_dir() / "llada_tiny").string(); }
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+std::vector<int32_t> iota_pos(size_t n) {
+  std::vector<int32_t> p(n);
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<int32_t>(i);
+  return p;
+}
+
+std::vector<int32_t> sample_tokens(int64_t L) {
+  std::vector<int32_t> t(static_cast<size_t>(L));
+  for (int64_t i = 0; i < L; ++i) t[i] = static_cast<int32_t>((i * 37 + 11) % 394);
+  for (int64_t i = L / 2; i < L; i += 3) t[i] = 399;  // some masks
+  return t;
+}
+
+TEST(CudaModel, LogitsMatchTheCpuBackend) {
+  auto cpu = make_cpu_backend();
+  auto gpu = make_cuda_backend(0);
+  Model mc(tiny(), *cpu), mg(tiny(), *gpu);
+  for (int64_t L : {20, 77, 300}) {
+    auto t = sample_tokens(L);
+    auto pos = iota_pos(t.size());
+    auto a = mc.step(t, nullptr, pos, SampleParams{}, true).logits;
+    auto b = mg.step(t, nullptr, pos, SampleParams{}, true).logits;
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_LT(rel_err(b, a), 1e-2) << "L=" << L;
+  }
+}
+
+TEST(CudaModel, ChunkedEqualsUnchunkedOnTheGpu) {
+  auto gpu = make_cuda_backend(0);
+  const int64_t L = 300;
+  auto t = sample_tokens(L);
+  auto pos = iota_pos(t.size());
+  Model plain(tiny(), *gpu);
+  SampleParams sp{0.0, Remasking::LowConfidence, 1, 0, 0.f};
+  Dims d{L, L};
+  const size_t full = plain.plan(d, false, false).arena_bytes();
+  StepOutputs a = plain.step(t, nullptr, pos, sp);
+  Model chunked(tiny(), *gpu);
+  chunked.set_activation_budget(full / 2);
+  const MemoryPlan& p = chunked.plan(d, false, false);
+  ASSERT_GT(*std::max_element(p.chunks.begin(), p.chunks.end()), 1);
+  StepOutputs b = chunked.step(t, nullptr, pos, sp);
+  // Chunks change GEMM shapes (and so bf16 rounding paths) but not the math: tokens agree
+  // wherever the CPU's decision margin is not inside bf16 noise; require near-total agreement.
+  int same = 0;
+  for (size_t i = 0; i < a.token.size(); ++i) same += a.token[i] == b.token[i];
+  EXPECT_GE(same, static_cast<int>(a.token.size()) - 3);
+  for (size_t i = 0; i < a.conf.size(); ++i) EXPECT_NEAR(a.conf[i], b.conf[i], 2e-2);
+}
+
+TEST(CudaModel, GreedyGoldensWithMargins) {
+  // Greedy cases whose every decision margin is far above bf16 noise must give the
+  // reference's tokens exactly; the rest are reported.
+  auto gpu = make_cuda_backend(0);
+  Model m(tiny(), *gpu);
+  auto g = nlohmann::json::parse(test::read_file(test::fixtures_dir() / "llada_tiny" / "goldens.json"));
+  int exact = 0, total = 0;
+  for (const auto& c : g["cases"]) {
+    GenerateOptions o;
+    o.gen_length = c["gen_length"];
+    o.steps = c["steps"];
+    o.block_length = c["block_length"];
+    o.temperature = c["temperature"];
+    o.cfg_scale = c["cfg_scale"];
+    o.remasking = parse_remasking(c["remasking"]);
+    o.seed = c["seed"];
+    auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o);
+    bool eq = r.tokens == c["output_tokens"].get<std::vector<int32_t>>();
+    ++total;
+    exact += eq;
+    std::printf("golden %-28s margin %.2e  %s\n", c["name"].get<std::string>().c_str(), c["min_margin"].get<double>(),
+                eq ? "equal" : "DIFFERENT");
+    if (c["min_margin"].get<double>() > 5e-2) EXPECT_TRUE(eq) << c["name"];
+  }
+  std::printf("CUDA greedy goldens equal: %d of %d\n", exact, total);
+}
+
+TEST(CudaModel, VmmRegionGrowsShrinksAndKeepsItsBase) {
+  int dev = 0;
+  CUDA_CHECK(cudaSetDevice(dev));
+  CUDA_CHECK(cudaFree(nullptr));
+  VmmRegion r(dev, size_t{8} << 30, "test region");
+  std::byte* base = r.base();
+  r.resize(3 << 20);
+  EXPECT_GE(r.mapped(), size_t{3} << 20);
+  EXPECT_EQ(r.mapped() % r.granularity(), 0u);
+  CUDA_CHECK(cudaMemset(r.base(), 1, 3 << 20));
+  r.resize(size_t{1} << 30);
+  CUDA_CHECK(cudaMemset(r.base(), 2, size_t{1} << 30));  // the whole range is writable
+  EXPECT_EQ(r.base(), base);
+  r.resize(4 << 20);
+  EXPECT_LT(r.mapped(), size_t{1} << 30);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_THROW(r.resize(size_t{16} << 30), Error);  // past the reservation: a clear error
+}
+
+}  // namespace
+}  // namespace mosaic

@@ -1,0 +1,204 @@
+// Invariants of the global reuse plan and the chunk search, on random graphs and on the
+// real model graphs at LLaDA-8B and Dream-7B scale.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+#include "core/error.h"
+#include "io/model_config.h"
+#include "models/step_graph.h"
+#include "plan/memory_plan.h"
+
+namespace mosaic {
+namespace {
+
+// No two tensors alive at the same node may share a byte, and the arena holds them all.
+void expect_valid_placement(const std::vector<Lifetime>& life, const Placement& p) {
+  for (size_t a = 0; a < life.size(); ++a) {
+    if (!life[a].planned() || life[a].bytes == 0) continue;
+    ASSERT_LE(p.offset[a] + life[a].bytes, p.arena_bytes) << "tensor " << a;
+    ASSERT_EQ(p.offset[a] % kTensorAlignment, 0u);
+    for (size_t b = a + 1; b < life.size(); ++b) {
+      if (!life[b].planned() || life[b].bytes == 0) continue;
+      bool time = life[a].first <= life[b].last && life[b].first <= life[a].last;
+      bool space = p.offset[a] < p.offset[b] + life[b].bytes && p.offset[b] < p.offset[a] + life[a].bytes;
+      ASSERT_FALSE(time && space) << "tensors " << a << " and " << b << " overlap";
+    }
+  }
+}
+
+TEST(PlanOffsets, RandomLifetimesNeverOverlapAndArenaCoversPeak) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    int n_nodes = 1 + static_cast<int>(rng() % 60);
+    std::vector<Lifetime> life(1 + rng() % 80);
+    for (auto& l : life) {
+      int a = static_cast<int>(rng() % n_nodes), b = static_cast<int>(rng() % n_nodes);
+      l.first = std::min(a, b);
+      l.last = std::max(a, b);
+      l.bytes = (rng() % 4 == 0) ? 0 : 1 + rng() % 100000;
+    }
+    Placement p = plan_offsets(life);
+    expect_valid_placement(life, p);
+    auto live = live_bytes_per_node(life, n_nodes);
+    size_t peak = *std::max_element(live.begin(), live.end());
+    EXPECT_GE(p.arena_bytes, peak);
+  }
+}
+
+TEST(PlanOffsets, DisjointLifetimesShareMemory) {
+  // A chain a->b->c where each dies as the next is born needs only two slots.
+  std::vector<Lifetime> life = {{0, 1, 1000}, {1, 2, 1000}, {2, 3, 1000}, {3, 4, 1000}};
+  Placement p = plan_offsets(life);
+  expect_valid_placement(life, p);
+  EXPECT_EQ(p.arena_bytes, 2 * align_up(1000, kTensorAlignment));
+}
+
+// A random layered graph: regions of L or M rows with locals and full tensors, some used
+// whole, written and read in order.
+Graph random_graph(std::mt19937& rng) {
+  Graph g;
+  const SymDim L = SymDim::tokens(), M = SymDim::masked();
+  int ids = g.add_tensor({"tokens", TensorKind::Input, ElemType::I32, L, SymDim::constant(1)});
+  std::vector<int> full_L = {ids};
+  int n_regions = 1 + static_cast<int>(rng() % 8);
+  for (int r = 0; r < n_regions; ++r) {
+    bool on_m = rng() % 4 == 0;
+    SymDim rows = on_m ? M : L;
+    int reg = g.begin_region({"r" + std::to_string(r), rows, rng() % 5 != 0});
+    std::vector<int> locals;
+    int n_nodes = 1 + static_cast<int>(rng() % 5);
+    for (int i = 0; i < n_nodes; ++i) {
+      Node n{Op::AddInPlace, {}, {}};
+      int out;
+      if (rng() % 2 == 0 || on_m) {
+        out = g.add_tensor({"l", TensorKind::Activation, ElemType::Act, rows,
+                            SymDim::constant(1 + static_cast<int64_t>(rng() % 64)), reg});
+        locals.push_back(out);
+      } else {
+        out = g.add_tensor({"f", TensorKind::Activation, ElemType::Act, L,
+                            SymDim::constant(1 + static_cast<int64_t>(rng() % 64))});
+        full_L.push_back(out);
+      }
+      // Read something already defined: an earlier local of this region, or a full tensor.
+      std::vector<int> earlier(locals.begin(), locals.end());
+      if (!earlier.empty() && earlier.back() == out) earlier.pop_back();
+      if (!earlier.empty() && rng() % 2 == 0) n.in.push_back({earlier[rng() % earlier.size()]});
+      int src = full_L[rng() % full_L.size()];
+      if (src != out) n.in.push_back({src, on_m || rng() % 3 == 0});
+      n.out.push_back({out});
+      g.add_node(n);
+    }
+    g.end_region();
+  }
+  g.validate();
+  return g;
+}
+
+TEST(MemoryPlan, RandomGraphsAndDimsKeepInvariants) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 150; ++trial) {
+    Graph g = random_graph(rng);
+    Dims d{1 + static_cast<int64_t>(rng() % 5000), 0};
+    d.M = static_cast<int64_t>(rng() % (d.L + 1));
+    std::vector<int> chunks(g.regions.size());
+    for (size_t r = 0; r < chunks.size(); ++r) chunks[r] = g.regions[r].chunkable ? 1 + static_cast<int>(rng() % 7) : 1;
+    MemoryPlan p = make_plan(g, d, chunks, 2);
+    expect_valid_placement(p.life, p.placement);
+    EXPECT_GE(p.arena_bytes(), p.peak_live);
+    // A full tensor touched by a chunked region stays alive across the whole region.
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const Region& r = g.regions[g.nodes[i].region];
+      if (chunks[g.nodes[i].region] <= 1) continue;
+      for (const auto& o : g.nodes[i].in)
+        if (g.tensors[o.tensor].region < 0) {
+          EXPECT_LE(p.life[o.tensor].first, r.first);
+          EXPECT_GE(p.life[o.tensor].last, r.last);
+        }
+    }
+  }
+}
+
+io::ModelConfig llada8b() {
+  return io::parse_model_config(nlohmann::json::parse(R"({"model_type":"llada","d_model":4096,"n_layers":32,
+    "n_heads":32,"n_kv_heads":32,"mlp_hidden_size":12288,"vocab_size":126464,"embedding_size":126464,
+    "rope_theta":500000.0,"rms_norm_eps":1e-5,"mask_token_id":126336,"max_sequence_length":4096})"),
+                                "llada-8b");
+}
+
+io::ModelConfig dream7b() {
+  return io::parse_model_config(nlohmann::json::parse(R"({"model_type":"Dream","hidden_size":3584,
+    "num_hidden_layers":28,"num_attention_heads":28,"num_key_value_heads":4,"intermediate_size":18944,
+    "vocab_size":152064,"rope_theta":1000000.0,"rms_norm_eps":1e-6,"mask_token_id":151666})"),
+                                "dream-7b");
+}
+
+TEST(ChunkSearch, NeverExceedsTheBudgetItWasGiven) {
+  for (const auto& cfg : {llada8b(), dream7b()}) {
+    GraphOptions o;
+    o.traits = cuda_traits();
+    Graph g = build_step_graph(cfg, o);
+    for (int64_t L : {4096, 65536, 262144}) {
+      Dims d{L, 32};
+      MemoryPlan unchunked = make_plan(g, d, std::vector<int>(g.regions.size(), 1), 2);
+      for (double frac : {1.0, 0.7, 0.5, 0.3}) {
+        size_t budget = static_cast<size_t>(static_cast<double>(unchunked.arena_bytes()) * frac);
+        auto p = try_plan_for_budget(g, d, 2, budget);
+        if (frac == 1.0) ASSERT_TRUE(p.has_value());
+        if (!p) continue;
+        EXPECT_LE(p->arena_bytes(), budget) << cfg.source << " L=" << L << " frac=" << frac;
+        expect_valid_placement(p->life, p->placement);
+        if (frac == 1.0)
+          for (int c : p->chunks) EXPECT_EQ(c, 1) << "a plan that fits unchunked must not chunk";
+      }
+    }
+  }
+}
+
+TEST(ChunkSearch, BudgetTooSmallGivesTheClearErrorWithLargestFit) {
+  GraphOptions o;
+  o.traits = cuda_traits();
+  Graph g = build_step_graph(llada8b(), o);
+  const size_t budget = size_t{4} << 30;
+  try {
+    plan_for_budget(g, Dims{1 << 22, 32}, 2, budget);
+    FAIL() << "expected OutOfBudget";
+  } catch (const OutOfBudget& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("largest L that fits is"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--memory-budget"), std::string::npos) << msg;
+  }
+  int64_t fit = max_tokens_that_fit(g, 32, 2, budget);
+  ASSERT_GT(fit, 32);
+  EXPECT_TRUE(try_plan_for_budget(g, Dims{fit, 32}, 2, budget).has_value());
+  EXPECT_FALSE(try_plan_for_budget(g, Dims{fit + 1, 32}, 2, budget).has_value());
+}
+
+TEST(ChunkSearch, MillionTokenLladaStepFitsAnH100) {
+  // 80 GB card: weights (bf16) and 1 GiB of library working memory leave the rest.
+  GraphOptions o;
+  o.traits = cuda_traits();
+  auto cfg = llada8b();
+  Graph g = build_step_graph(cfg, o);
+  const size_t card = size_t{79} << 30;
+  const size_t budget = card - static_cast<size_t>(cfg.n_params()) * 2 - (size_t{1} << 30);
+  auto p = try_plan_for_budget(g, Dims{1000000, 32}, 2, budget);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_LE(p->arena_bytes(), budget);
+}
+
+TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {
+  GraphOptions o;
+  Graph g = build_step_graph(llada8b(), o);
+  PlanCache cache;
+  const MemoryPlan& a = cache.get(g, Dims{1024, 32}, 4, SIZE_MAX);
+  const MemoryPlan& b = cache.get(g, Dims{1024, 32}, 4, SIZE_MAX);
+  EXPECT_EQ(&a, &b);
+  cache.get(g, Dims{1024, 16}, 4, SIZE_MAX);
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+}  // namespace
+}  // namespace mosaic

@@ -12,7 +12,12 @@
 
 namespace mosaic::test {
 
-inline std::filesystem::path source_dir() { return MOSAIC_SOURCE_DIR; }
+// MOSAIC_SOURCE_DIR in the environment wins over the build's path: test binaries built on
+// one machine run from a copy of the tree on the GPU machine.
+inline std::filesystem::path source_dir() {
+  const char* env = std::getenv("MOSAIC_SOURCE_DIR");
+  return env && *env ? std::filesystem::path(env) : std::filesystem::path(MOSAIC_SOURCE_DIR);
+}
 inline std::filesystem::path fixtures_dir() { return source_dir() / "tests" / "fixtures"; }
 
 // A fresh, empty folder for the calling test.

@@ -1,12 +1,18 @@
 #include "backend/backend.h"
 
+#include <omp.h>
+
 #include <cmath>
+
+#include "backend/cpu/kernels.h"
 
 #include "core/error.h"
 
 namespace mosaic {
 
-BackendTraits cpu_traits() { return {"cpu", 4, 64}; }
+BackendTraits cpu_traits() {
+  return {"cpu", 4, cpu::kAttentionTile * omp_get_max_threads()};
+}
 BackendTraits cuda_traits() { return {"cuda", 2, 0}; }
 
 std::vector<float> rope_inv_freq(double theta, int hd) {

@@ -14,6 +14,7 @@
 #include "cli/session.h"
 #include "core/error.h"
 #include "models/model.h"
+#include "plan/cost_model.h"
 #include "plan/memory_plan.h"
 
 namespace mosaic::cli {
@@ -127,10 +128,12 @@ void write_profile(const std::string& path, const Graph& g, const MemoryPlan& p)
   j["M"] = p.dims.M;
   j["arena_bytes"] = p.arena_bytes();
   j["peak_live_bytes"] = p.peak_live;
-  j["avg_live_bytes"] = p.avg_live;
+  j["avg_live_bytes"] = p.avg_live_timed;
+  j["avg_live_bytes_per_node"] = p.avg_live;
+  const std::vector<double> cost = node_costs(g, p.dims, p.act_size);
   for (size_t i = 0; i < g.nodes.size(); ++i)
     j["timeline"].push_back({{"node", i}, {"region", g.regions[g.nodes[i].region].name},
-                             {"op", op_name(g.nodes[i].op)}, {"live_bytes", p.live[i]}});
+                             {"op", op_name(g.nodes[i].op)}, {"live_bytes", p.live[i]}, {"modeled_cost", cost[i]}});
   out << j.dump(1) << "\n";
 }
 

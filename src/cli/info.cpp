@@ -97,7 +97,8 @@ void run_info(const InfoFlags& f) {
   fmt::print("arena       {}\n", human_bytes(static_cast<double>(p.arena_bytes())));
   fmt::print("peak live   {}   (node {}: {} in {})\n", human_bytes(static_cast<double>(p.peak_live)), p.peak_node,
              op_name(g.nodes[p.peak_node].op), g.regions[g.nodes[p.peak_node].region].name);
-  fmt::print("avg live    {}   peak/avg {:.3f}\n", human_bytes(p.avg_live), p.peak_to_average());
+  fmt::print("avg live    {} over the step's modeled time (peak/avg {:.3f}); {} per node (peak/avg {:.3f})\n",
+             human_bytes(p.avg_live_timed), p.peak_to_average(), human_bytes(p.avg_live), p.peak_to_node_average());
   fmt::print("plan time   {:.2f} ms (plan + chunk search)\n", plan_ms);
   std::map<std::string, std::map<int, int>> chunking;  // kind -> chunks -> regions
   for (size_t r = 0; r < g.regions.size(); ++r)

@@ -134,7 +134,7 @@ StepOutputs Model::step(const std::vector<int32_t>& tokens, const std::vector<in
     stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     stats->arena_bytes = plan.arena_bytes();
     stats->peak_live = plan.peak_live;
-    stats->avg_live = plan.avg_live;
+    stats->avg_live = plan.avg_live_timed;
     stats->mapped_bytes = be_.arena_mapped_bytes();
     stats->chunks = plan.chunks;
   }

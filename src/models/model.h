@@ -26,7 +26,7 @@ using LoadProgress = std::function<void(size_t, size_t, const std::string&)>;
 struct StepStats {
   double ms = 0;
   size_t arena_bytes = 0, peak_live = 0, mapped_bytes = 0;
-  double avg_live = 0;
+  double avg_live = 0;  // time-weighted (MemoryPlan::avg_live_timed)
   std::vector<int> chunks;
 };
 
@@ -75,8 +75,8 @@ class Model {
   std::map<std::string, const void*> weights_;  // checkpoint name -> resident copy
   std::map<std::pair<bool, bool>, std::unique_ptr<Runner>> runners_;
   size_t budget_ = SIZE_MAX;
-  int run_layers_ = -1;
   LoadProgress progress_;
+  int run_layers_ = -1;
 };
 
 // Multiply-adds x2 of one step: the trunk over L tokens (projections, FFN, attention's

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "plan/cost_model.h"
 
 namespace mosaic {
 
@@ -36,6 +37,29 @@ size_t local_bytes_at(const Graph& g, const std::vector<Lifetime>& life, int r, 
   return s;
 }
 
+
+void tame_peaks(const Graph& g, const Dims& d, size_t act_size, std::vector<int>& chunks,
+                std::vector<std::string>& log) {
+  for (int iter = 0; iter < 64; ++iter) {
+    auto life = compute_lifetimes(g, d, chunks, act_size);
+    auto live = live_bytes_per_node(life, g.nodes.size());
+    Peak pk = find_peak(live);
+    bool progressed = false;
+    for (size_t node = 0; node < live.size(); ++node) {
+      if (live[node] < pk.bytes) continue;
+      int r = g.nodes[node].region;
+      const Region& reg = g.regions[r];
+      const int64_t rows = reg.rows.eval(d);
+      if (!reg.chunkable || rows / (chunks[r] * 2) < kTameMinRows) continue;
+      if (local_bytes_at(g, life, r, static_cast<int>(node)) == 0) continue;
+      chunks[r] *= 2;
+      progressed = true;
+    }
+    if (!progressed) return;
+  }
+  log.push_back("peak taming stopped after 64 rounds");
+}
+
 }  // namespace
 
 MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int> chunks, size_t act_size) {
@@ -51,6 +75,13 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int> chunks, siz
   p.peak_node = pk.node;
   if (!p.live.empty())
     p.avg_live = std::accumulate(p.live.begin(), p.live.end(), 0.0) / static_cast<double>(p.live.size());
+  const std::vector<double> cost = node_costs(g, d, act_size);
+  double weighted = 0, total = 0;
+  for (size_t i = 0; i < p.live.size(); ++i) {
+    weighted += cost[i] * static_cast<double>(p.live[i]);
+    total += cost[i];
+  }
+  p.avg_live_timed = total > 0 ? weighted / total : p.avg_live;
   return p;
 }
 
@@ -64,6 +95,7 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
     auto live = live_bytes_per_node(life, g.nodes.size());
     Peak pk = find_peak(live);
     if (pk.bytes <= target) {
+      tame_peaks(g, d, act_size, chunks, log);
       MemoryPlan p = make_plan(g, d, chunks, act_size);
       if (p.arena_bytes() <= budget) {
         p.search_log = std::move(log);
@@ -112,7 +144,7 @@ MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_
   if (auto p = try_plan_for_budget(g, d, act_size, budget)) return std::move(*p);
   int64_t fit = max_tokens_that_fit(g, d.M, act_size, budget, std::max<int64_t>(d.L, 2));
   const std::string largest = fit > 0 ? fmt::format("the largest L that fits is {}", fit)
-                                      : fmt::format("no L fits with M={} head rows", d.M);
+                                      : fmt::format("not even L=M fits with M={} head rows (lower --block-length)", d.M);
   MemoryPlan unchunked = make_plan(g, d, std::vector<int>(g.regions.size(), 1), act_size);
   throw OutOfBudget(fmt::format(
       "the step at L={} tokens (M={} head rows) does not fit the activation budget of {} even with "

@@ -23,14 +23,23 @@ struct MemoryPlan {
   std::vector<size_t> live;  // live bytes at each node
   size_t peak_live = 0;
   int peak_node = 0;
-  double avg_live = 0;
+  double avg_live = 0;        // mean over nodes
+  double avg_live_timed = 0;  // mean over the step's (modeled) time: nodes weighted by cost
   std::vector<std::string> search_log;  // what the chunk search did, for `info --plan`
 
   size_t arena_bytes() const { return placement.arena_bytes; }
-  double peak_to_average() const { return avg_live > 0 ? peak_live / avg_live : 0.0; }
+  // Peak over the time-weighted average: what a memory-over-time trace of the step shows.
+  double peak_to_average() const { return avg_live_timed > 0 ? peak_live / avg_live_timed : 0.0; }
+  double peak_to_node_average() const { return avg_live > 0 ? peak_live / avg_live : 0.0; }
 };
 
 MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int> chunks, size_t act_size);
+
+// Once a plan fits, the region at the peak keeps being split while its chunks stay at least
+// this many rows, where the GEMMs run as fast as unchunked: the peak drops toward the rest
+// of the step at no measurable latency, and short steps (L < 2 * kTameMinRows) are left
+// untouched.
+constexpr int64_t kTameMinRows = 8192;
 
 // The lazy chunking search: start with no chunking; while the plan exceeds `budget`, split
 // the region holding the current peak into the fewest chunks that bring that node under

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "core/error.h"
 #include "decode/llada_sampler.h"
 #include "memory/cuda/vmm_region.h"
 #include "backend/cuda/cuda_check.h"

@@ -98,9 +98,9 @@ TEST(LladaGolden, ChunkedStepEqualsUnchunked) {
     const size_t full = plain.plan(d, false, false).arena_bytes();
     StepOutputs a = plain.step(ref.tokens, nullptr, pos, sp);
     Model chunked(tiny().string(), *be);
-    chunked.set_activation_budget(full / 2);
+    chunked.set_activation_budget(full * 7 / 10);
     const MemoryPlan& p = chunked.plan(d, false, false);
-    EXPECT_LE(p.arena_bytes(), full / 2);
+    EXPECT_LE(p.arena_bytes(), full * 7 / 10);
     ASSERT_GT(*std::max_element(p.chunks.begin(), p.chunks.end()), 1) << "the budget should force chunking";
     StepOutputs b = chunked.step(ref.tokens, nullptr, pos, sp);
     EXPECT_EQ(a.token, b.token);

@@ -1,4 +1,6 @@
 // The CPU backend: float32 activations and weights in host memory, kernels from kernels.h.
+#include <cblas.h>
+
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -19,7 +21,10 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : traits_(cpu_traits()) {}
+  CpuBackend() : traits_(cpu_traits()) {
+    // OpenMP drives the parallelism (see linear.cpp); OpenBLAS runs inside its threads.
+    openblas_set_num_threads(1);
+  }
   const BackendTraits& traits() const override { return traits_; }
 
   void reserve_arena(size_t bytes) override { arena_.reserve(bytes); }

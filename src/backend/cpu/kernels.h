@@ -11,7 +11,9 @@ void embed(const int32_t* ids, int64_t rows, const float* table, int64_t d, floa
 void rms_norm(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y);
 void matmul(const float* a, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* c);
 void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq);
-// workspace: at least tile_rows * kv_rows floats (tile_rows = cpu_traits().attn_workspace_rows).
+// Query rows per tile of scores; the workspace holds one tile per OpenMP thread:
+// cpu_traits().attn_workspace_rows = kAttentionTile * threads rows of kv_rows floats.
+constexpr int64_t kAttentionTile = 64;
 void attention(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
                int kv_heads, int hd, float scale, float* out, float* workspace);
 void swiglu(float* g, const float* u, int64_t n);

@@ -44,7 +44,6 @@ class CudaBackend final : public Backend {
                  e == cudaSuccess ? "none found" : cudaGetErrorString(e));
     CUDA_CHECK(cudaSetDevice(device));
     CUDA_CHECK(cudaFree(nullptr));  // creates the primary context the driver API calls use
-    CU_CHECK(cuInit(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));

@@ -1,6 +1,7 @@
 #include "backend/cuda/cuda_check.h"
 
 #include "core/error.h"
+#include "memory/cuda/driver_api.h"
 
 namespace mosaic::cuda_detail {
 
@@ -10,7 +11,10 @@ void fail_runtime(cudaError_t err, const char* expr, const char* file, int line)
 
 void fail_driver(CUresult res, const char* expr, const char* file, int line) {
   const char* name = nullptr;
-  cuGetErrorName(res, &name);
+  try {
+    driver::api().get_error_name(res, &name);
+  } catch (const Error&) {
+  }
   MOSAIC_FAIL("CUDA driver error {} in {} at {}:{}", name ? name : "?", expr, file, line);
 }
 

@@ -66,6 +66,9 @@ LtMatmul::Plan& LtMatmul::plan(int64_t rows, int64_t k, int64_t n, bool bias, bo
 void LtMatmul::run(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c,
                    bool out_f32) {
   if (rows == 0 || n == 0) return;
+  // cuBLASLt's bias epilogue takes the output's type; the models only add biases to bf16
+  // projections (Dream's q/k/v), never to the fp32 LM head.
+  MOSAIC_CHECK(!(bias && out_f32), "cuBLASLt matmul: a bias with fp32 output is not supported");
   Plan& p = plan(rows, k, n, bias != nullptr, out_f32);
   if (bias)
     LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));

@@ -1,0 +1,102 @@
+// The mosaic command as a user runs it: exit codes, messages, output formats.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace mosaic {
+namespace {
+
+using test::run_command;
+
+std::string mosaic(const std::string& args) { return "\"" + test::mosaic_binary() + "\" " + args; }
+std::string fixture() { return (test::fixtures_dir() / "llada_tiny").string(); }
+std::string config(const std::string& name) { return (test::source_dir() / "configs" / name / "config.json").string(); }
+
+TEST(Cli, HelpListsTheCommands) {
+  auto r = run_command(mosaic("--help"));
+  EXPECT_EQ(r.rc, 0);
+  for (const char* cmd : {"generate", "info", "bench", "eval"}) EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+}
+
+TEST(Cli, GenerateJsonOnTheFixture) {
+  auto r = run_command(mosaic("generate --backend cpu --model " + fixture() +
+                              " --prompt-tokens 1,2,3 --gen-length 16 --steps 8 --block-length 8 --format json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"].size(), 3u);
+  EXPECT_EQ(j["output_tokens"].size(), 16u);
+  EXPECT_GT(j["memory"]["arena_bytes_max"].get<double>(), 0);
+  EXPECT_NE(r.err.find("block 2/2 done"), std::string::npos) << "progress per block on stderr";
+}
+
+TEST(Cli, DefaultModelWritesText) {
+  auto r = run_command(mosaic("generate --backend cpu --prompt 'And God said' --gen-length 32 --steps 32 -q"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_GT(r.out.size(), 40u);
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(Cli, BadFlagsAreNamed) {
+  auto r = run_command(mosaic("generate --backend cpu --model " + fixture() +
+                              " --prompt-tokens 1 --gen-length 30 --block-length 8"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--gen-length 30 is not a multiple of --block-length 8"), std::string::npos) << r.err;
+
+  r = run_command(mosaic("generate --backend cpu --model " + fixture() + " --prompt-tokens 1,99999"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("99999"), std::string::npos) << r.err;
+
+  r = run_command(mosaic("generate --model /no/such/model --prompt hi"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("/no/such/model"), std::string::npos) << r.err;
+
+  r = run_command(mosaic("generate --backend tpu --prompt hi"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--backend cpu"), std::string::npos) << r.err;
+
+  r = run_command(mosaic("generate --backend cpu --memory-budget lots --prompt hi"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--memory-budget 'lots'"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PromptPastTheBudgetSaysWhatFits) {
+  // 600 KiB of weights in f32 leave about 1 MiB for activations: 4096 tokens cannot fit.
+  auto r = run_command(mosaic("generate --backend cpu --model " + fixture() +
+                              " --memory-budget 2MiB --prompt-tokens 1,2 --gen-length 4096 --steps 128 "
+                              "--block-length 32"));
+  EXPECT_EQ(r.rc, 3) << r.err;
+  EXPECT_NE(r.err.find("largest L that fits is"), std::string::npos) << r.err;
+}
+
+TEST(Cli, InfoFromAConfigAlonePlansAndExitsThreeWhenItDoesNotFit) {
+  auto r = run_command(mosaic("info --config " + config("llada-8b") + " --tokens 1000000 --memory-budget 80GiB"));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("fits        yes"), std::string::npos) << r.out;
+  r = run_command(mosaic("info --config " + config("llada-8b") + " --tokens 8000000 --memory-budget 80GiB"));
+  EXPECT_EQ(r.rc, 3) << r.err;
+  EXPECT_NE(r.out.find("fits        NO"), std::string::npos) << r.out;
+  r = run_command(mosaic("info --config " + config("dream-7b") + " --tokens 800000 --memory-budget 80GiB --plan"));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("timeline"), std::string::npos);
+}
+
+TEST(Cli, InfoOnAModelDirectory) {
+  auto r = run_command(mosaic("info --backend cpu --model " + fixture() + " --tokens 64"));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("arena"), std::string::npos);
+  EXPECT_NE(r.out.find("peak live"), std::string::npos);
+}
+
+TEST(Cli, EvalPrintsLossAndAccuracy) {
+  auto text = (test::source_dir() / "models" / "mosaic-tiny" / "heldout.txt").string();
+  auto r = run_command(mosaic("eval --backend cpu --text " + text + " --max-windows 1 --format json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["loss"].get<double>(), 0);
+  EXPECT_GT(j["accuracy"].get<double>(), 0);
+}
+
+}  // namespace
+}  // namespace mosaic

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace mosaic::test {
 
@@ -31,9 +32,10 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
 // Runs `python3 script args...` from the source tree; returns its stdout.
 // Fails the test (not skips) when Python or its modules are missing: CI installs them.
 inline std::string run_python(const std::string& script_rel, const std::string& args) {
+  // ctest runs every test in its own process, in parallel: the pid keeps their files apart.
+  static int counter = 0;
   auto out = std::filesystem::path(MOSAIC_TEST_TMP) /
-             ("py_out_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-              "_" + std::to_string(std::rand()) + ".txt");
+             ("py_out_" + std::to_string(::getpid()) + "_" + std::to_string(++counter) + ".txt");
   std::filesystem::create_directories(out.parent_path());
   std::string cmd = std::string("\"") + MOSAIC_PYTHON + "\" \"" + (source_dir() / script_rel).string() +
                     "\" " + args + " > \"" + out.string() + "\"";
@@ -67,7 +69,9 @@ inline CommandResult run_command(const std::string& cmd) {
   static int counter = 0;
   auto dir = std::filesystem::path(MOSAIC_TEST_TMP) / "cmd";
   std::filesystem::create_directories(dir);
-  auto out = dir / ("out" + std::to_string(++counter)), err = dir / ("err" + std::to_string(counter));
+  // Named by pid as well: ctest runs tests as parallel processes, each counting from 1.
+  const std::string id = std::to_string(::getpid()) + "_" + std::to_string(++counter);
+  auto out = dir / ("out" + id), err = dir / ("err" + id);
   std::string full = cmd + " > \"" + out.string() + "\" 2> \"" + err.string() + "\"";
   int status = std::system(full.c_str());
   CommandResult r;

@@ -27,6 +27,8 @@ struct BenchFlags {
   int64_t gen_length = 256, block_length = 32;
   int warmup = 1, iters = 5, layers = -1;
   bool max_tokens = false;
+  int64_t confirm_tokens = 0;
+  int64_t chunk_min_rows = kTameMinRows;
   std::string json_path, profile_path;
 };
 
@@ -140,8 +142,10 @@ void write_profile(const std::string& path, const Graph& g, const MemoryPlan& p)
 void run_bench(const BenchFlags& f) {
   MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
+  MOSAIC_CHECK(f.chunk_min_rows >= 0, "--chunk-min-rows must be >= 0 (0 = chunk only to fit the budget)");
   Session s(f.session, true, f.layers);
   Model& m = s.model();
+  m.set_chunk_min_rows(f.chunk_min_rows);
   const auto& cfg = m.config();
   nlohmann::json out;
   out["model"] = m.dir();
@@ -150,9 +154,10 @@ void run_bench(const BenchFlags& f) {
   out["n_layers"] = cfg.n_layers;
   out["weights_bytes"] = s.backend().weight_bytes();
   out["activation_budget"] = m.activation_budget();
+  out["chunk_min_rows"] = f.chunk_min_rows;
 
   std::vector<int64_t> lengths;
-  if (!f.tokens.empty()) lengths = parse_lengths(f.tokens);
+  if (!f.tokens.empty() && !f.max_tokens) lengths = parse_lengths(f.tokens);
   if (f.max_tokens) {
     const Graph& g = m.graph(false, false);
     auto t0 = std::chrono::steady_clock::now();
@@ -161,7 +166,9 @@ void run_bench(const BenchFlags& f) {
     fmt::print(stderr, "mosaic: plan search: the largest L whose step fits {} of activations is {} ({:.0f} ms)\n",
                human_bytes(static_cast<double>(m.activation_budget())), fit, search_ms);
     out["max_tokens_planned"] = fit;
-    lengths.push_back(fit);  // confirmed by a real step below
+    // Confirmed by a real step below (at --confirm-tokens instead, when a step at the
+    // planned maximum would take too long to wait for).
+    lengths.push_back(f.confirm_tokens > 0 ? f.confirm_tokens : fit);
   }
 
   fmt::print("{:>9} {:>5} {:>10} {:>8} {:>11} {:>11} {:>11} {:>8} {:>11} {:>11}  {}\n", "tokens", "M", "ms/step",
@@ -212,6 +219,12 @@ void add_bench(CLI::App& app) {
                 "steps quickly; times then cover N layers");
   c->add_flag("--max-tokens", f->max_tokens,
               "Find the largest length whose step fits the memory budget (plan search), then run it");
+  c->add_option("--confirm-tokens", f->confirm_tokens,
+                 "With --max-tokens: confirm with a real step at this length instead of the maximum found");
+  c->add_option("--chunk-min-rows", f->chunk_min_rows,
+                "Peak taming: keep splitting the region at the memory peak while chunks keep at least this many "
+                "rows, even when the step already fits (0 = chunk only to fit the budget)")
+      ->capture_default_str();
   c->add_option("--json", f->json_path, "Also write the results as JSON");
   c->add_option("--profile", f->profile_path, "Write the first length's live-bytes timeline (.json or .csv)");
   c->callback([f] { run_bench(*f); });

@@ -20,7 +20,7 @@ namespace {
 
 struct InfoFlags {
   std::string model, config, backend = "auto", memory_budget;
-  int64_t tokens = 4096, masked = 32;
+  int64_t tokens = 4096, masked = 32, chunk_min_rows = kTameMinRows;
   bool plan = false, cfg = false;
 };
 
@@ -86,7 +86,8 @@ void run_info(const InfoFlags& f) {
   }
 
   auto t0 = std::chrono::steady_clock::now();
-  std::optional<MemoryPlan> plan = budget ? try_plan_for_budget(g, d, traits.act_size, *budget)
+  MOSAIC_CHECK(f.chunk_min_rows >= 0, "--chunk-min-rows must be >= 0 (0 = chunk only to fit the budget)");
+  std::optional<MemoryPlan> plan = budget ? try_plan_for_budget(g, d, traits.act_size, *budget, f.chunk_min_rows)
                                           : std::optional<MemoryPlan>(make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size));
   double plan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const MemoryPlan& p = plan ? *plan : make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size);
@@ -151,6 +152,9 @@ void add_info(CLI::App& app) {
   c->add_option("--memory-budget", f->memory_budget,
                 "Device memory in all (weights + activations), e.g. 80GiB; enables chunking and the fit check");
   c->add_flag("--plan", f->plan, "Print the live-bytes timeline per node");
+  c->add_option("--chunk-min-rows", f->chunk_min_rows,
+                "Peak taming: split the region at the peak while chunks keep at least this many rows (0 = off)")
+      ->capture_default_str();
   c->add_flag("--cfg", f->cfg, "Plan the classifier-free-guidance step (two trunks)");
   c->callback([f] { run_info(*f); });
 }

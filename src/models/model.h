@@ -48,6 +48,9 @@ class Model {
   // Bytes the arena may use; the chunk search fits every step under it.
   void set_activation_budget(size_t bytes) { budget_ = bytes; }
   size_t activation_budget() const { return budget_; }
+  // Rows below which the planner stops splitting regions that already fit (peak taming).
+  void set_chunk_min_rows(int64_t rows) { chunk_min_rows_ = rows; }
+  int64_t chunk_min_rows() const { return chunk_min_rows_; }
 
   GraphOptions graph_options(bool cfg, bool emit_logits) const;
   const Graph& graph(bool cfg, bool emit_logits);
@@ -75,6 +78,7 @@ class Model {
   std::map<std::string, const void*> weights_;  // checkpoint name -> resident copy
   std::map<std::pair<bool, bool>, std::unique_ptr<Runner>> runners_;
   size_t budget_ = SIZE_MAX;
+  int64_t chunk_min_rows_ = kTameMinRows;
   LoadProgress progress_;
   int run_layers_ = -1;
 };

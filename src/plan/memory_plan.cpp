@@ -38,8 +38,9 @@ size_t local_bytes_at(const Graph& g, const std::vector<Lifetime>& life, int r, 
 }
 
 
-void tame_peaks(const Graph& g, const Dims& d, size_t act_size, std::vector<int>& chunks,
+void tame_peaks(const Graph& g, const Dims& d, size_t act_size, int64_t min_rows, std::vector<int>& chunks,
                 std::vector<std::string>& log) {
+  if (min_rows <= 0) return;
   for (int iter = 0; iter < 64; ++iter) {
     auto life = compute_lifetimes(g, d, chunks, act_size);
     auto live = live_bytes_per_node(life, g.nodes.size());
@@ -50,7 +51,7 @@ void tame_peaks(const Graph& g, const Dims& d, size_t act_size, std::vector<int>
       int r = g.nodes[node].region;
       const Region& reg = g.regions[r];
       const int64_t rows = reg.rows.eval(d);
-      if (!reg.chunkable || rows / (chunks[r] * 2) < kTameMinRows) continue;
+      if (!reg.chunkable || rows / (chunks[r] * 2) < min_rows) continue;
       if (local_bytes_at(g, life, r, static_cast<int>(node)) == 0) continue;
       chunks[r] *= 2;
       progressed = true;
@@ -86,7 +87,7 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int> chunks, siz
 }
 
 std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, size_t act_size,
-                                              size_t budget) {
+                                              size_t budget, int64_t tame_min_rows) {
   std::vector<int> chunks(g.regions.size(), 1);
   std::vector<std::string> log;
   size_t target = budget;  // lowered when fragmentation puts the arena above the live peak
@@ -95,7 +96,7 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
     auto live = live_bytes_per_node(life, g.nodes.size());
     Peak pk = find_peak(live);
     if (pk.bytes <= target) {
-      tame_peaks(g, d, act_size, chunks, log);
+      tame_peaks(g, d, act_size, tame_min_rows, chunks, log);
       MemoryPlan p = make_plan(g, d, chunks, act_size);
       if (p.arena_bytes() <= budget) {
         p.search_log = std::move(log);
@@ -140,8 +141,9 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
   return std::nullopt;
 }
 
-MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget) {
-  if (auto p = try_plan_for_budget(g, d, act_size, budget)) return std::move(*p);
+MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget,
+                           int64_t tame_min_rows) {
+  if (auto p = try_plan_for_budget(g, d, act_size, budget, tame_min_rows)) return std::move(*p);
   int64_t fit = max_tokens_that_fit(g, d.M, act_size, budget, std::max<int64_t>(d.L, 2));
   const std::string largest = fit > 0 ? fmt::format("the largest L that fits is {}", fit)
                                       : fmt::format("not even L=M fits with M={} head rows (lower --block-length)", d.M);
@@ -170,11 +172,12 @@ int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t b
   return lo;
 }
 
-const MemoryPlan& PlanCache::get(const Graph& g, const Dims& d, size_t act_size, size_t budget) {
-  auto key = std::make_tuple(d.L, d.M, budget);
+const MemoryPlan& PlanCache::get(const Graph& g, const Dims& d, size_t act_size, size_t budget,
+                                 int64_t tame_min_rows) {
+  auto key = std::make_tuple(d.L, d.M, budget, tame_min_rows);
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  auto p = std::make_unique<MemoryPlan>(plan_for_budget(g, d, act_size, budget));
+  auto p = std::make_unique<MemoryPlan>(plan_for_budget(g, d, act_size, budget, tame_min_rows));
   return *plans_.emplace(key, std::move(p)).first->second;
 }
 

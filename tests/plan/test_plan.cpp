@@ -209,6 +209,24 @@ TEST(ChunkSearch, TamedPeakSitsNearTheAverageAtAMillionTokens) {
   EXPECT_LT(p->peak_to_average(), 1.15);
 }
 
+TEST(ChunkSearch, TamingFloorTradesChunksForPeak) {
+  // A lower floor splits more and never raises the peak; 0 leaves a fitting step unchunked.
+  GraphOptions o;
+  o.traits = cuda_traits();
+  Graph g = build_step_graph(llada8b(), o);
+  const Dims d{16384, 32};
+  auto off = try_plan_for_budget(g, d, 2, SIZE_MAX, 0);
+  auto dflt = try_plan_for_budget(g, d, 2, SIZE_MAX);
+  auto fine = try_plan_for_budget(g, d, 2, SIZE_MAX, 2048);
+  ASSERT_TRUE(off && dflt && fine);
+  for (int c : off->chunks) EXPECT_EQ(c, 1);
+  EXPECT_LT(dflt->peak_live, off->peak_live);
+  EXPECT_LT(fine->peak_live, dflt->peak_live);
+  EXPECT_LT(fine->peak_to_average(), dflt->peak_to_average());
+  for (size_t r = 0; r < g.regions.size(); ++r)
+    if (fine->chunks[r] > 1) EXPECT_GE(g.chunk_rows(static_cast<int>(r), d, fine->chunks[r]), 2048);
+}
+
 TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {
   GraphOptions o;
   Graph g = build_step_graph(llada8b(), o);
@@ -218,6 +236,7 @@ TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {
   EXPECT_EQ(&a, &b);
   cache.get(g, Dims{1024, 16}, 4, SIZE_MAX);
   EXPECT_EQ(cache.size(), 2u);
+  EXPECT_NE(&cache.get(g, Dims{1024, 32}, 4, SIZE_MAX, 256), &a) << "the taming floor is part of the key";
 }
 
 }  // namespace

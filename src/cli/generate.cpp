@@ -67,6 +67,12 @@ void run_generate(const GenerateFlags& f) {
     fmt::print(stderr, "mosaic: note: {} tokens is past the {} the model was trained for (config.json "
                "max sequence length); quality may drop\n", total, cfg.max_seq_len);
 
+  if (cfg.arch == io::Arch::Dream && !f.quiet)
+    fmt::print(stderr, "mosaic: note: Dream model: the forward pass is Dream's, but the sampler is LLaDA's "
+               "(low-confidence / random remasking with its block schedule); Dream's own diffusion_generate "
+               "algorithms (entropy, maskgit_plus, top-p) are not implemented yet, so tokens will differ from "
+               "Dream's reference sampler\n");
+
   const bool progress = !f.quiet;
   auto on_step = [&](const StepEvent& ev, const std::vector<int32_t>& x) {
     if (f.stream && s.has_tokenizer() && f.format == "text") {

@@ -78,9 +78,10 @@ TEST(CudaModel, ChunkedEqualsUnchunkedOnTheGpu) {
   for (size_t i = 0; i < a.conf.size(); ++i) EXPECT_NEAR(a.conf[i], b.conf[i], 2e-2);
 }
 
-TEST(CudaModel, GreedyGoldensWithMargins) {
-  // Greedy cases whose every decision margin is far above bf16 noise must give the
-  // reference's tokens exactly; the rest are reported.
+// A report, not a check: the fixture's random weights decide with margins of 2e-5..5e-3,
+// inside bf16 rounding, so a bf16 run cannot be required to follow the float64 trajectory.
+// The check on real decisions is ShippedModelGoldens. Run with --gtest_also_run_disabled_tests.
+TEST(CudaModel, DISABLED_FixtureGoldensReport) {
   auto gpu = make_cuda_backend(0);
   Model m(tiny(), *gpu);
   auto g = nlohmann::json::parse(test::read_file(test::fixtures_dir() / "llada_tiny" / "goldens.json"));
@@ -100,9 +101,45 @@ TEST(CudaModel, GreedyGoldensWithMargins) {
     exact += eq;
     std::printf("golden %-28s margin %.2e  %s\n", c["name"].get<std::string>().c_str(), c["min_margin"].get<double>(),
                 eq ? "equal" : "DIFFERENT");
-    if (c["min_margin"].get<double>() > 5e-2) EXPECT_TRUE(eq) << c["name"];
   }
   std::printf("CUDA greedy goldens equal: %d of %d\n", exact, total);
+}
+
+TEST(CudaModel, ShippedModelGoldens) {
+  // Every case whose smallest decision margin (the float64 reference's gap between the
+  // committed and the next candidate, over the whole run) is above bf16 noise (~4e-3
+  // relative on logits) must give the reference's tokens exactly. Below it, one flipped
+  // decision re-routes the rest of the run: those cases are reported, not required.
+  auto gpu = make_cuda_backend(0);
+  auto dir = test::source_dir() / "models" / "mosaic-tiny";
+  Model m(dir.string(), *gpu);
+  auto g = nlohmann::json::parse(test::read_file(dir / "goldens.json"));
+  constexpr double kBf16Margin = 5e-3;
+  int exact = 0, total = 0, required = 0;
+  for (const auto& c : g["cases"]) {
+    GenerateOptions o;
+    o.gen_length = c["gen_length"];
+    o.steps = c["steps"];
+    o.block_length = c["block_length"];
+    o.temperature = c["temperature"];
+    o.cfg_scale = c["cfg_scale"];
+    o.remasking = parse_remasking(c["remasking"]);
+    o.seed = c["seed"];
+    auto want = c["output_tokens"].get<std::vector<int32_t>>();
+    auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o);
+    int same = 0;
+    for (size_t i = 0; i < want.size(); ++i) same += r.tokens[i] == want[i];
+    ++total;
+    exact += r.tokens == want;
+    std::printf("shipped golden %-20s margin %.2e  %d/%zu tokens equal\n", c["name"].get<std::string>().c_str(),
+                c["min_margin"].get<double>(), same, want.size());
+    if (c["min_margin"].get<double>() >= kBf16Margin) {
+      ++required;
+      EXPECT_EQ(r.tokens, want) << c["name"];
+    }
+  }
+  std::printf("CUDA shipped-model goldens equal: %d of %d (%d required)\n", exact, total, required);
+  EXPECT_GT(required, 0) << "no golden case decides above bf16 noise: regenerate models/mosaic-tiny/goldens.json";
 }
 
 TEST(CudaModel, VmmRegionGrowsShrinksAndKeepsItsBase) {

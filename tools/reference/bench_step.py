@@ -224,6 +224,9 @@ def run_length(model, arch, cfg, L, args, device, timed=True):
             with Timer(device.type == "cuda") as t:
                 step()
             times.append(t.ms)
+        if getattr(args, "profile", None) and timed and device.type == "cuda" and not getattr(args, "_profiled", False):
+            args._profiled = True
+            write_memory_timeline(step, args.profile, L)
         res["status"] = "ok"
         if times:
             res["ms_per_step"] = statistics.median(times)
@@ -241,6 +244,30 @@ def run_length(model, arch, cfg, L, args, device, timed=True):
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return res
+
+
+def write_memory_timeline(step, path, L):
+    """Allocated bytes over the real time of one step, from the caching allocator's own event
+    trace (torch.cuda.memory._record_memory_history): every alloc and free, timestamped."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.memory._record_memory_history(max_entries=1_000_000)
+    t0 = time.time()
+    step()
+    torch.cuda.synchronize()
+    snap = torch.cuda.memory._snapshot()
+    torch.cuda.memory._record_memory_history(enabled=None)
+    events = [e for e in snap["device_traces"][0] if e["action"] in ("alloc", "free_completed")]
+    cur, t, a = base, [], []
+    start = events[0]["time_us"] if events else 0
+    for e in events:
+        cur += e["size"] if e["action"] == "alloc" else -e["size"]
+        t.append((e["time_us"] - start) / 1000.0)
+        a.append(cur)
+    with open(path, "w") as f:
+        json.dump({"L": L, "source": "torch.cuda.memory._snapshot device_traces", "weights_and_resident_bytes": base,
+                   "time_ms": t, "allocated_bytes": a, "wall_ms": (time.time() - t0) * 1000.0}, f)
+    print(f"  memory timeline of one step at L={L}: {len(t)} events, peak {max(a) / 2**30:.2f} GiB -> {path}")
 
 
 def search_max(model, arch, cfg, args, device, start_ok):
@@ -305,6 +332,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default="bench_step.json")
+    ap.add_argument("--profile", help="write the first length's allocated-bytes timeline (JSON) here")
     args = ap.parse_args()
 
     device = torch.device(args.device)

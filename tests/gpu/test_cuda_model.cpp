@@ -11,6 +11,7 @@
 #include "memory/cuda/vmm_region.h"
 #include "backend/cuda/cuda_check.h"
 #include "models/model.h"
+#include "golden_case.h"
 #include "test_util.h"
 
 namespace mosaic {
@@ -87,14 +88,7 @@ TEST(CudaModel, DISABLED_FixtureGoldensReport) {
   auto g = nlohmann::json::parse(test::read_file(test::fixtures_dir() / "llada_tiny" / "goldens.json"));
   int exact = 0, total = 0;
   for (const auto& c : g["cases"]) {
-    GenerateOptions o;
-    o.gen_length = c["gen_length"];
-    o.steps = c["steps"];
-    o.block_length = c["block_length"];
-    o.temperature = c["temperature"];
-    o.cfg_scale = c["cfg_scale"];
-    o.remasking = parse_remasking(c["remasking"]);
-    o.seed = c["seed"];
+    GenerateOptions o = test::golden_options(c);
     auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o);
     bool eq = r.tokens == c["output_tokens"].get<std::vector<int32_t>>();
     ++total;
@@ -117,14 +111,7 @@ TEST(CudaModel, ShippedModelGoldens) {
   constexpr double kBf16Margin = 5e-3;
   int exact = 0, total = 0, required = 0;
   for (const auto& c : g["cases"]) {
-    GenerateOptions o;
-    o.gen_length = c["gen_length"];
-    o.steps = c["steps"];
-    o.block_length = c["block_length"];
-    o.temperature = c["temperature"];
-    o.cfg_scale = c["cfg_scale"];
-    o.remasking = parse_remasking(c["remasking"]);
-    o.seed = c["seed"];
+    GenerateOptions o = test::golden_options(c);
     auto want = c["output_tokens"].get<std::vector<int32_t>>();
     auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o);
     int same = 0;

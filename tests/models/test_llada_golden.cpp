@@ -12,6 +12,7 @@
 #include "decode/llada_sampler.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "golden_case.h"
 #include "test_util.h"
 
 namespace mosaic {
@@ -111,17 +112,7 @@ TEST(LladaGolden, ChunkedStepEqualsUnchunked) {
 
 json goldens() { return json::parse(test::read_file(tiny() / "goldens.json")); }
 
-GenerateOptions options_of(const json& c) {
-  GenerateOptions o;
-  o.gen_length = c["gen_length"];
-  o.steps = c["steps"];
-  o.block_length = c["block_length"];
-  o.temperature = c["temperature"];
-  o.cfg_scale = c["cfg_scale"];
-  o.remasking = parse_remasking(c["remasking"]);
-  o.seed = c["seed"];
-  return o;
-}
+GenerateOptions options_of(const json& c) { return test::golden_options(c); }
 
 TEST(LladaGolden, GenerationsEqualTheReferenceTokens) {
   auto be = make_cpu_backend();

@@ -9,6 +9,7 @@
 #include "decode/llada_sampler.h"
 #include "io/tokenizer.h"
 #include "models/model.h"
+#include "golden_case.h"
 #include "test_util.h"
 
 namespace mosaic {
@@ -30,14 +31,7 @@ TEST(ShippedModel, GenerationsEqualTheReference) {
     std::vector<int32_t> prompt = {*tok.bos_id};
     for (int32_t id : tok.encode(c["prompt"].get<std::string>(), true)) prompt.push_back(id);
     ASSERT_EQ(prompt, c["prompt_tokens"].get<std::vector<int32_t>>());
-    GenerateOptions o;
-    o.gen_length = c["gen_length"];
-    o.steps = c["steps"];
-    o.block_length = c["block_length"];
-    o.temperature = c["temperature"];
-    o.cfg_scale = c["cfg_scale"];
-    o.remasking = parse_remasking(c["remasking"]);
-    o.seed = c["seed"];
+    GenerateOptions o = test::golden_options(c);
     auto r = llada_generate(m, prompt, o);
     EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>());
   }

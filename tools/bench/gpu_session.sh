@@ -29,7 +29,9 @@ for name in libcublasLt.so.13 libcudnn.so.9 libcudart.so.13; do
     for f in $(find /usr /opt -name "$name" 2>/dev/null | head -3); do libdirs="$libdirs:$(dirname "$f")"; done
   fi
 done
-export LD_LIBRARY_PATH="$libdirs:${LD_LIBRARY_PATH:-}"
+# Only mosaic's processes get this path: PyTorch brings its own cuDNN, and the system's
+# (older) one first on the path makes torch.backends.cudnn refuse to load.
+export MOSAIC_LIBS="$libdirs:${LD_LIBRARY_PATH:-}"
 
 left() { echo $((deadline - SECONDS)); }
 pack() { tar czf "${PACK:-$res.tgz}" -C "$(dirname "$res")" "$(basename "$res")" 2>/dev/null; }
@@ -50,23 +52,23 @@ run_stage() {  # run_stage NEEDED_SECONDS CAP_SECONDS NAME CMD...
   date -u '+%F %T UTC'
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda, torch.backends.cudnn.version())"
-  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-  ldd "$bindir/mosaic" | grep -E "not found|cudnn|cublas|cudart|openblas|fmt"
+  echo "mosaic's LD_LIBRARY_PATH=$MOSAIC_LIBS"
+  env LD_LIBRARY_PATH="$MOSAIC_LIBS" ldd "$bindir/mosaic" | grep -E "not found|cudnn|cublas|cudart|openblas|fmt"
   nproc; free -g | head -2; df -h /tmp | tail -1
 } > "$res/env.txt" 2>&1
 cat "$res/env.txt"
 pack
 
-TAIL=4 run_stage 60 120 gpu_tests "$bindir/mosaic_gpu_tests" --gtest_filter='-FlashAttention.*'
+TAIL=4 run_stage 60 120 gpu_tests env LD_LIBRARY_PATH="$MOSAIC_LIBS" "$bindir/mosaic_gpu_tests" --gtest_filter='-FlashAttention.*'
 grep -E "^\[  (PASSED|FAILED) |golden|equal:|TFLOP" "$res/gpu_tests.log" | head -40
-TAIL=8 run_stage 20 40 generate_gpu "$bindir/mosaic" generate --backend cuda --model models/mosaic-tiny --prompt "And God said" --gen-length 128
+TAIL=8 run_stage 20 40 generate_gpu env LD_LIBRARY_PATH="$MOSAIC_LIBS" "$bindir/mosaic" generate --backend cuda --model models/mosaic-tiny --prompt "And God said" --gen-length 128
 LENGTHS=16384,4096,32768 CONFIRM=1048576 FLASH_LENGTHS=4096,16384 TAIL=30 run_stage 200 240 llada bash tools/bench/run_gpu_bench.sh llada-8b \
   "$res/llada" "$bindir/mosaic"
 rm -rf /tmp/ckpt-llada-8b
 LENGTHS=16384,4096,32768 CONFIRM=819200 TAIL=30 run_stage 150 210 dream bash tools/bench/run_gpu_bench.sh dream-7b \
   "$res/dream" "$bindir/mosaic"
-TAIL=12 run_stage 40 90 flash_tests "$bindir/mosaic_gpu_tests" --gtest_filter='FlashAttention.*'
-run_stage 40 150 sanitizer compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$bindir/mosaic_gpu_tests" \
+TAIL=12 run_stage 40 90 flash_tests env LD_LIBRARY_PATH="$MOSAIC_LIBS" "$bindir/mosaic_gpu_tests" --gtest_filter='FlashAttention.*'
+run_stage 40 150 sanitizer env LD_LIBRARY_PATH="$MOSAIC_LIBS" compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$bindir/mosaic_gpu_tests" \
   --gtest_filter='CudaKernels.*:CudaModel.LogitsMatchTheCpuBackend:CudaModel.ChunkedEqualsUnchunkedOnTheGpu:CudaModel.VmmRegion*'
 grep -E "ERROR SUMMARY|PASSED|FAILED" "$res/sanitizer.log" | head
 echo "== done at ${SECONDS}s"

@@ -17,6 +17,8 @@ set -uo pipefail
 preset=${1:?preset: llada-8b or dream-7b}
 out=${2:?output dir}
 bin=${3:-build/bin/mosaic}
+# gpu_session.sh passes the carried libraries in MOSAIC_LIBS; only mosaic gets them.
+libs=${MOSAIC_LIBS:-${LD_LIBRARY_PATH:-}}
 mkdir -p "$out"
 ck=${CKPT_DIR:-/tmp/ckpt-$preset}
 export PYTHONUNBUFFERED=1
@@ -35,12 +37,12 @@ stage() {  # stage SECONDS NAME CMD...: runs CMD under a time limit, logs its st
 
 [ -f "$ck/config.json" ] || stage 150 checkpoint python3 tools/reference/make_checkpoint.py --preset "$preset" \
   --out "$ck" --device "${DEVICE:-cuda}"
-stage 120 mosaic-bench "$bin" bench --model "$ck" --backend "${BACKEND:-cuda}" --tokens "$lengths" --json "$out/mosaic.json" \
+stage 120 mosaic-bench env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend "${BACKEND:-cuda}" --tokens "$lengths" --json "$out/mosaic.json" \
   --profile "$out/mosaic_profile.json"
 stage 180 torch-bench python3 tools/reference/bench_step.py --preset "$preset" --tokens "$lengths" \
   --softmax-dtype "$softmax" --device "${DEVICE:-cuda}" --max-tokens --granularity 512 --json "$out/torch.json" --profile "$out/torch_profile.json"
-stage 150 mosaic-max "$bin" bench --model "$ck" --backend "${BACKEND:-cuda}" --max-tokens --confirm-tokens "$confirm" \
+stage 150 mosaic-max env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend "${BACKEND:-cuda}" --max-tokens --confirm-tokens "$confirm" \
   --layers "${CONFIRM_LAYERS:-1}" --iters 1 --warmup 0 --json "$out/mosaic_max.json"
-[ -n "${FLASH_LENGTHS:-}" ] && MOSAIC_ATTENTION=flash stage 60 mosaic-flash "$bin" bench --model "$ck" \
+[ -n "${FLASH_LENGTHS:-}" ] && MOSAIC_ATTENTION=flash stage 60 mosaic-flash env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" \
   --backend "${BACKEND:-cuda}" --tokens "$FLASH_LENGTHS" --iters 3 --json "$out/mosaic_flash.json"
 python3 tools/bench/compare.py "$out"

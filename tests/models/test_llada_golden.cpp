@@ -112,7 +112,6 @@ TEST(LladaGolden, ChunkedStepEqualsUnchunked) {
 
 json goldens() { return json::parse(test::read_file(tiny() / "goldens.json")); }
 
-GenerateOptions options_of(const json& c) { return test::golden_options(c); }
 
 TEST(LladaGolden, GenerationsEqualTheReferenceTokens) {
   auto be = make_cpu_backend();
@@ -121,7 +120,7 @@ TEST(LladaGolden, GenerationsEqualTheReferenceTokens) {
   ASSERT_GE(g["cases"].size(), 8u);
   for (const auto& c : g["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
-    auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), options_of(c));
+    auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), test::golden_options(c));
     EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>());
   }
 }
@@ -139,7 +138,7 @@ TEST(LladaGolden, GenerationsHoldUnderChunking) {
   m.set_activation_budget(longest * 7 / 10);
   for (const auto& c : g["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
-    auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), options_of(c));
+    auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), test::golden_options(c));
     EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>());
   }
 }

@@ -70,7 +70,7 @@ void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SamplePar
     const Region& reg = g_.regions[r];
     const int64_t rows = reg.rows.eval(plan.dims);
     if (rows <= 0) continue;
-    const int64_t cr = g_.chunk_rows(static_cast<int>(r), plan.dims, plan.chunks[r]);
+    const int64_t cr = g_.chunk_rows(static_cast<int>(r), plan.dims, plan.chunk_rows[r]);
     for (int64_t r0 = 0; r0 < rows; r0 += cr) {
       const int64_t n = std::min(cr, rows - r0);
       for (int i = reg.first; i <= reg.last; ++i) {

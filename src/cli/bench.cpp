@@ -28,7 +28,6 @@ struct BenchFlags {
   int warmup = 1, iters = 5, layers = -1;
   bool max_tokens = false;
   int64_t confirm_tokens = 0;
-  int64_t chunk_min_rows = kTameMinRows;
   std::string json_path, profile_path;
 };
 
@@ -142,10 +141,8 @@ void write_profile(const std::string& path, const Graph& g, const MemoryPlan& p)
 void run_bench(const BenchFlags& f) {
   MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
-  MOSAIC_CHECK(f.chunk_min_rows >= 0, "--chunk-min-rows must be >= 0 (0 = chunk only to fit the budget)");
   Session s(f.session, true, f.layers);
   Model& m = s.model();
-  m.set_chunk_min_rows(f.chunk_min_rows);
   const auto& cfg = m.config();
   nlohmann::json out;
   out["model"] = m.dir();
@@ -154,7 +151,7 @@ void run_bench(const BenchFlags& f) {
   out["n_layers"] = cfg.n_layers;
   out["weights_bytes"] = s.backend().weight_bytes();
   out["activation_budget"] = m.activation_budget();
-  out["chunk_min_rows"] = f.chunk_min_rows;
+  out["chunk_min_rows"] = m.chunk_min_rows();
 
   std::vector<int64_t> lengths;
   if (!f.tokens.empty() && !f.max_tokens) lengths = parse_lengths(f.tokens);
@@ -221,10 +218,6 @@ void add_bench(CLI::App& app) {
               "Find the largest length whose step fits the memory budget (plan search), then run it");
   c->add_option("--confirm-tokens", f->confirm_tokens,
                  "With --max-tokens: confirm with a real step at this length instead of the maximum found");
-  c->add_option("--chunk-min-rows", f->chunk_min_rows,
-                "Peak taming: keep splitting the region at the memory peak while chunks keep at least this many "
-                "rows, even when the step already fits (0 = chunk only to fit the budget)")
-      ->capture_default_str();
   c->add_option("--json", f->json_path, "Also write the results as JSON");
   c->add_option("--profile", f->profile_path, "Write the first length's live-bytes timeline (.json or .csv)");
   c->callback([f] { run_bench(*f); });

@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "core/format.h"
+#include "plan/memory_plan.h"
 
 namespace mosaic::cli {
 
@@ -26,6 +27,10 @@ std::string resolve_backend(const std::string& flag);
 
 // "80GiB", "512MiB", "1.5GB", "123456" (bytes), or a fraction "0.9" of `free_bytes`.
 size_t parse_memory(const std::string& text, std::optional<size_t> free_bytes, const char* flag);
+
+// --chunk-min-rows: how far the planner tames a step's memory peak.
+void add_taming_flag(CLI::App* c, int64_t& min_rows);
+void check_taming(int64_t min_rows);
 
 // Device memory a backend keeps outside weights and arena (context, BLAS/DNN workspaces).
 size_t backend_overhead(const std::string& backend);

@@ -85,4 +85,16 @@ size_t backend_overhead(const std::string& backend) {
   return backend == "cuda" ? (size_t{1} << 30) : 0;
 }
 
+void add_taming_flag(CLI::App* c, int64_t& min_rows) {
+  c->add_option("--chunk-min-rows", min_rows,
+                "Peak taming: split the regions at the memory peak while their chunks keep at least this many "
+                "rows, even when the step already fits; lower = lower peak, smaller GEMMs (0 = chunk only to "
+                "fit the budget)")
+      ->capture_default_str();
+}
+
+void check_taming(int64_t min_rows) {
+  MOSAIC_CHECK(min_rows >= 0, "--chunk-min-rows must be >= 0 (0 = chunk only to fit the budget), got {}", min_rows);
+}
+
 }  // namespace mosaic::cli

@@ -24,11 +24,6 @@ struct InfoFlags {
   bool plan = false, cfg = false;
 };
 
-// Groups regions that differ only by layer number ("layer7.ffn" -> "ffn") for a short report.
-std::string region_kind(const std::string& name) {
-  auto dot = name.rfind('.');
-  return dot == std::string::npos ? name : name.substr(dot + 1);
-}
 
 void run_info(const InfoFlags& f) {
   MOSAIC_CHECK(f.model.empty() != f.config.empty() || (f.model.empty() && f.config.empty()),
@@ -86,9 +81,9 @@ void run_info(const InfoFlags& f) {
   }
 
   auto t0 = std::chrono::steady_clock::now();
-  MOSAIC_CHECK(f.chunk_min_rows >= 0, "--chunk-min-rows must be >= 0 (0 = chunk only to fit the budget)");
-  std::optional<MemoryPlan> plan = budget ? try_plan_for_budget(g, d, traits.act_size, *budget, f.chunk_min_rows)
-                                          : std::optional<MemoryPlan>(make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size));
+  check_taming(f.chunk_min_rows);
+  // Without a budget, plan as the engine does with unlimited memory: taming still applies.
+  std::optional<MemoryPlan> plan = try_plan_for_budget(g, d, traits.act_size, budget.value_or(SIZE_MAX), f.chunk_min_rows);
   double plan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const MemoryPlan& p = plan ? *plan : make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size);
   if (!plan) plan.emplace(p);
@@ -152,9 +147,7 @@ void add_info(CLI::App& app) {
   c->add_option("--memory-budget", f->memory_budget,
                 "Device memory in all (weights + activations), e.g. 80GiB; enables chunking and the fit check");
   c->add_flag("--plan", f->plan, "Print the live-bytes timeline per node");
-  c->add_option("--chunk-min-rows", f->chunk_min_rows,
-                "Peak taming: split the region at the peak while chunks keep at least this many rows (0 = off)")
-      ->capture_default_str();
+  add_taming_flag(c, f->chunk_min_rows);
   c->add_flag("--cfg", f->cfg, "Plan the classifier-free-guidance step (two trunks)");
   c->callback([f] { run_info(*f); });
 }

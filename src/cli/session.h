@@ -17,6 +17,7 @@ struct SessionFlags {
   std::string model;
   std::string backend = "auto";
   std::string memory_budget;
+  int64_t chunk_min_rows = kTameMinRows;
 };
 
 void add_session_flags(CLI::App* c, SessionFlags& f);

@@ -75,15 +75,33 @@ int Graph::add_node(Node n) {
   return static_cast<int>(nodes.size()) - 1;
 }
 
-int64_t Graph::chunk_rows(int region, const Dims& d, int chunks) const {
-  int64_t rows = regions[region].rows.eval(d);
-  if (chunks <= 1 || rows <= 0) return rows;
-  return (rows + chunks - 1) / chunks;
+std::string region_kind(const std::string& region_name) {
+  const auto dot = region_name.rfind('.');
+  return dot == std::string::npos ? region_name : region_name.substr(dot + 1);
 }
 
-int64_t Graph::rows_of(int t, const Dims& d, const std::vector<int>& chunks) const {
+int64_t Graph::chunk_rows(int region, const Dims& d, int64_t planned) const {
+  const int64_t rows = regions[region].rows.eval(d);
+  return planned <= 0 || planned >= rows ? rows : planned;
+}
+
+int64_t Graph::chunk_count(int region, const Dims& d, int64_t planned) const {
+  const int64_t rows = regions[region].rows.eval(d), cr = chunk_rows(region, d, planned);
+  return cr <= 0 ? 1 : (rows + cr - 1) / cr;
+}
+
+std::vector<int64_t> Graph::rows_for_counts(const Dims& d, const std::vector<int>& counts) const {
+  std::vector<int64_t> cr(regions.size(), 0);
+  for (size_t r = 0; r < regions.size(); ++r) {
+    const int64_t rows = regions[r].rows.eval(d);
+    if (counts[r] > 1 && rows > 0) cr[r] = (rows + counts[r] - 1) / counts[r];
+  }
+  return cr;
+}
+
+int64_t Graph::rows_of(int t, const Dims& d, const std::vector<int64_t>& chunk_rows_of) const {
   const TensorDesc& td = tensors[t];
-  if (td.region >= 0) return chunk_rows(td.region, d, chunks[td.region]);
+  if (td.region >= 0) return chunk_rows(td.region, d, chunk_rows_of[td.region]);
   return td.rows.eval(d);
 }
 

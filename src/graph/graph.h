@@ -97,11 +97,19 @@ struct Graph {
   // Checks structural invariants: operands in range, every node in a region, region-local
   // tensors used only inside their region, inputs defined before use.
   void validate() const;
-  // Row count of a tensor as the planner sizes it, given the chunk count of each region.
-  int64_t rows_of(int tensor, const Dims& d, const std::vector<int>& chunks) const;
-  int64_t chunk_rows(int region, const Dims& d, int chunks) const;
+  // A plan gives each region its rows per chunk; 0 (or the region's rows, or more) is one chunk.
+  // Chunks run in order, each `chunk_rows` rows, the last one what remains.
+  int64_t chunk_rows(int region, const Dims& d, int64_t planned) const;
+  int64_t chunk_count(int region, const Dims& d, int64_t planned) const;
+  // Rows per chunk that split each region into `counts[r]` chunks of equal size (the last smaller).
+  std::vector<int64_t> rows_for_counts(const Dims& d, const std::vector<int>& counts) const;
+  // Row count of a tensor as the planner sizes it, given each region's rows per chunk.
+  int64_t rows_of(int tensor, const Dims& d, const std::vector<int64_t>& chunk_rows) const;
 };
 
 size_t elem_size(ElemType e, size_t act_size);
+
+// A region's name without its layer ("layer7.ffn" -> "ffn"): repeated layers report once.
+std::string region_kind(const std::string& region_name);
 
 }  // namespace mosaic

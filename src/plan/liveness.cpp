@@ -4,10 +4,12 @@
 
 namespace mosaic {
 
-std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std::vector<int>& chunks,
+std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std::vector<int64_t>& chunk_rows,
                                         size_t act_size) {
   std::vector<Lifetime> life(g.tensors.size());
   const int last_node = static_cast<int>(g.nodes.size()) - 1;
+  std::vector<bool> chunked(g.regions.size());
+  for (size_t r = 0; r < g.regions.size(); ++r) chunked[r] = g.chunk_count(static_cast<int>(r), d, chunk_rows[r]) > 1;
   auto touch = [&](int t, int node) {
     Lifetime& l = life[t];
     if (l.first < 0 || node < l.first) l.first = node;
@@ -16,7 +18,6 @@ std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std
   for (int i = 0; i <= last_node; ++i) {
     const Node& n = g.nodes[i];
     const Region& r = g.regions[n.region];
-    const bool chunked = chunks[n.region] > 1;
     for (const auto* ops : {&n.in, &n.out})
       for (const Operand& o : *ops) {
         const TensorDesc& td = g.tensors[o.tensor];
@@ -25,7 +26,7 @@ std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std
         // A chunked region revisits its first node after its last: a full tensor it
         // touches must survive the whole region, or a later chunk's locals would
         // overwrite what an earlier chunk wrote.
-        if (chunked && td.region < 0) {
+        if (chunked[n.region] && td.region < 0) {
           touch(o.tensor, r.first);
           touch(o.tensor, r.last);
         }
@@ -40,7 +41,7 @@ std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std
     }
     if (td.kind == TensorKind::Input) l.first = 0;  // written by the host before node 0
     if (td.kind == TensorKind::Output) l.last = last_node;  // read by the host after the step
-    int64_t rows = g.rows_of(static_cast<int>(t), d, chunks);
+    int64_t rows = g.rows_of(static_cast<int>(t), d, chunk_rows);
     int64_t cols = td.cols.eval(d);
     l.bytes = static_cast<size_t>(std::max<int64_t>(rows, 0) * std::max<int64_t>(cols, 0)) *
               elem_size(td.elem, act_size);

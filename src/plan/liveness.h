@@ -14,8 +14,9 @@ struct Lifetime {
   bool planned() const { return first >= 0; }
 };
 
-// `chunks[r]` is region r's chunk count; `act_size` the backend's activation element size.
-std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std::vector<int>& chunks,
+// `chunk_rows[r]` is region r's rows per chunk (0: one chunk); `act_size` the backend's
+// activation element size.
+std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std::vector<int64_t>& chunk_rows,
                                         size_t act_size);
 
 // Live bytes at each node (the memory timeline) from lifetimes.

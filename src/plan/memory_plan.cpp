@@ -6,6 +6,8 @@
 #include <cmath>
 #include <numeric>
 #include <optional>
+#include <map>
+#include <set>
 
 #include "core/error.h"
 #include "core/format.h"
@@ -38,37 +40,99 @@ size_t local_bytes_at(const Graph& g, const std::vector<Lifetime>& life, int r, 
 }
 
 
+// Taming and the budget search split regions in whole halvings, so most regions end up
+// with smaller chunks than the peak requires. Give each chunked region back the largest
+// chunk rows whose nodes stay at or under `peak`: the arena the peak already needs is used
+// for fewer, larger GEMMs. A region's chunk rows change live bytes only at its own nodes
+// (its locals, and full tensors extended over a chunked region's span), so all regions are
+// searched at once, by bisection on each region's rows.
+std::vector<int64_t> relax_chunks(const Graph& g, const Dims& d, size_t act_size, size_t peak,
+                                  const std::vector<int>& chunks, std::vector<std::string>& log) {
+  const size_t R = g.regions.size();
+  std::vector<int64_t> fits = g.rows_for_counts(d, chunks);  // per region: rows known to fit
+  std::vector<int64_t> over(R, 0);                           // and rows known not to (0: none yet)
+  for (size_t r = 0; r < R; ++r)
+    if (chunks[r] > 1) over[r] = g.regions[r].rows.eval(d) + 1;
+  std::vector<int64_t> trial(R);
+  for (;;) {
+    bool open = false;
+    for (size_t r = 0; r < R; ++r) {
+      const bool searching = over[r] - fits[r] > 1;
+      trial[r] = searching ? fits[r] + (over[r] - fits[r]) / 2 : fits[r];
+      open = open || searching;
+    }
+    if (!open) break;
+    auto live = live_bytes_per_node(compute_lifetimes(g, d, trial, act_size), g.nodes.size());
+    std::vector<size_t> region_peak(R, 0);
+    for (size_t i = 0; i < live.size(); ++i)
+      region_peak[g.nodes[i].region] = std::max(region_peak[g.nodes[i].region], live[i]);
+    for (size_t r = 0; r < R; ++r)
+      if (over[r] - fits[r] > 1) (region_peak[r] <= peak ? fits[r] : over[r]) = trial[r];
+  }
+  std::map<std::string, std::string> changed;  // by region kind: repeated layers log once
+  for (size_t r = 0; r < R; ++r) {
+    if (chunks[r] <= 1) continue;
+    const int64_t n = g.chunk_count(static_cast<int>(r), d, fits[r]);
+    if (n == chunks[r]) continue;
+    changed.emplace(region_kind(g.regions[r].name),
+                    fmt::format("{} -> {} chunks of {} rows", chunks[r], n, g.chunk_rows(static_cast<int>(r), d, fits[r])));
+  }
+  for (const auto& [name, what] : changed) log.push_back(fmt::format("relaxed {}: {} (the peak holds)", name, what));
+  return fits;
+}
+
+double time_weighted_average(const std::vector<size_t>& live, const std::vector<double>& cost) {
+  double weighted = 0, total = 0;
+  for (size_t i = 0; i < live.size(); ++i) {
+    weighted += cost[i] * static_cast<double>(live[i]);
+    total += cost[i];
+  }
+  return total > 0 ? weighted / total : 0.0;
+}
+
+// Halves the chunks of the regions at the peak until the peak's regions reach the floor.
 void tame_peaks(const Graph& g, const Dims& d, size_t act_size, int64_t min_rows, std::vector<int>& chunks,
                 std::vector<std::string>& log) {
   if (min_rows <= 0) return;
-  for (int iter = 0; iter < 64; ++iter) {
-    auto life = compute_lifetimes(g, d, chunks, act_size);
+  for (int iter = 0;; ++iter) {
+    auto life = compute_lifetimes(g, d, g.rows_for_counts(d, chunks), act_size);
     auto live = live_bytes_per_node(life, g.nodes.size());
-    Peak pk = find_peak(live);
-    bool progressed = false;
+    const Peak pk = find_peak(live);
+    if (iter == 64) {
+      log.push_back("taming: stopped after 64 rounds");
+      break;
+    }
+    std::set<std::string> split;
     for (size_t node = 0; node < live.size(); ++node) {
       if (live[node] < pk.bytes) continue;
       int r = g.nodes[node].region;
       const Region& reg = g.regions[r];
       const int64_t rows = reg.rows.eval(d);
-      if (!reg.chunkable || rows / (chunks[r] * 2) < min_rows) continue;
+      if (!reg.chunkable || rows / (static_cast<int64_t>(chunks[r]) * 2) < min_rows) continue;
       if (local_bytes_at(g, life, r, static_cast<int>(node)) == 0) continue;
       chunks[r] *= 2;
-      progressed = true;
+      split.insert(region_kind(reg.name));
     }
-    if (!progressed) return;
+    if (split.empty()) break;
+    for (const auto& name : split) log.push_back(fmt::format("taming: peak {} B in {}: chunks halved", pk.bytes, name));
   }
-  log.push_back("peak taming stopped after 64 rounds");
 }
 
 }  // namespace
 
-MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int> chunks, size_t act_size) {
+MemoryPlan make_plan(const Graph& g, const Dims& d, const std::vector<int>& chunks, size_t act_size) {
+  return make_plan(g, d, g.rows_for_counts(d, chunks), act_size);
+}
+
+MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int64_t> chunk_rows, size_t act_size) {
   MemoryPlan p;
   p.dims = d;
-  p.chunks = std::move(chunks);
+  p.chunk_rows = std::move(chunk_rows);
+  p.chunks.resize(g.regions.size());
+  for (size_t r = 0; r < g.regions.size(); ++r)
+    p.chunks[r] = static_cast<int>(g.chunk_count(static_cast<int>(r), d, p.chunk_rows[r]));
   p.act_size = act_size;
-  p.life = compute_lifetimes(g, d, p.chunks, act_size);
+  p.life = compute_lifetimes(g, d, p.chunk_rows, act_size);
   p.placement = plan_offsets(p.life);
   p.live = live_bytes_per_node(p.life, g.nodes.size());
   Peak pk = find_peak(p.live);
@@ -76,13 +140,8 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int> chunks, siz
   p.peak_node = pk.node;
   if (!p.live.empty())
     p.avg_live = std::accumulate(p.live.begin(), p.live.end(), 0.0) / static_cast<double>(p.live.size());
-  const std::vector<double> cost = node_costs(g, d, act_size);
-  double weighted = 0, total = 0;
-  for (size_t i = 0; i < p.live.size(); ++i) {
-    weighted += cost[i] * static_cast<double>(p.live[i]);
-    total += cost[i];
-  }
-  p.avg_live_timed = total > 0 ? weighted / total : p.avg_live;
+  p.avg_live_timed = time_weighted_average(p.live, node_costs(g, d, act_size));
+  if (p.avg_live_timed <= 0) p.avg_live_timed = p.avg_live;
   return p;
 }
 
@@ -92,13 +151,36 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
   std::vector<std::string> log;
   size_t target = budget;  // lowered when fragmentation puts the arena above the live peak
   for (int iter = 0; iter < 4 * static_cast<int>(g.regions.size()) + 16; ++iter) {
-    auto life = compute_lifetimes(g, d, chunks, act_size);
+    auto life = compute_lifetimes(g, d, g.rows_for_counts(d, chunks), act_size);
     auto live = live_bytes_per_node(life, g.nodes.size());
     Peak pk = find_peak(live);
     if (pk.bytes <= target) {
       tame_peaks(g, d, act_size, tame_min_rows, chunks, log);
       MemoryPlan p = make_plan(g, d, chunks, act_size);
       if (p.arena_bytes() <= budget) {
+        // Bigger chunks can place worse. Keep them where fragmentation adds at most 1% to the
+        // tamed arena: bisect on the peak the relaxation aims at, from the tamed peak down.
+        const size_t arena_cap = p.arena_bytes() + p.arena_bytes() / 100;
+        size_t aim_ok = 0, aim_bad = p.peak_live + 1;
+        std::optional<MemoryPlan> best;
+        std::vector<std::string> best_log;
+        for (int attempt = 0; attempt < 6 && aim_bad - aim_ok > 1; ++attempt) {
+          const size_t aim = attempt == 0 ? p.peak_live : aim_ok + (aim_bad - aim_ok) / 2;
+          std::vector<std::string> relax_log;
+          std::vector<int64_t> relaxed = relax_chunks(g, d, act_size, aim, chunks, relax_log);
+          MemoryPlan q = make_plan(g, d, relaxed, act_size);
+          if (q.arena_bytes() <= arena_cap) {
+            aim_ok = aim;
+            best = std::move(q);
+            best_log = std::move(relax_log);
+          } else {
+            aim_bad = aim;
+          }
+        }
+        if (best && best->arena_bytes() <= budget) {
+          log.insert(log.end(), best_log.begin(), best_log.end());
+          p = std::move(*best);
+        }
         p.search_log = std::move(log);
         return p;
       }

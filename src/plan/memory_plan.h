@@ -16,7 +16,8 @@ namespace mosaic {
 
 struct MemoryPlan {
   Dims dims;
-  std::vector<int> chunks;  // per region
+  std::vector<int64_t> chunk_rows;  // per region: rows per chunk, 0 = one chunk
+  std::vector<int> chunks;          // per region: the chunk count those rows give
   size_t act_size = 4;
   std::vector<Lifetime> life;
   Placement placement;
@@ -33,18 +34,21 @@ struct MemoryPlan {
   double peak_to_node_average() const { return avg_live > 0 ? peak_live / avg_live : 0.0; }
 };
 
-MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int> chunks, size_t act_size);
+MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int64_t> chunk_rows, size_t act_size);
+// The same with a chunk count per region (equal chunks).
+MemoryPlan make_plan(const Graph& g, const Dims& d, const std::vector<int>& chunks, size_t act_size);
 
-// Once a plan fits, the region at the peak keeps being split while its chunks stay at least
-// this many rows ("peak taming"): the peak drops toward the rest of the step while the GEMMs
-// keep shapes that run as fast as unchunked, and short steps (L < 2 * tame_min_rows) are left
-// untouched. 0 turns taming off (chunk only to fit the budget). docs/PERFORMANCE.md has the
-// measurements behind the default.
-constexpr int64_t kTameMinRows = 8192;
+// Peak taming: once a plan fits, the regions at the peak keep being split (their chunks
+// halved) while chunks stay at least `tame_min_rows` rows; then every region gets back the
+// largest chunks (in rows, not only whole divisions) that keep it under the tamed peak. The result: the lowest peak the floor
+// allows, a flat memory profile, and GEMMs no smaller than the floor. Steps shorter than
+// twice the floor are never chunked unless the budget demands it. 0 turns taming off (chunk
+// only to fit the budget). docs/PERFORMANCE.md has the measurements behind the default.
+constexpr int64_t kTameMinRows = 1024;
 
 // The lazy chunking search: start with no chunking; while the plan exceeds `budget`, split
 // the region holding the current peak into the fewest chunks that bring that node under
-// the budget. Throws OutOfBudget (with the largest L that fits) when no split can help.
+// the budget; then tame. Throws OutOfBudget (with the largest L that fits) when no split can help.
 MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget,
                            int64_t tame_min_rows = kTameMinRows);
 // The same search without the error: nullopt when nothing fits.

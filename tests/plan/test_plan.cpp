@@ -153,7 +153,7 @@ TEST(ChunkSearch, NeverExceedsTheBudgetItWasGiven) {
         // A plan that fits unchunked chunks only where chunks stay large (peak taming).
         if (frac == 1.0)
           for (size_t r = 0; r < p->chunks.size(); ++r)
-            if (p->chunks[r] > 1) EXPECT_GE(g.chunk_rows(static_cast<int>(r), d, p->chunks[r]), kTameMinRows);
+            if (p->chunks[r] > 1) EXPECT_GE(g.chunk_rows(static_cast<int>(r), d, p->chunk_rows[r]), kTameMinRows);
       }
     }
   }
@@ -192,39 +192,68 @@ TEST(ChunkSearch, MillionTokenLladaStepFitsAnH100) {
 }
 
 TEST(ChunkSearch, ShortStepsPayNothing) {
+  // Below twice the floor no region can be halved: a short step runs unchunked.
   GraphOptions o;
   o.traits = cuda_traits();
   Graph g = build_step_graph(llada8b(), o);
-  auto p = try_plan_for_budget(g, Dims{8192, 32}, 2, SIZE_MAX);
+  auto p = try_plan_for_budget(g, Dims{2 * kTameMinRows - 1, 32}, 2, SIZE_MAX);
   ASSERT_TRUE(p.has_value());
   for (int c : p->chunks) EXPECT_EQ(c, 1);
 }
 
-TEST(ChunkSearch, TamedPeakSitsNearTheAverageAtAMillionTokens) {
-  GraphOptions o;
-  o.traits = cuda_traits();
-  Graph g = build_step_graph(llada8b(), o);
-  auto p = try_plan_for_budget(g, Dims{1000000, 32}, 2, size_t{62} << 30);
-  ASSERT_TRUE(p.has_value());
-  EXPECT_LT(p->peak_to_average(), 1.15);
+TEST(ChunkSearch, TamedStepsMeetThePeakToAverageTarget) {
+  // The target (<= 1.15) at the lengths the benchmark reports, for both models.
+  for (const auto& cfg : {llada8b(), dream7b()}) {
+    GraphOptions o;
+    o.traits = cuda_traits();
+    Graph g = build_step_graph(cfg, o);
+    for (int64_t L : {16384, 32768, 262144}) {
+      auto p = try_plan_for_budget(g, Dims{L, 32}, 2, SIZE_MAX);
+      ASSERT_TRUE(p.has_value());
+      EXPECT_LE(p->peak_to_average(), 1.15) << cfg.source << " L=" << L;
+    }
+  }
+}
+
+TEST(ChunkSearch, RelaxedRegionsHoldTheFewestChunksUnderThePeak) {
+  // After taming, one more row per chunk in any chunked region would raise the step's peak.
+  for (const auto& cfg : {llada8b(), dream7b()}) {
+    GraphOptions o;
+    o.traits = cuda_traits();
+    Graph g = build_step_graph(cfg, o);
+    for (int64_t L : {4096, 16384, 65536}) {
+      const Dims d{L, 32};
+      auto p = try_plan_for_budget(g, d, 2, SIZE_MAX, 512);
+      ASSERT_TRUE(p.has_value());
+      for (size_t r = 0; r < g.regions.size(); ++r) {
+        if (p->chunks[r] <= 1) continue;
+        std::vector<int64_t> bigger = p->chunk_rows;
+        bigger[r] = g.chunk_rows(static_cast<int>(r), d, bigger[r]) + 1;
+        MemoryPlan q = make_plan(g, d, bigger, 2);
+        EXPECT_GT(q.peak_live, p->peak_live) << cfg.source << " L=" << L << " " << g.regions[r].name;
+      }
+    }
+  }
 }
 
 TEST(ChunkSearch, TamingFloorTradesChunksForPeak) {
-  // A lower floor splits more and never raises the peak; 0 leaves a fitting step unchunked.
+  // A lower floor never raises the peak; 0 leaves a fitting step unchunked.
   GraphOptions o;
   o.traits = cuda_traits();
   Graph g = build_step_graph(llada8b(), o);
   const Dims d{16384, 32};
   auto off = try_plan_for_budget(g, d, 2, SIZE_MAX, 0);
-  auto dflt = try_plan_for_budget(g, d, 2, SIZE_MAX);
-  auto fine = try_plan_for_budget(g, d, 2, SIZE_MAX, 2048);
-  ASSERT_TRUE(off && dflt && fine);
+  ASSERT_TRUE(off.has_value());
   for (int c : off->chunks) EXPECT_EQ(c, 1);
-  EXPECT_LT(dflt->peak_live, off->peak_live);
-  EXPECT_LT(fine->peak_live, dflt->peak_live);
-  EXPECT_LT(fine->peak_to_average(), dflt->peak_to_average());
-  for (size_t r = 0; r < g.regions.size(); ++r)
-    if (fine->chunks[r] > 1) EXPECT_GE(g.chunk_rows(static_cast<int>(r), d, fine->chunks[r]), 2048);
+  size_t last_peak = off->peak_live;
+  for (int64_t floor : {4096, 1024, 256}) {
+    auto p = try_plan_for_budget(g, d, 2, SIZE_MAX, floor);
+    ASSERT_TRUE(p.has_value());
+    EXPECT_LT(p->peak_live, last_peak) << "floor " << floor;
+    last_peak = p->peak_live;
+    for (size_t r = 0; r < g.regions.size(); ++r)
+      if (p->chunks[r] > 1) EXPECT_GE(g.chunk_rows(static_cast<int>(r), d, p->chunk_rows[r]), floor);
+  }
 }
 
 TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {

@@ -14,6 +14,14 @@ BackendTraits cpu_traits() {
   return {"cpu", 4, cpu::kAttentionTile * omp_get_max_threads()};
 }
 BackendTraits cuda_traits() { return {"cuda", 2, 0}; }
+BackendTraits cuda_fp32_traits() { return {"cuda-fp32", 4, 0}; }
+
+BackendTraits traits_of(const std::string& backend) {
+  if (backend == "cpu") return cpu_traits();
+  if (backend == "cuda") return cuda_traits();
+  if (backend == "cuda-fp32") return cuda_fp32_traits();
+  MOSAIC_FAIL("unknown backend '{}': use cpu, cuda or cuda-fp32", backend);
+}
 
 std::vector<float> rope_inv_freq(double theta, int hd) {
   // torch: 1.0 / (theta ** (torch.arange(0, hd, 2).float() / hd)), all float32.
@@ -29,11 +37,12 @@ std::vector<float> rope_inv_freq(double theta, int hd) {
 std::unique_ptr<Backend> make_backend(const std::string& name) {
   if (name == "cpu") return make_cpu_backend();
   if (name == "cuda") return make_cuda_backend(0);
-  MOSAIC_FAIL("unknown backend '{}': use --backend cpu or --backend cuda", name);
+  if (name == "cuda-fp32") return make_cuda_backend(0, true);
+  MOSAIC_FAIL("unknown backend '{}': use --backend cpu, cuda or cuda-fp32", name);
 }
 
 #ifndef MOSAIC_CUDA
-std::unique_ptr<Backend> make_cuda_backend(int) {
+std::unique_ptr<Backend> make_cuda_backend(int, bool) {
   MOSAIC_FAIL("this mosaic was built without CUDA: rebuild with -DMOSAIC_CUDA=ON, or use --backend cpu");
 }
 #endif

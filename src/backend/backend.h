@@ -36,6 +36,9 @@ struct BackendTraits {
 
 BackendTraits cpu_traits();
 BackendTraits cuda_traits();
+BackendTraits cuda_fp32_traits();
+// Traits of a backend by name ("cpu", "cuda", "cuda-fp32"), without creating it.
+BackendTraits traits_of(const std::string& backend);
 
 class Backend {
  public:
@@ -83,9 +86,10 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
-// Throws a clear error when mosaic was built without CUDA or no GPU is usable.
-std::unique_ptr<Backend> make_cuda_backend(int device = 0);
-std::unique_ptr<Backend> make_backend(const std::string& name);  // "cpu" | "cuda"
+// Throws a clear error when mosaic was built without CUDA or no GPU is usable. fp32: the
+// verification mode (fp32 weights and math; slow; for matching the CPU and the goldens).
+std::unique_ptr<Backend> make_cuda_backend(int device = 0, bool fp32 = false);
+std::unique_ptr<Backend> make_backend(const std::string& name);  // "cpu" | "cuda" | "cuda-fp32"
 
 // LLaDA's and Qwen2's inverse frequencies, computed as torch does in float32, once, on the
 // host, so that every backend rotates by the same angles.

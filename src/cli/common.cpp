@@ -82,7 +82,7 @@ size_t parse_memory(const std::string& text, std::optional<size_t> free_bytes, c
 
 size_t backend_overhead(const std::string& backend) {
   // CUDA context, cuBLASLt and cuDNN workspaces: measured on H100, rounded up.
-  return backend == "cuda" ? (size_t{1} << 30) : 0;
+  return backend == "cpu" ? 0 : (size_t{1} << 30);
 }
 
 void add_taming_flag(CLI::App* c, int64_t& min_rows) {

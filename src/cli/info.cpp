@@ -32,8 +32,7 @@ void run_info(const InfoFlags& f) {
   MOSAIC_CHECK(f.masked >= 0 && f.masked <= f.tokens, "--masked must be in [0, --tokens]");
   std::string backend = f.backend;
   if (backend == "auto") backend = f.config.empty() ? resolve_backend("auto") : "cuda";
-  MOSAIC_CHECK(backend == "cpu" || backend == "cuda", "--backend '{}': use cpu or cuda", backend);
-  BackendTraits traits = backend == "cuda" ? cuda_traits() : cpu_traits();
+  const BackendTraits traits = traits_of(backend);
 
   io::ModelConfig cfg;
   bool fused = false;
@@ -49,7 +48,7 @@ void run_info(const InfoFlags& f) {
     fused = ck.find(names.layer(0, WeightRole::FusedQKV)) && !ck.find(names.layer(0, WeightRole::Q));
     source = dir;
   }
-  const size_t weight_elem = backend == "cuda" ? 2 : 4;
+  const size_t weight_elem = traits.act_size;  // weights are stored in the activation type
   const size_t weights = static_cast<size_t>(cfg.n_params()) * weight_elem;
 
   fmt::print("model       {} ({})\n", source, io::arch_name(cfg.arch));
@@ -142,7 +141,7 @@ void add_info(CLI::App& app) {
   c->add_option("--config", f->config, "Plan from a config.json alone: no weights, no GPU needed");
   c->add_option("--tokens,-L", f->tokens, "Sequence length L (prompt + generated)")->capture_default_str();
   c->add_option("--masked,-M", f->masked, "Rows that reach the LM head (masked candidates)")->capture_default_str();
-  c->add_option("--backend", f->backend, "Plan for cpu (f32) or cuda (bf16); auto: cuda for --config")
+  c->add_option("--backend", f->backend, "Plan for cpu (f32), cuda (bf16) or cuda-fp32; auto: cuda for --config")
       ->capture_default_str();
   c->add_option("--memory-budget", f->memory_budget,
                 "Device memory in all (weights + activations), e.g. 80GiB; enables chunking and the fit check");

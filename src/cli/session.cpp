@@ -13,7 +13,10 @@ void add_session_flags(CLI::App* c, SessionFlags& f) {
   c->add_option("-m,--model", f.model,
                 "Model directory (config.json, *.safetensors, tokenizer.json); default: the model shipped in "
                 "models/");
-  c->add_option("--backend", f.backend, "cpu | cuda | auto (cuda when a GPU is usable)")->capture_default_str();
+  c->add_option("--backend", f.backend,
+                "cpu | cuda | cuda-fp32 | auto (cuda when a GPU is usable). cuda-fp32 verifies: fp32 weights and "
+                "math on the GPU, token-for-token with the CPU and the golden fixtures, at a fraction of cuda's speed")
+      ->capture_default_str();
   c->add_option("--memory-budget", f.memory_budget,
                 "Device memory mosaic may use in all (weights + activations): bytes like 80GiB, or a fraction "
                 "of free memory like 0.9; default: all free memory");

@@ -69,6 +69,13 @@ std::vector<int64_t> relax_chunks(const Graph& g, const Dims& d, size_t act_size
     for (size_t r = 0; r < R; ++r)
       if (over[r] - fits[r] > 1) (region_peak[r] <= peak ? fits[r] : over[r]) = trial[r];
   }
+  // GEMMs and attention run measurably slower on chunks of odd row counts (Dream-7B at 32k:
+  // +20% with ~1200-row chunks; docs/PERFORMANCE.md): round relaxed rows down to a multiple
+  // of kChunkRowAlign, never below what taming chose.
+  const std::vector<int64_t> tamed = g.rows_for_counts(d, chunks);
+  for (size_t r = 0; r < R; ++r)
+    if (chunks[r] > 1 && fits[r] < g.regions[r].rows.eval(d) && fits[r] > kChunkRowAlign)
+      fits[r] = std::max(tamed[r], fits[r] / kChunkRowAlign * kChunkRowAlign);
   std::map<std::string, std::string> changed;  // by region kind: repeated layers log once
   for (size_t r = 0; r < R; ++r) {
     if (chunks[r] <= 1) continue;

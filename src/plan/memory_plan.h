@@ -45,6 +45,8 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, const std::vector<int>& chun
 // twice the floor are never chunked unless the budget demands it. 0 turns taming off (chunk
 // only to fit the budget). docs/PERFORMANCE.md has the measurements behind the default.
 constexpr int64_t kTameMinRows = 1024;
+// Relaxed chunks keep row counts that are multiples of this (tensor-core tile friendly).
+constexpr int64_t kChunkRowAlign = 128;
 
 // The lazy chunking search: start with no chunking; while the plan exceeds `budget`, split
 // the region holding the current peak into the fewest chunks that bring that node under

@@ -216,7 +216,8 @@ TEST(ChunkSearch, TamedStepsMeetThePeakToAverageTarget) {
 }
 
 TEST(ChunkSearch, RelaxedRegionsHoldTheFewestChunksUnderThePeak) {
-  // After taming, one more row per chunk in any chunked region would raise the step's peak.
+  // After taming, one more aligned step of rows per chunk in any chunked region would raise
+  // the step's peak.
   for (const auto& cfg : {llada8b(), dream7b()}) {
     GraphOptions o;
     o.traits = cuda_traits();
@@ -228,7 +229,7 @@ TEST(ChunkSearch, RelaxedRegionsHoldTheFewestChunksUnderThePeak) {
       for (size_t r = 0; r < g.regions.size(); ++r) {
         if (p->chunks[r] <= 1) continue;
         std::vector<int64_t> bigger = p->chunk_rows;
-        bigger[r] = g.chunk_rows(static_cast<int>(r), d, bigger[r]) + 1;
+        bigger[r] = g.chunk_rows(static_cast<int>(r), d, bigger[r]) + kChunkRowAlign;
         MemoryPlan q = make_plan(g, d, bigger, 2);
         EXPECT_GT(q.peak_live, p->peak_live) << cfg.source << " L=" << L << " " << g.regions[r].name;
       }

@@ -1,6 +1,8 @@
 // The CUDA backend: bf16 weights in their own virtual-memory mapping, the step's arena in
 // another that grows and shrinks with the plan, cuBLASLt for products, cuDNN's fused
 // attention (or mosaic's flash kernel) for attention. Nothing is cudaMalloc'd during a step.
+// `cuda-fp32` is the same backend with fp32 weights, activations and math throughout: slow,
+// for verifying GPU runs token for token against the golden fixtures.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -36,7 +38,7 @@ constexpr int kMaxRopeHalf = 512;
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : traits_(cuda_traits()), device_(device) {
+  CudaBackend(int device, bool f32) : traits_(f32 ? cuda_fp32_traits() : cuda_traits()), device_(device), f32_(f32) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     MOSAIC_CHECK(e == cudaSuccess && count > device,
@@ -56,11 +58,11 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMalloc(&rope_tables_, sizeof(float) * kMaxRopeTables * kMaxRopeHalf));
     for (auto& s : staging_) CUDA_CHECK(cudaMallocHost(&s, kStagingBytes));
     for (auto& ev : staging_done_) CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-    lt_ = std::make_unique<cuda::LtMatmul>(stream_, blas_ws_, kBlasWorkspace);
+    lt_ = std::make_unique<cuda::LtMatmul>(stream_, blas_ws_, kBlasWorkspace, f32_);
     const char* attn = std::getenv("MOSAIC_ATTENTION");
     attention_choice_ = attn ? attn : "auto";
 #ifdef MOSAIC_CUDNN
-    if (attention_choice_ != "flash") cudnn_ = std::make_unique<cuda::CudnnAttention>(stream_);
+    if (!f32_ && attention_choice_ != "flash") cudnn_ = std::make_unique<cuda::CudnnAttention>(stream_);
 #endif
     track_peak();
   }
@@ -95,29 +97,39 @@ class CudaBackend final : public Backend {
 
   const void* upload_weight(const io::TensorInfo& t) override {
     const size_t n = static_cast<size_t>(t.numel());
+    const size_t es = weight_elem_size();
     const size_t offset = weight_top_;
-    weight_top_ = align_up(offset + n * 2, kTensorAlignment);
+    weight_top_ = align_up(offset + n * es, kTensorAlignment);
     weights_->resize(weight_top_);
     std::byte* dst = weights_->base() + offset;
     // Stream through two pinned buffers: host memory stays bounded whatever the tensor size.
-    const size_t per_chunk = kStagingBytes / 2;  // in bf16 elements
+    const size_t per_chunk = kStagingBytes / es;  // elements
     for (size_t done = 0, i = 0; done < n; done += per_chunk, ++i) {
       const size_t cnt = std::min(per_chunk, n - done);
       const int b = static_cast<int>(i % 2);
       CUDA_CHECK(cudaEventSynchronize(staging_done_[b]));
-      auto* stage = static_cast<uint16_t*>(staging_[b]);
       const std::byte* src = t.data + done * dtype_size(t.dtype);
-      if (t.dtype == DType::BF16) {
-        std::memcpy(stage, src, cnt * 2);
-      } else {
-        for (size_t j = 0; j < cnt; ++j) {
-          float f;
-          if (t.dtype == DType::F32) std::memcpy(&f, src + j * 4, 4);
-          else { uint16_t h; std::memcpy(&h, src + j * 2, 2); f = f16_to_f32(h); }
-          stage[j] = f32_to_bf16(f);
+      auto value = [&](size_t j) {
+        float f;
+        if (t.dtype == DType::F32) {
+          std::memcpy(&f, src + j * 4, 4);
+        } else {
+          uint16_t h;
+          std::memcpy(&h, src + j * 2, 2);
+          f = t.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
         }
+        return f;
+      };
+      if (f32_) {
+        auto* stage = static_cast<float*>(staging_[b]);
+        if (t.dtype == DType::F32) std::memcpy(stage, src, cnt * 4);
+        else for (size_t j = 0; j < cnt; ++j) stage[j] = value(j);
+      } else {
+        auto* stage = static_cast<uint16_t*>(staging_[b]);
+        if (t.dtype == DType::BF16) std::memcpy(stage, src, cnt * 2);
+        else for (size_t j = 0; j < cnt; ++j) stage[j] = f32_to_bf16(value(j));
       }
-      CUDA_CHECK(cudaMemcpyAsync(dst + done * 2, stage, cnt * 2, cudaMemcpyHostToDevice, stream_));
+      CUDA_CHECK(cudaMemcpyAsync(dst + done * es, staging_[b], cnt * es, cudaMemcpyHostToDevice, stream_));
       CUDA_CHECK(cudaEventRecord(staging_done_[b], stream_));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -125,7 +137,7 @@ class CudaBackend final : public Backend {
     return dst;
   }
   size_t weight_bytes() const override { return weight_top_; }
-  size_t weight_elem_size() const override { return 2; }
+  size_t weight_elem_size() const override { return f32_ ? 4 : 2; }
 
   void upload(void* dst, const void* src, size_t bytes) override {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
@@ -145,20 +157,27 @@ class CudaBackend final : public Backend {
   size_t peak_device_bytes() const override { return peak_used_; }
 
   void embed(const int32_t* ids, int64_t rows, const void* table, int64_t d, void* out) override {
-    cuda::embed(ids, rows, b(table), d, b(out), stream_);
+    if (f32_) cuda::gather_rows_f32(ids, rows, f(table), d, f(out), stream_);
+    else cuda::embed(ids, rows, b(table), d, b(out), stream_);
   }
   void rms_norm(const void* x, int64_t rows, int64_t d, const void* w, float eps, void* y) override {
-    cuda::rms_norm(b(x), rows, d, b(w), eps, b(y), stream_);
+    if (f32_) cuda::rms_norm_f32(f(x), rows, d, f(w), eps, f(y), stream_);
+    else cuda::rms_norm(b(x), rows, d, b(w), eps, b(y), stream_);
   }
   void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c,
               ElemType c_type) override {
     lt_->run(a, rows, k, w, bias, n, c, c_type == ElemType::F32);
   }
   void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta) override {
-    cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, hd), stream_);
+    if (f32_) cuda::rope_f32(f(x), rows, heads, hd, pos0, rope_table(theta, hd), stream_);
+    else cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, hd), stream_);
   }
   void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows, int heads,
                  int kv_heads, int hd, float scale, void* out, void*) override {
+    if (f32_) {
+      cuda::attention_f32(f(q), rows, f(k), f(v), kv_rows, heads, kv_heads, hd, scale, f(out), stream_);
+      return;
+    }
 #ifdef MOSAIC_CUDNN
     if (cudnn_ && cudnn_->run(q, rows, k, v, kv_rows, heads, kv_heads, hd, scale, out, dnn_ws_, kDnnWorkspace))
       return;
@@ -167,10 +186,16 @@ class CudaBackend final : public Backend {
 #endif
     cuda::flash_attention(b(q), rows, b(k), b(v), kv_rows, heads, kv_heads, hd, scale, b(out), stream_);
   }
-  void swiglu(void* g, const void* u, int64_t n) override { cuda::swiglu(b(g), b(u), n, stream_); }
-  void add_inplace(void* x, const void* y, int64_t n) override { cuda::add_inplace(b(x), b(y), n, stream_); }
+  void swiglu(void* g, const void* u, int64_t n) override {
+    if (f32_) cuda::swiglu_f32(f(g), f(u), n, stream_);
+    else cuda::swiglu(b(g), b(u), n, stream_);
+  }
+  void add_inplace(void* x, const void* y, int64_t n) override {
+    if (f32_) cuda::add_inplace_f32(f(x), f(y), n, stream_);
+    else cuda::add_inplace(b(x), b(y), n, stream_);
+  }
   void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
-    cuda::embed(idx, rows, b(x), d, b(out), stream_);
+    embed(idx, rows, x, d, out);
   }
   void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
     cuda::cfg_combine(cond, uncond, n, scale, stream_);
@@ -198,6 +223,8 @@ class CudaBackend final : public Backend {
  private:
   static cuda::bf16* b(void* p) { return static_cast<cuda::bf16*>(p); }
   static const cuda::bf16* b(const void* p) { return static_cast<const cuda::bf16*>(p); }
+  static float* f(void* p) { return static_cast<float*>(p); }
+  static const float* f(const void* p) { return static_cast<const float*>(p); }
 
   const float* rope_table(double theta, int hd) {
     auto key = std::make_pair(theta, hd);
@@ -221,6 +248,7 @@ class CudaBackend final : public Backend {
 
   BackendTraits traits_;
   int device_;
+  bool f32_;
   cudaStream_t stream_ = nullptr;
   size_t total_ = 0, peak_used_ = 0, weight_top_ = 0;
   std::unique_ptr<VmmRegion> weights_, arena_;
@@ -242,6 +270,6 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+std::unique_ptr<Backend> make_cuda_backend(int device, bool fp32) { return std::make_unique<CudaBackend>(device, fp32); }
 
 }  // namespace mosaic

@@ -30,4 +30,13 @@ void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s);
 void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, int heads,
                      int kv_heads, int hd, float scale, bf16* out, cudaStream_t s);
 
+// The fp32 verification mode (f32_kernels.cu): the CPU kernels' math in fp32.
+void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s);
+void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y, cudaStream_t s);
+void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s);
+void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s);
+void add_inplace_f32(float* x, const float* y, int64_t n, cudaStream_t s);
+void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
+                   int kv_heads, int hd, float scale, float* out, cudaStream_t s);
+
 }  // namespace mosaic::cuda

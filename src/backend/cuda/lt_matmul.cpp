@@ -12,8 +12,8 @@
 
 namespace mosaic::cuda {
 
-LtMatmul::LtMatmul(cudaStream_t stream, void* workspace, size_t workspace_bytes)
-    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
+LtMatmul::LtMatmul(cudaStream_t stream, void* workspace, size_t workspace_bytes, bool f32)
+    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes), f32_(f32) {
   LT_CHECK(cublasLtCreate(&lt_));
 }
 
@@ -40,13 +40,14 @@ LtMatmul::Plan& LtMatmul::plan(int64_t rows, int64_t k, int64_t n, bool bias, bo
   LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   if (bias) {
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    cudaDataType_t bt = CUDA_R_16BF;
+    cudaDataType_t bt = f32_ ? CUDA_R_32F : CUDA_R_16BF;
     LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
   }
-  const cudaDataType_t ct = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
-  LT_CHECK(cublasLtMatrixLayoutCreate(&p.lw, CUDA_R_16BF, k, n, k));
-  LT_CHECK(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_16BF, k, rows, k));
+  const cudaDataType_t ct = out_f32 || f32_ ? CUDA_R_32F : CUDA_R_16BF;
+  const cudaDataType_t in = f32_ ? CUDA_R_32F : CUDA_R_16BF;
+  LT_CHECK(cublasLtMatrixLayoutCreate(&p.lw, in, k, n, k));
+  LT_CHECK(cublasLtMatrixLayoutCreate(&p.la, in, k, rows, k));
   LT_CHECK(cublasLtMatrixLayoutCreate(&p.lc, ct, n, rows, n));
 
   cublasLtMatmulPreference_t pref;
@@ -58,7 +59,7 @@ LtMatmul::Plan& LtMatmul::plan(int64_t rows, int64_t k, int64_t n, bool bias, bo
   cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_, p.desc, p.lw, p.la, p.lc, p.lc, pref, 1, res, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   LT_CHECK(st);
-  MOSAIC_CHECK(found > 0, "cuBLASLt has no algorithm for a {}x{}x{} bf16 product", rows, n, k);
+  MOSAIC_CHECK(found > 0, "cuBLASLt has no algorithm for a {}x{}x{} {} product", rows, n, k, f32_ ? "fp32" : "bf16");
   p.algo = res[0].algo;
   return plans_.emplace(key, p).first->second;
 }
@@ -68,7 +69,7 @@ void LtMatmul::run(const void* a, int64_t rows, int64_t k, const void* w, const 
   if (rows == 0 || n == 0) return;
   // cuBLASLt's bias epilogue takes the output's type; the models only add biases to bf16
   // projections (Dream's q/k/v), never to the fp32 LM head.
-  MOSAIC_CHECK(!(bias && out_f32), "cuBLASLt matmul: a bias with fp32 output is not supported");
+  MOSAIC_CHECK(!(bias && out_f32 && !f32_), "cuBLASLt matmul: a bias with fp32 output is not supported");
   Plan& p = plan(rows, k, n, bias != nullptr, out_f32);
   if (bias)
     LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));

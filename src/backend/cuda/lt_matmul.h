@@ -1,6 +1,7 @@
 #pragma once
-// bf16 matrix products through cuBLASLt with fp32 accumulation: c[rows, n] = a[rows, k] w[n, k]^T
-// (+ bias[n], fused as the epilogue). One descriptor set and heuristic answer per shape, cached.
+// Matrix products through cuBLASLt with fp32 accumulation: c[rows, n] = a[rows, k] w[n, k]^T
+// (+ bias[n], fused as the epilogue). bf16 inputs, or all-fp32 (no TF32) for the verification
+// mode. One descriptor set and heuristic answer per shape, cached.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -12,7 +13,8 @@ namespace mosaic::cuda {
 
 class LtMatmul {
  public:
-  LtMatmul(cudaStream_t stream, void* workspace, size_t workspace_bytes);
+  // f32: a, w, bias and c are all fp32 and the product is computed in full fp32.
+  LtMatmul(cudaStream_t stream, void* workspace, size_t workspace_bytes, bool f32 = false);
   ~LtMatmul();
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
@@ -32,6 +34,7 @@ class LtMatmul {
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_;
   size_t workspace_bytes_;
+  bool f32_;
   std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, Plan> plans_;
 };
 

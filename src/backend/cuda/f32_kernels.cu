@@ -1,0 +1,158 @@
+// The fp32 verification mode's kernels (`--backend cuda-fp32`): the same math as the CPU
+// kernels (backend/cpu/), in fp32 on the GPU, so that a GPU run can be held to the golden
+// fixtures token for token. Written for clarity over speed; the bf16 kernels are the product.
+#include <cmath>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+
+namespace mosaic::cuda {
+
+namespace {
+
+__global__ void gather_f32_kernel(const int32_t* __restrict__ idx, int64_t rows, const float* __restrict__ src,
+                                  int64_t d, float* __restrict__ out) {
+  const int64_t row = blockIdx.x;
+  if (row >= rows) return;
+  const float* s = src + static_cast<int64_t>(idx[row]) * d;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) out[row * d + i] = s[i];
+}
+
+// As cpu::rms_norm: the sum of squares in double, y = w * (x * inv).
+__global__ void rms_norm_f32_kernel(const float* __restrict__ x, int64_t d, const float* __restrict__ w, float eps,
+                                    float* __restrict__ y) {
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * d;
+  double ss = 0;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += static_cast<double>(xr[i]) * xr[i];
+  __shared__ double warp_sums[32];
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    double s = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x == 0) warp_sums[0] = s;
+  }
+  __syncthreads();
+  const float inv = 1.0f / sqrtf(static_cast<float>(warp_sums[0] / static_cast<double>(d)) + eps);
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) y[row * d + i] = w[i] * (xr[i] * inv);
+}
+
+__global__ void rope_f32_kernel(float* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
+                                const float* __restrict__ inv_freq) {
+  const int half = hd / 2;
+  const int64_t total = rows * heads * half;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(t % half);
+    const int64_t rh = t / half;
+    const float ang = static_cast<float>(pos0 + rh / heads) * inv_freq[j];
+    // Full-precision sin/cos, as the host's libm.
+    const float c = cosf(ang), s = sinf(ang);
+    float* p = x + rh * hd;
+    const float a = p[j], b = p[j + half];
+    p[j] = a * c - b * s;
+    p[j + half] = b * c + a * s;
+  }
+}
+
+__global__ void swiglu_f32_kernel(float* __restrict__ g, const float* __restrict__ u, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+__global__ void add_f32_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] += y[i];
+}
+
+// One warp per (query row, head): scores against every key, exact max first, then the
+// softmax-weighted sum of values; each lane owns hd/32 output dims. Never stores scores.
+constexpr int kMaxDimsPerLane = 8;  // hd <= 256
+
+__global__ void attention_f32_kernel(const float* __restrict__ q, int64_t rows, const float* __restrict__ k,
+                                     const float* __restrict__ v, int64_t kv_rows, int heads, int kv_heads, int hd,
+                                     float scale, float* __restrict__ out) {
+  const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (warp >= rows * heads) return;
+  const int64_t row = warp / heads;
+  const int h = static_cast<int>(warp % heads), kvh = h / (heads / kv_heads);
+  const float* qr = q + (row * heads + h) * hd;
+  const int64_t kv_ld = static_cast<int64_t>(kv_heads) * hd;
+  auto score = [&](int64_t j) {
+    const float* kr = k + j * kv_ld + static_cast<int64_t>(kvh) * hd;
+    float s = 0.f;
+    for (int i = lane; i < hd; i += 32) s += qr[i] * kr[i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    return s * scale;
+  };
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < kv_rows; ++j) mx = fmaxf(mx, score(j));
+  double sum = 0;
+  float acc[kMaxDimsPerLane] = {};
+  for (int64_t j = 0; j < kv_rows; ++j) {
+    const float p = expf(score(j) - mx);
+    sum += p;
+    const float* vr = v + j * kv_ld + static_cast<int64_t>(kvh) * hd;
+    for (int i = lane, c = 0; i < hd; i += 32, ++c) acc[c] += p * vr[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  float* o = out + (row * heads + h) * hd;
+  for (int i = lane, c = 0; i < hd; i += 32, ++c) o[i] = acc[c] * inv;
+}
+
+unsigned blocks_for(int64_t n, int threads) {
+  const int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 132 * 32 ? 132 * 32 : b));
+}
+
+}  // namespace
+
+void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s) {
+  if (rows == 0) return;
+  gather_f32_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(idx, rows, src, d, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y, cudaStream_t s) {
+  if (rows == 0) return;
+  rms_norm_f32_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, d, w, eps, y);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s) {
+  const int64_t total = rows * heads * (hd / 2);
+  if (total == 0) return;
+  rope_f32_kernel<<<blocks_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq);
+  CUDA_CHECK_LAUNCH();
+}
+
+void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  swiglu_f32_kernel<<<blocks_for(n, 256), 256, 0, s>>>(g, u, n);
+  CUDA_CHECK_LAUNCH();
+}
+
+void add_inplace_f32(float* x, const float* y, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  add_f32_kernel<<<blocks_for(n, 256), 256, 0, s>>>(x, y, n);
+  CUDA_CHECK_LAUNCH();
+}
+
+void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
+                   int kv_heads, int hd, float scale, float* out, cudaStream_t s) {
+  if (rows == 0) return;
+  CUDA_REQUIRE(hd <= 32 * kMaxDimsPerLane && heads % kv_heads == 0,
+               "cuda-fp32 attention: head dim " + std::to_string(hd) + " over 256, or heads " +
+                   std::to_string(heads) + " not a multiple of kv heads " + std::to_string(kv_heads));
+  const int64_t threads = rows * heads * 32;
+  attention_f32_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, s>>>(q, rows, k, v, kv_rows, heads,
+                                                                                  kv_heads, hd, scale, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mosaic::cuda

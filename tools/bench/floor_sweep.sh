@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Peak taming on the GPU: one model, mosaic's step at each --chunk-min-rows floor and the
+# PyTorch reference sampler, all in the same device call on the same random weights; then
+# the 1M-class step through one layer with the default floor.
+#
+#   bash tools/bench/floor_sweep.sh llada-8b OUTDIR MOSAIC_BIN
+#   FLOORS="1024 512 0" LENGTHS=16384,4096,32768 CONFIRM=1048576  (the defaults)
+# Outputs: OUTDIR/floor_<F>.json (mosaic bench), torch.json, mosaic_max.json, and the table
+# of tools/bench/floor_table.py.
+set -uo pipefail
+preset=${1:?preset: llada-8b or dream-7b}
+out=${2:?output dir}
+bin=${3:?mosaic binary}
+libs=${MOSAIC_LIBS:-${LD_LIBRARY_PATH:-}}
+lengths=${LENGTHS:-16384,4096,32768}
+mkdir -p "$out"
+ck=${CKPT_DIR:-/tmp/ckpt-$preset}
+export PYTHONUNBUFFERED=1
+stage() {  # stage SECONDS NAME CMD...
+  local limit=$1 name=$2; shift 2
+  local t0=$SECONDS
+  echo "== [$preset] $name (limit ${limit}s)"
+  timeout --foreground --kill-after=10 "$limit" "$@"
+  echo "== [$preset] $name: rc=$? in $((SECONDS - t0)) s"
+}
+[ -f "$ck/config.json" ] || stage 150 checkpoint python3 tools/reference/make_checkpoint.py --preset "$preset" \
+  --out "$ck" --device cuda
+first=1
+for f in ${FLOORS:-1024 512 0}; do
+  prof=()
+  [ $first = 1 ] && prof=(--profile "$out/mosaic_profile.json")
+  first=0
+  stage 90 "mosaic floor $f" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "$lengths" \
+    --iters "${ITERS:-5}" --chunk-min-rows "$f" --json "$out/floor_$f.json" "${prof[@]}"
+done
+stage 150 torch-bench python3 tools/reference/bench_step.py --preset "$preset" --tokens "$lengths" \
+  --softmax-dtype float64 --device cuda --json "$out/torch.json" --profile "$out/torch_profile.json"
+[ -n "${CONFIRM:-}" ] && stage 120 mosaic-max env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda \
+  --max-tokens --confirm-tokens "$CONFIRM" --layers 1 --iters 1 --warmup 0 --json "$out/mosaic_max.json"
+python3 tools/bench/floor_table.py "$out"

@@ -1,0 +1,50 @@
+"""The peak-taming table of one tools/bench/floor_sweep.sh directory: per floor and length,
+mosaic's step time (and its ratio to the untamed step and to the same-run PyTorch reference),
+arena and peak-to-average live memory.
+
+    python3 tools/bench/floor_table.py OUTDIR [--markdown]
+"""
+import glob
+import json
+import os
+import re
+import sys
+
+
+def main():
+    d = sys.argv[1]
+    md = "--markdown" in sys.argv
+    runs = {}
+    for p in glob.glob(os.path.join(d, "floor_*.json")):
+        floor = int(re.search(r"floor_(\d+)\.json$", p).group(1))
+        runs[floor] = {r["tokens"]: r for r in json.load(open(p)).get("results", [])}
+    torch_path = os.path.join(d, "torch.json")
+    torch = {r["tokens"]: r for r in json.load(open(torch_path)).get("results", [])} if os.path.exists(torch_path) else {}
+    untamed = runs.get(0, {})
+    head = ["floor", "tokens", "ms/step", "vs untamed", "vs PyTorch", "arena MiB", "peak/avg", "chunks"]
+    rows = []
+    for floor in sorted(runs, key=lambda f: (f == 0, -f)):
+        for L, r in sorted(runs[floor].items()):
+            ms = r.get("ms_per_step")
+            base = untamed.get(L, {}).get("ms_per_step")
+            tm = torch.get(L, {}).get("ms_per_step")
+            rows.append([floor if floor else "0 (off)", L, f"{ms:.1f}" if ms else r.get("error", "-")[:30],
+                         f"{ms / base:.3f}" if ms and base else "-", f"{ms / tm:.3f}" if ms and tm else "-",
+                         f"{r['arena_bytes'] / 2**20:.0f}" if r.get("arena_bytes") else "-",
+                         f"{r['peak_live_bytes'] / r['avg_live_bytes']:.3f}" if r.get("avg_live_bytes") else "-",
+                         r.get("chunks", "-")])
+    if md:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in rows:
+            print("| " + " | ".join(str(c) for c in r) + " |")
+    else:
+        for r in [head] + rows:
+            print(" ".join(f"{str(c):>12s}" for c in r[:-1]), r[-1])
+    for L, t in sorted(torch.items()):
+        print(f"PyTorch reference L={L}: {t.get('ms_per_step', t.get('status'))} ms, peak "
+              f"{t.get('peak_mem_bytes', 0) / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

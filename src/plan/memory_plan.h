@@ -44,7 +44,7 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, const std::vector<int>& chun
 // allows, a flat memory profile, and GEMMs no smaller than the floor. Steps shorter than
 // twice the floor are never chunked unless the budget demands it. 0 turns taming off (chunk
 // only to fit the budget). docs/PERFORMANCE.md has the measurements behind the default.
-constexpr int64_t kTameMinRows = 1024;
+constexpr int64_t kTameMinRows = 2048;
 // Relaxed chunks keep row counts that are multiples of this (tensor-core tile friendly).
 constexpr int64_t kChunkRowAlign = 128;
 

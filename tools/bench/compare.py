@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from tables import print_table
+
 
 def load(d, name):
     p = os.path.join(d, name)
@@ -36,15 +38,7 @@ def main():
                      gib(r.get("arena_bytes")), f"{r['peak_live_bytes'] / r['avg_live_bytes']:.3f}" if r.get("avg_live_bytes") else "-"])
     head = ["tokens", "mosaic ms (cuDNN)", "mosaic ms (flash)", "PyTorch ms", "ratio", "TFLOP/s", "mosaic device GiB",
             "PyTorch peak GiB", "arena GiB", "peak/avg"]
-    if md:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(str(c) for c in r) + " |")
-    else:
-        print(" ".join(f"{h:>18s}" for h in head))
-        for r in rows:
-            print(" ".join(f"{str(c):>18s}" for c in r))
+    print_table(head, rows, md)
     if to:
         print(f"\nPyTorch reference: max tokens that run: {to.get('max_tokens')} (softmax {to['settings']['softmax_dtype']}, "
               f"weights {gib(to.get('weights_bytes'))} GiB, torch {to.get('torch')})")

@@ -10,6 +10,8 @@ import os
 import re
 import sys
 
+from tables import print_table
+
 
 def main():
     d = sys.argv[1]
@@ -33,14 +35,7 @@ def main():
                          f"{r['arena_bytes'] / 2**20:.0f}" if r.get("arena_bytes") else "-",
                          f"{r['peak_live_bytes'] / r['avg_live_bytes']:.3f}" if r.get("avg_live_bytes") else "-",
                          r.get("chunks", "-")])
-    if md:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(str(c) for c in r) + " |")
-    else:
-        for r in [head] + rows:
-            print(" ".join(f"{str(c):>12s}" for c in r[:-1]), r[-1])
+    print_table(head, rows, md, width=12)
     for L, t in sorted(torch.items()):
         print(f"PyTorch reference L={L}: {t.get('ms_per_step', t.get('status'))} ms, peak "
               f"{t.get('peak_mem_bytes', 0) / 2**30:.2f} GiB")

@@ -119,17 +119,17 @@ __global__ void cfg_kernel(float* __restrict__ cond, const float* __restrict__ u
     cond[i] = uncond[i] + (scale + 1.0f) * (cond[i] - uncond[i]);
 }
 
-unsigned grid_for(int64_t n, int threads) {
-  int64_t blocks = (n + threads - 1) / threads;
-  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 132 * 32 ? 132 * 32 : blocks));
-}
-
 void check_vec(int64_t n, const char* op) {
   CUDA_REQUIRE(n % kVec == 0, std::string("cuda ") + op + ": size " + std::to_string(n) +
                                   " is not a multiple of 8 (model widths must be)");
 }
 
 }  // namespace
+
+unsigned grid_for(int64_t n, int threads) {
+  int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 132 * 32 ? 132 * 32 : blocks));
+}
 
 void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16* out, cudaStream_t s) {
   if (rows == 0) return;

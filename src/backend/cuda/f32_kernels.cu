@@ -105,11 +105,6 @@ __global__ void attention_f32_kernel(const float* __restrict__ q, int64_t rows, 
   for (int i = lane, c = 0; i < hd; i += 32, ++c) o[i] = acc[c] * inv;
 }
 
-unsigned blocks_for(int64_t n, int threads) {
-  const int64_t b = (n + threads - 1) / threads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > 132 * 32 ? 132 * 32 : b));
-}
-
 }  // namespace
 
 void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s) {
@@ -127,19 +122,19 @@ void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float
 void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s) {
   const int64_t total = rows * heads * (hd / 2);
   if (total == 0) return;
-  rope_f32_kernel<<<blocks_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq);
+  rope_f32_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq);
   CUDA_CHECK_LAUNCH();
 }
 
 void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s) {
   if (n == 0) return;
-  swiglu_f32_kernel<<<blocks_for(n, 256), 256, 0, s>>>(g, u, n);
+  swiglu_f32_kernel<<<grid_for(n, 256), 256, 0, s>>>(g, u, n);
   CUDA_CHECK_LAUNCH();
 }
 
 void add_inplace_f32(float* x, const float* y, int64_t n, cudaStream_t s) {
   if (n == 0) return;
-  add_f32_kernel<<<blocks_for(n, 256), 256, 0, s>>>(x, y, n);
+  add_f32_kernel<<<grid_for(n, 256), 256, 0, s>>>(x, y, n);
   CUDA_CHECK_LAUNCH();
 }
 

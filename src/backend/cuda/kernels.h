@@ -12,6 +12,9 @@ namespace mosaic::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// Blocks for a grid-stride loop over n items: enough to fill an H100 several times over.
+unsigned grid_for(int64_t n, int threads);
+
 void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16* out, cudaStream_t s);
 void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
 // inv_freq: device array of hd/2 floats (rope_inv_freq()).

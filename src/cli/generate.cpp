@@ -74,14 +74,16 @@ void run_generate(const GenerateFlags& f) {
                "Dream's reference sampler\n");
 
   const bool progress = !f.quiet;
+  StepStats last_run;  // steps that commit nothing are skipped: report the last that ran
   auto on_step = [&](const StepEvent& ev, const std::vector<int32_t>& x) {
+    if (ev.committed > 0) last_run = ev.stats;
     if (f.stream && s.has_tokenizer() && f.format == "text") {
       std::vector<int32_t> gen(x.begin() + static_cast<int64_t>(prompt.size()), x.end());
       fmt::print(stderr, "\r[step {}] {}", ev.global_step + 1, s.tokenizer().decode(gen, true));
     }
     if (progress && ev.step + 1 == ev.steps_per_block)
-      fmt::print(stderr, "mosaic: block {}/{} done ({} steps, last step {:.1f} ms, arena {})\n", ev.block + 1,
-                 ev.num_blocks, ev.steps_per_block, ev.stats.ms, human_bytes(static_cast<double>(ev.stats.arena_bytes)));
+      fmt::print(stderr, "mosaic: block {}/{} done ({} steps, last model step {:.1f} ms, arena {})\n", ev.block + 1,
+                 ev.num_blocks, ev.steps_per_block, last_run.ms, human_bytes(static_cast<double>(last_run.arena_bytes)));
   };
   GenerateResult r = llada_generate(s.model(), prompt, opt, on_step);
   if (f.stream) fmt::print(stderr, "\n");

@@ -103,9 +103,7 @@ std::string chunk_summary(const Graph& g, const std::vector<int>& chunks) {
   std::map<std::string, int> most;
   for (size_t r = 0; r < chunks.size(); ++r) {
     if (chunks[r] <= 1) continue;
-    auto name = g.regions[r].name;
-    auto dot = name.rfind('.');
-    auto kind = dot == std::string::npos ? name : name.substr(dot + 1);
+    const std::string kind = region_kind(g.regions[r].name);
     most[kind] = std::max(most[kind], chunks[r]);
   }
   if (most.empty()) return "none";

@@ -24,7 +24,6 @@ struct InfoFlags {
   bool plan = false, cfg = false;
 };
 
-
 void run_info(const InfoFlags& f) {
   MOSAIC_CHECK(f.model.empty() != f.config.empty() || (f.model.empty() && f.config.empty()),
                "give --model DIR or --config FILE, not both");

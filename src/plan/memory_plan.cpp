@@ -49,7 +49,8 @@ size_t local_bytes_at(const Graph& g, const std::vector<Lifetime>& life, int r, 
 std::vector<int64_t> relax_chunks(const Graph& g, const Dims& d, size_t act_size, size_t peak,
                                   const std::vector<int>& chunks, std::vector<std::string>& log) {
   const size_t R = g.regions.size();
-  std::vector<int64_t> fits = g.rows_for_counts(d, chunks);  // per region: rows known to fit
+  const std::vector<int64_t> tamed = g.rows_for_counts(d, chunks);
+  std::vector<int64_t> fits = tamed;  // per region: rows known to fit
   std::vector<int64_t> over(R, 0);                           // and rows known not to (0: none yet)
   for (size_t r = 0; r < R; ++r)
     if (chunks[r] > 1) over[r] = g.regions[r].rows.eval(d) + 1;
@@ -72,7 +73,6 @@ std::vector<int64_t> relax_chunks(const Graph& g, const Dims& d, size_t act_size
   // GEMMs and attention run measurably slower on chunks of odd row counts (Dream-7B at 32k:
   // +20% with ~1200-row chunks; docs/PERFORMANCE.md): round relaxed rows down to a multiple
   // of kChunkRowAlign, never below what taming chose.
-  const std::vector<int64_t> tamed = g.rows_for_counts(d, chunks);
   for (size_t r = 0; r < R; ++r)
     if (chunks[r] > 1 && fits[r] < g.regions[r].rows.eval(d) && fits[r] > kChunkRowAlign)
       fits[r] = std::max(tamed[r], fits[r] / kChunkRowAlign * kChunkRowAlign);
@@ -102,13 +102,13 @@ void tame_peaks(const Graph& g, const Dims& d, size_t act_size, int64_t min_rows
                 std::vector<std::string>& log) {
   if (min_rows <= 0) return;
   for (int iter = 0;; ++iter) {
+    if (iter == 64) {
+      log.push_back("taming: stopped after 64 rounds");
+      return;
+    }
     auto life = compute_lifetimes(g, d, g.rows_for_counts(d, chunks), act_size);
     auto live = live_bytes_per_node(life, g.nodes.size());
     const Peak pk = find_peak(live);
-    if (iter == 64) {
-      log.push_back("taming: stopped after 64 rounds");
-      break;
-    }
     std::set<std::string> split;
     for (size_t node = 0; node < live.size(); ++node) {
       if (live[node] < pk.bytes) continue;
@@ -120,7 +120,7 @@ void tame_peaks(const Graph& g, const Dims& d, size_t act_size, int64_t min_rows
       chunks[r] *= 2;
       split.insert(region_kind(reg.name));
     }
-    if (split.empty()) break;
+    if (split.empty()) return;
     for (const auto& name : split) log.push_back(fmt::format("taming: peak {} B in {}: chunks halved", pk.bytes, name));
   }
 }
@@ -175,6 +175,8 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
           const size_t aim = attempt == 0 ? p.peak_live : aim_ok + (aim_bad - aim_ok) / 2;
           std::vector<std::string> relax_log;
           std::vector<int64_t> relaxed = relax_chunks(g, d, act_size, aim, chunks, relax_log);
+          // Nothing to give back even at the tamed peak (an unchunked step, say): no lower aim can.
+          if (attempt == 0 && relaxed == p.chunk_rows) break;
           MemoryPlan q = make_plan(g, d, relaxed, act_size);
           if (q.arena_bytes() <= arena_cap) {
             aim_ok = aim;

@@ -66,10 +66,13 @@ class Backend {
   virtual void embed(const int32_t* ids, int64_t rows, const void* table, int64_t d, void* out) = 0;
   virtual void rms_norm(const void* x, int64_t rows, int64_t d, const void* w, float eps, void* y) = 0;
   // c[rows, n] = a[rows, k] * w[n, k]^T (+ bias[n]); c is F32 or the activation type.
+  // accumulate: c += the product (a residual add fused into the product).
   virtual void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n,
-                      void* c, ElemType c_type) = 0;
-  // Rotary embedding in place on `heads` heads of size hd; row i has position pos0 + i.
-  virtual void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta) = 0;
+                      void* c, ElemType c_type, bool accumulate) = 0;
+  // Rotary embedding in place on `heads` heads of size hd; row i has position positions[i]
+  // (i32, backend memory) when given, else pos0 + i.
+  virtual void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta,
+                    const int32_t* positions) = 0;
   // Bidirectional attention of `rows` queries over `kv_rows` keys; GQA when kv_heads < heads.
   virtual void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows,
                          int heads, int kv_heads, int hd, float scale, void* out, void* workspace) = 0;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <chrono>
 #include <cstdlib>
 
 #include "core/dtype.h"
@@ -74,7 +75,11 @@ void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SamplePar
     for (int64_t r0 = 0; r0 < rows; r0 += cr) {
       const int64_t n = std::min(cr, rows - r0);
       for (int i = reg.first; i <= reg.last; ++i) {
-        exec(g_.nodes[i], plan, r0, n, sp);
+        if (op_times_) {
+          timed_exec(i, plan, r0, n, sp);
+        } else {
+          exec(g_.nodes[i], plan, r0, n, sp);
+        }
         if (trace_) trace(i, plan, r0, n);
       }
     }
@@ -91,6 +96,29 @@ void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SamplePar
   fetch(t_order_, out->order, M);
   if (t_logits_ >= 0) fetch(t_logits_, out->logits, M * g_.tensors[t_logits_].cols.eval(plan.dims));
   be_.synchronize();
+}
+
+void Executor::timed_exec(int i, const MemoryPlan& plan, int64_t r0, int64_t rows, const SampleParams& sp) {
+  const Node& n = g_.nodes[i];
+  std::string key = fmt::format("{:<16} {}", region_kind(g_.regions[n.region].name), op_name(n.op));
+  double flops = 0;
+  if (n.op == Op::MatMul) {
+    key += fmt::format(" {}->{}", region_kind(g_.tensors[n.in[0].tensor].name),
+                       region_kind(g_.tensors[n.out[0].tensor].name));
+    View a = view(n.in[0], plan, r0, rows), w = view(n.in[1], plan, r0, rows);
+    flops = 2.0 * static_cast<double>(rows) * static_cast<double>(a.cols) * static_cast<double>(w.rows);
+  } else if (n.op == Op::Attention) {
+    const double kv = static_cast<double>(view(n.in[1], plan, r0, rows).rows);
+    flops = 4.0 * static_cast<double>(rows) * kv * n.heads * n.head_dim;
+  }
+  be_.synchronize();
+  auto t0 = std::chrono::steady_clock::now();
+  exec(n, plan, r0, rows, sp);
+  be_.synchronize();
+  OpTime& t = (*op_times_)[key];
+  t.calls += 1;
+  t.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  t.flops += flops;
 }
 
 // MOSAIC_TRACE=1: after each node, the first values and the sum of its first output
@@ -138,12 +166,14 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
     case Op::MatMul: {
       View a = in(0), w = in(1), c = out(0);
       const void* bias = n.in.size() > 2 ? in(2).p : nullptr;
-      be_.matmul(a.p, rows, a.cols, w.p, bias, w.rows, c.p, g_.tensors[n.out[0].tensor].elem);
+      be_.matmul(a.p, rows, a.cols, w.p, bias, w.rows, c.p, g_.tensors[n.out[0].tensor].elem, n.accumulate);
       break;
     }
-    case Op::Rope:
-      be_.rope(out(0).p, rows, n.heads, n.head_dim, r0, n.theta);
+    case Op::Rope: {
+      const void* pos = n.in.size() > 1 ? in(1).p : nullptr;
+      be_.rope(out(0).p, rows, n.heads, n.head_dim, r0, n.theta, static_cast<const int32_t*>(pos));
       break;
+    }
     case Op::Attention: {
       View q = in(0), k = in(1), v = in(2), o = out(0);
       void* ws = n.out.size() > 1 ? out(1).p : nullptr;

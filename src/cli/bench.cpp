@@ -26,7 +26,7 @@ struct BenchFlags {
   std::string tokens = "4096,16384";
   int64_t gen_length = 256, block_length = 32;
   int warmup = 1, iters = 5, layers = -1;
-  bool max_tokens = false;
+  bool max_tokens = false, op_times = false;
   int64_t confirm_tokens = 0;
   std::string json_path, profile_path;
 };
@@ -53,7 +53,27 @@ struct Measured {
   double avg_live = 0;
   std::vector<int> chunks;
   std::string error;
+  OpTimes op_times;
 };
+
+// The step's time by kind of node, largest first, from one extra step that waits for the
+// device after every node.
+nlohmann::json print_op_times(const OpTimes& t) {
+  std::vector<std::pair<std::string, OpTime>> v(t.begin(), t.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+  double total = 0;
+  for (const auto& [k, o] : v) total += o.ms;
+  fmt::print("  {:<40} {:>7} {:>10} {:>7} {:>8}\n", "node kind (region, op, product)", "calls", "ms", "share", "TFLOP/s");
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& [k, o] : v) {
+    const double tf = o.flops > 0 && o.ms > 0 ? o.flops / (o.ms * 1e-3) / 1e12 : 0.0;
+    fmt::print("  {:<40} {:>7} {:>10.2f} {:>6.1f}% {:>8}\n", k, o.calls, o.ms, 100.0 * o.ms / total,
+               tf > 0 ? fmt::format("{:.1f}", tf) : "");
+    j.push_back({{"kind", k}, {"calls", o.calls}, {"ms", o.ms}, {"flops", o.flops}});
+  }
+  fmt::print("  {:<40} {:>7} {:>10.2f}   (per-node synchronized; the step's own time is above)\n", "total", "", total);
+  return j;
+}
 
 // A prompt of random ordinary tokens followed by gen_length masks, as the first step of
 // generate() sees it.
@@ -89,12 +109,15 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f) {
     r.error = e.what();
     return r;
   }
+  if (f.op_times) {
+    m.set_op_times(&r.op_times);
+    m.step(x, nullptr, pos, sp, false);
+    m.set_op_times(nullptr);
+  }
   std::vector<double> s = r.ms;
   std::sort(s.begin(), s.end());
   r.median_ms = s[s.size() / 2];
-  io::ModelConfig c = m.config();
-  if (f.layers > 0) c.n_layers = f.layers;
-  r.tflops = step_flops(c, Dims{r.L, r.M}) / (r.median_ms * 1e-3) / 1e12;
+  r.tflops = graph_flops(m.graph(false, false), Dims{r.L, r.M}) / (r.median_ms * 1e-3) / 1e12;
   r.device_peak = m.backend().peak_device_bytes();
   return r;
 }
@@ -184,6 +207,7 @@ void run_bench(const BenchFlags& f) {
       jr.update({{"ms_per_step", r.median_ms}, {"ms_all", r.ms}, {"tflops", r.tflops}, {"arena_bytes", r.arena},
                  {"peak_live_bytes", r.peak_live}, {"avg_live_bytes", r.avg_live}, {"mapped_bytes", r.mapped},
                  {"device_peak_bytes", r.device_peak}, {"chunks", chunk_summary(g, r.chunks)}});
+      if (f.op_times) jr["op_times"] = print_op_times(r.op_times);
       if (!f.profile_path.empty() && L == lengths.front())
         write_profile(f.profile_path, g, m.plan(Dims{r.L, r.M}, false, false));
     }
@@ -216,6 +240,9 @@ void add_bench(CLI::App& app) {
               "Find the largest length whose step fits the memory budget (plan search), then run it");
   c->add_option("--confirm-tokens", f->confirm_tokens,
                  "With --max-tokens: confirm with a real step at this length instead of the maximum found");
+  c->add_flag("--op-times", f->op_times,
+              "After the timed steps, run one more that waits for the device after every node and print where "
+              "the step's time goes, by region, op and product");
   c->add_option("--json", f->json_path, "Also write the results as JSON");
   c->add_option("--profile", f->profile_path, "Write the first length's live-bytes timeline (.json or .csv)");
   c->callback([f] { run_bench(*f); });

@@ -131,6 +131,11 @@ void Graph::validate() const {
                      op_name(n.op), td.name);
     };
     for (const auto& o : n.in) check(o, false);
+    if (n.accumulate) {
+      MOSAIC_CHECK(n.op == Op::MatMul && n.out.size() == 1, "graph: node {} ({}) accumulates but is no product", i,
+                   op_name(n.op));
+      check(n.out[0], false);  // read before it is written
+    }
     for (const auto& o : n.out) {
       check(o, true);
       defined[o.tensor] = true;

@@ -40,8 +40,8 @@ struct TensorDesc {
 enum class Op : uint8_t {
   Embed,       // in: ids[rows], table(W)             out: x[rows, d]
   RmsNorm,     // in: x, weight(W)                     out: y (may alias x)
-  MatMul,      // in: a[rows, k], w(W)[n, k], bias(W)? out: c[rows, n] = a w^T + bias
-  Rope,        // inout: x[rows, heads*hd]; positions = region row offset + i
+  MatMul,      // in: a[rows, k], w(W)[n, k], bias(W)? out: c[rows, n] = a w^T + bias (+= if accumulate)
+  Rope,        // inout: x[rows, heads*hd]; in: pos[rows] (i32)?  positions = pos, else region row offset + i
   Attention,   // in: q[rows, H*hd], k[L, Hkv*hd] (whole), v (whole)   out: o, workspace (whole)?
   SwiGlu,      // inout: g; in: u            g = silu(g) * u
   AddInPlace,  // inout: x; in: y            x += y
@@ -66,6 +66,9 @@ struct Node {
   std::vector<Operand> out;  // an operand in both lists is updated in place
   int region = -1;
   int layer = -1;
+  // MatMul: add the product to the output instead of overwriting it (a residual add fused
+  // into the product's epilogue: no separate add, no [rows, n] temporary).
+  bool accumulate = false;
   float eps = 0.f;    // RmsNorm
   float scale = 0.f;  // Attention: softmax scale
   int heads = 0, kv_heads = 0, head_dim = 0;

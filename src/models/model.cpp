@@ -53,14 +53,6 @@ std::vector<const void*> bind_weights(const Graph& g, const io::Checkpoint& ck, 
   return ptrs;
 }
 
-double step_flops(const io::ModelConfig& c, const Dims& d, bool cfg) {
-  const double L = static_cast<double>(d.L), D = static_cast<double>(c.d_model);
-  const double proj = D * (D + 2.0 * c.kv_dim()) + D * D + 3.0 * D * c.ffn_hidden;
-  const double per_layer = 2.0 * L * proj + 4.0 * L * L * D;
-  const double trunk = per_layer * static_cast<double>(c.n_layers) * (cfg ? 2 : 1);
-  return trunk + 2.0 * static_cast<double>(d.M) * D * static_cast<double>(c.embedding_size) * (cfg ? 2 : 1);
-}
-
 Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, int run_layers)
     : dir_(dir), be_(be), progress_(progress), run_layers_(run_layers) {
   namespace fs = std::filesystem;
@@ -91,6 +83,8 @@ GraphOptions Model::graph_options(bool cfg, bool emit_logits) const {
   o.emit_logits = emit_logits;
   o.fused_qkv = fused_qkv_;
   o.traits = be_.traits();
+  // A run of the first layers stands in for the middle of the model: keep them all L rows.
+  o.masked_last_layer = masked_last_layer_ && (run_layers_ <= 0 || run_layers_ == config_.n_layers);
   return o;
 }
 
@@ -129,6 +123,7 @@ StepOutputs Model::step(const std::vector<int32_t>& tokens, const std::vector<in
   for (size_t i = 0; i < pos.size(); ++i) rows[i] = head_row(pos[i]);
   StepInputs in{&tokens, uncond, &rows, &pos};
   StepOutputs out;
+  r.exec->set_op_times(op_times_);
   r.exec->run(plan, in, p, &out);
   if (stats) {
     stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

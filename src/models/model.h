@@ -52,6 +52,12 @@ class Model {
   void set_chunk_min_rows(int64_t rows) { chunk_min_rows_ = rows; }
   int64_t chunk_min_rows() const { return chunk_min_rows_; }
 
+  // Off: the last layer runs all L rows like the others (for comparing the two paths).
+  // Set before the first step.
+  void set_masked_last_layer(bool on) { masked_last_layer_ = on; }
+  // Non-null: steps add per-node wall times here (see Executor::set_op_times).
+  void set_op_times(OpTimes* t) { op_times_ = t; }
+
   GraphOptions graph_options(bool cfg, bool emit_logits) const;
   const Graph& graph(bool cfg, bool emit_logits);
   const MemoryPlan& plan(const Dims& d, bool cfg, bool emit_logits);
@@ -81,11 +87,10 @@ class Model {
   int64_t chunk_min_rows_ = kTameMinRows;
   LoadProgress progress_;
   int run_layers_ = -1;
+  bool masked_last_layer_ = true;
+  OpTimes* op_times_ = nullptr;
 };
 
-// Multiply-adds x2 of one step: the trunk over L tokens (projections, FFN, attention's
-// q k^T and p v) and the LM head over M rows; `cfg` doubles the trunk.
-double step_flops(const io::ModelConfig& c, const Dims& d, bool cfg = false);
 
 // Uploads the weights graph `g` names, once per checkpoint tensor, checking shapes and
 // dtypes; returns per-tensor pointers for an Executor.

@@ -18,18 +18,15 @@ class Builder {
     const SymDim L = SymDim::tokens(), M = SymDim::masked();
     int tokens = input("tokens", L);
     int tokens_un = o_.cfg ? input("tokens_uncond", L) : -1;
-    int head_rows = input("head_rows", M);
+    head_rows_ = input("head_rows", M);
     int head_pos = input("head_pos", M);
 
+    // Each trunk hands the head only its M rows: the guided head keeps the conditional
+    // rows, not the whole [L, d] state, while the unconditional trunk runs.
     int x = trunk(tokens, "");
     int hc = -1;
     if (o_.cfg) {
-      // The guided head needs the conditional rows after the unconditional trunk ran;
-      // keep only those M rows, not the whole [L, d] state.
-      g_.begin_region({"gather_cond", M, true});
-      hc = act("hidden_cond", M, d());
-      node(Op::GatherRows, {{x, true}, {head_rows}}, {{hc}});
-      g_.end_region();
+      hc = x;
       x = trunk(tokens_un, "uncond.");
     }
 
@@ -39,8 +36,7 @@ class Builder {
     int lm = weight(names_.lm_head(c_.weight_tying), V, d());
     int ln_f = vec_weight(names_.final_norm(), d());
     int h = local("head.hidden", head, d());
-    node(Op::GatherRows, {{x, true}, {head_rows}}, {{h}});
-    node(Op::RmsNorm, {{h}, {ln_f}}, {{h}}, c_.rms_eps);
+    node(Op::RmsNorm, {{x}, {ln_f}}, {{h}}, c_.rms_eps);
     int logits = o_.emit_logits ? output("logits", M, SymDim::constant(V), ElemType::F32)
                                 : local("head.logits", head, V, ElemType::F32);
     if (o_.cfg) {
@@ -78,8 +74,9 @@ class Builder {
     return -1;
   }
 
+  // The trunk over all L rows; returns the hidden rows the head projects, [M, d].
   int trunk(int tokens, const std::string& pfx) {
-    const SymDim L = SymDim::tokens();
+    const SymDim L = SymDim::tokens(), M = SymDim::masked();
     const int64_t kvd = c_.kv_dim(), F = c_.ffn_hidden;
     int x = act(pfx + "x", L, d());
     g_.begin_region({pfx + "embed", L, true});
@@ -119,14 +116,24 @@ class Builder {
       matmul(h, wv, bv, Vt);
       g_.end_region();
 
-      r = g_.begin_region({lp + "attn_q", L, true});
+      // Past the last layer's keys and values only the head's rows matter: its queries,
+      // attention output and FFN run on M rows instead of L (bit-identical rows, ~1/n_layers
+      // less work and memory).
+      SymDim rows = L;
+      int positions = -1;
+      if (o_.masked_last_layer && l == c_.n_layers - 1) {
+        x = gather_head_rows(x, pfx);
+        rows = M;
+        positions = head_rows_;
+      }
+
+      r = g_.begin_region({lp + "attn_q", rows, true});
       h = local(lp + "q.hidden", r, d());
       int q = local(lp + "q", r, d());
       int o = local(lp + "attn", r, d());
-      int a = local(lp + "attn_proj", r, d());
       node(Op::RmsNorm, {{x}, {attn_norm}}, {{h}}, c_.rms_eps);
       matmul(h, wq, bq, q);
-      rope(q, static_cast<int>(c_.n_heads));
+      rope(q, static_cast<int>(c_.n_heads), positions);
       std::vector<Operand> outs = {{o}};
       if (ws_rows > 0) {  // the backend's scratch for one tile of scores
         int ws = g_.add_tensor({lp + "attn.workspace", TensorKind::Activation, ElemType::F32,
@@ -140,23 +147,30 @@ class Builder {
       n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c_.head_dim)));
       n.layer = l;
       g_.add_node(n);
-      matmul(o, weight(names_.layer(l, WeightRole::AttnOut), d(), d()), -1, a);
-      node(Op::AddInPlace, {{x}, {a}}, {{x}});
+      residual_matmul(o, weight(names_.layer(l, WeightRole::AttnOut), d(), d()), x);
       g_.end_region();
 
-      r = g_.begin_region({lp + "ffn", L, true});
+      r = g_.begin_region({lp + "ffn", rows, true});
       h = local(lp + "ffn.hidden", r, d());
       int gate = local(lp + "ffn.gate", r, F), up = local(lp + "ffn.up", r, F);
-      int down = local(lp + "ffn.down", r, d());
       node(Op::RmsNorm, {{x}, {vec_weight(names_.layer(l, WeightRole::FfnNorm), d())}}, {{h}}, c_.rms_eps);
       matmul(h, weight(names_.layer(l, WeightRole::Gate), F, d()), -1, gate);
       matmul(h, weight(names_.layer(l, WeightRole::Up), F, d()), -1, up);
       node(Op::SwiGlu, {{gate}, {up}}, {{gate}});
-      matmul(gate, weight(names_.layer(l, WeightRole::Down), d(), F), -1, down);
-      node(Op::AddInPlace, {{x}, {down}}, {{x}});
+      residual_matmul(gate, weight(names_.layer(l, WeightRole::Down), d(), F), x);
       g_.end_region();
     }
+    if (!o_.masked_last_layer || c_.n_layers == 0) x = gather_head_rows(x, pfx);
     return x;
+  }
+
+  int gather_head_rows(int x, const std::string& pfx) {
+    const SymDim M = SymDim::masked();
+    int xm = act(pfx + "x_head_rows", M, d());
+    g_.begin_region({pfx + "gather_head_rows", M, true});
+    node(Op::GatherRows, {{x, true}, {head_rows_}}, {{xm}});
+    g_.end_region();
+    return xm;
   }
 
   int input(const std::string& name, SymDim rows) {
@@ -193,8 +207,15 @@ class Builder {
     if (bias >= 0) in.push_back({bias});
     node(Op::MatMul, std::move(in), {{c}});
   }
-  void rope(int t, int heads) {
+  // x += a w^T: the residual add in the product's epilogue.
+  void residual_matmul(int a, int w, int x) {
+    Node n{Op::MatMul, {{a}, {w}}, {{x}}};
+    n.accumulate = true;
+    g_.add_node(std::move(n));
+  }
+  void rope(int t, int heads, int positions = -1) {
     Node n{Op::Rope, {{t}}, {{t}}};
+    if (positions >= 0) n.in.push_back({positions});
     n.heads = heads;
     n.head_dim = static_cast<int>(c_.head_dim);
     n.theta = c_.rope_theta;
@@ -205,6 +226,7 @@ class Builder {
   const GraphOptions& o_;
   WeightNames names_;
   Graph g_;
+  int head_rows_ = -1;
 };
 
 }  // namespace

@@ -12,6 +12,10 @@ struct GraphOptions {
   bool cfg = false;          // two trunks (prompt kept / prompt masked) and a guided head
   bool emit_logits = false;  // head writes logits [M, V] instead of sampling (tests, eval)
   bool fused_qkv = false;    // q/k/v are row slices of one att_proj tensor
+  // The last layer's queries, attention output and FFN run on the head's M rows only (its
+  // keys and values still see all L). Off: every layer runs all L rows (for comparisons, and
+  // for runs of the first layers only, which stand in for middle layers).
+  bool masked_last_layer = true;
   BackendTraits traits = cpu_traits();
 };
 

@@ -2,39 +2,57 @@
 
 namespace mosaic {
 
+namespace {
+
+struct Work {
+  double flops = 0, bytes = 0;
+};
+
+Work node_work(const Graph& g, const Node& n, const Dims& d, size_t act_size) {
+  const double rows = static_cast<double>(g.regions[n.region].rows.eval(d));
+  auto cols = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].cols.eval(d)); };
+  auto wrows = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].rows.eval(d)); };
+  double flops = 0, bytes = 0;
+  const double a = static_cast<double>(act_size);
+  switch (n.op) {
+    case Op::MatMul: {
+      const double k = cols(n.in[0]), out = wrows(n.in[1]);
+      flops = 2.0 * rows * k * out;
+      bytes = a * (rows * k + out * k + (n.accumulate ? 2.0 : 1.0) * rows * out);
+      break;
+    }
+    case Op::Attention: {
+      const double kv = wrows(n.in[1]);
+      flops = 4.0 * rows * kv * n.heads * n.head_dim;
+      bytes = a * (2.0 * rows * n.heads * n.head_dim + 2.0 * kv * n.kv_heads * n.head_dim);
+      break;
+    }
+    case Op::SampleRows:
+    case Op::CfgCombine:
+      bytes = 4.0 * rows * cols(n.in[0]) * 2.0;
+      break;
+    default:  // elementwise, norms, gathers: read and write each row once
+      bytes = 2.0 * a * rows * cols(n.out[0]);
+      break;
+  }
+  return {flops, bytes};
+}
+
+}  // namespace
+
 std::vector<double> node_costs(const Graph& g, const Dims& d, size_t act_size) {
   std::vector<double> cost(g.nodes.size(), 0.0);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    const Node& n = g.nodes[i];
-    const double rows = static_cast<double>(g.regions[n.region].rows.eval(d));
-    auto cols = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].cols.eval(d)); };
-    auto wrows = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].rows.eval(d)); };
-    double flops = 0, bytes = 0;
-    const double a = static_cast<double>(act_size);
-    switch (n.op) {
-      case Op::MatMul: {
-        const double k = cols(n.in[0]), out = wrows(n.in[1]);
-        flops = 2.0 * rows * k * out;
-        bytes = a * (rows * k + out * k + rows * out);
-        break;
-      }
-      case Op::Attention: {
-        const double kv = wrows(n.in[1]);
-        flops = 4.0 * rows * kv * n.heads * n.head_dim;
-        bytes = a * (2.0 * rows * n.heads * n.head_dim + 2.0 * kv * n.kv_heads * n.head_dim);
-        break;
-      }
-      case Op::SampleRows:
-      case Op::CfgCombine:
-        bytes = 4.0 * rows * cols(n.in[0]) * 2.0;
-        break;
-      default:  // elementwise, norms, gathers: read and write each row once
-        bytes = 2.0 * a * rows * cols(n.out[0]);
-        break;
-    }
-    cost[i] = flops + kFlopsPerByte * bytes;
+    Work w = node_work(g, g.nodes[i], d, act_size);
+    cost[i] = w.flops + kFlopsPerByte * w.bytes;
   }
   return cost;
+}
+
+double graph_flops(const Graph& g, const Dims& d) {
+  double total = 0;
+  for (const Node& n : g.nodes) total += node_work(g, n, d, 2).flops;
+  return total;
 }
 
 }  // namespace mosaic

@@ -90,10 +90,20 @@ TEST(CudaKernels, Rope) {
   auto inv = rope_inv_freq(500000.0, hd);
   Dev<uint16_t> dx(x.bits);
   Dev<float> dinv(inv);
-  cuda::rope(B(dx.p), rows, heads, hd, pos0, dinv.p, 0);
+  cuda::rope(B(dx.p), rows, heads, hd, pos0, dinv.p, nullptr, 0);
   std::vector<float> ref = x.f;
   cpu::rope(ref.data(), rows, heads, hd, pos0, inv.data());
   EXPECT_LT(rel_err(to_float(dx.get()), ref), 1e-2);
+
+  // Explicit positions (the masked last layer's rows): scattered, unordered, large.
+  std::vector<int32_t> positions(rows);
+  for (int64_t i = 0; i < rows; ++i) positions[i] = static_cast<int32_t>((i * 7919 + 13) % 1000003);
+  Dev<uint16_t> dy(x.bits);
+  Dev<int32_t> dpos(positions);
+  cuda::rope(B(dy.p), rows, heads, hd, 0, dinv.p, dpos.p, 0);
+  ref = x.f;
+  cpu::rope(ref.data(), rows, heads, hd, 0, inv.data(), positions.data());
+  EXPECT_LT(rel_err(to_float(dy.get()), ref), 1e-2);
 }
 
 TEST(CudaKernels, SwiGluAddEmbedGather) {

@@ -85,6 +85,35 @@ TEST(LladaGolden, FusedAttProjGivesTheSameLogits) {
   EXPECT_LT(rel_error(engine_logits(fused, ref.tokens), engine_logits(separate, ref.tokens)), 1e-6);
 }
 
+TEST(LladaGolden, MaskedLastLayerGivesTheRowsOfTheFullOne) {
+  // The last layer runs its queries and FFN on the head's rows only: the logits of those rows
+  // must be the full model's, under chunking too.
+  auto be = make_cpu_backend();
+  RefLogits ref = load_reference_logits();
+  const int64_t L = static_cast<int64_t>(ref.tokens.size());
+  const std::vector<int32_t> pos = {1, 4, 5, 9, static_cast<int32_t>(L - 1)};
+  Model full(tiny().string(), *be);
+  full.set_masked_last_layer(false);
+  Model masked(tiny().string(), *be);
+  ASSERT_TRUE(masked.graph_options(false, true).masked_last_layer);
+  ASSERT_FALSE(full.graph_options(false, true).masked_last_layer);
+  std::vector<float> a = full.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits;
+  std::vector<float> b = masked.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits;
+  ASSERT_EQ(a.size(), pos.size() * static_cast<size_t>(ref.vocab));
+  EXPECT_LT(rel_error(b, a), 1e-6);
+  std::vector<float> want;
+  for (int32_t p : pos)
+    want.insert(want.end(), ref.logits.begin() + p * ref.vocab, ref.logits.begin() + (p + 1) * ref.vocab);
+  EXPECT_LT(rel_error(b, want), 1e-5);
+
+  Model chunked(tiny().string(), *be);
+  const Dims d{L, static_cast<int64_t>(pos.size())};
+  chunked.set_activation_budget(masked.plan(d, false, true).arena_bytes() * 8 / 10);
+  const MemoryPlan& p = chunked.plan(d, false, true);
+  ASSERT_GT(*std::max_element(p.chunks.begin(), p.chunks.end()), 1) << "the budget should force chunking";
+  EXPECT_LT(rel_error(chunked.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits, a), 1e-6);
+}
+
 TEST(LladaGolden, ChunkedStepEqualsUnchunked) {
   // Every row goes through the sampling head, so the head's [rows, V] logits are local to
   // a chunkable region: a tight budget must chunk the trunk and the head alike.

@@ -5,6 +5,9 @@
 #
 #   bash tools/bench/floor_sweep.sh llada-8b OUTDIR MOSAIC_BIN
 #   FLOORS="1024 512 0" LENGTHS=16384,4096,32768 CONFIRM=1048576  (the defaults)
+#   OP_TIMES=1: the first floor's run also prints where each step's time goes (bench --op-times)
+#   PREV_BIN=path: also runs that (older) mosaic at its default floor, as prev.json, for a
+#   before/after comparison in the same device call
 # Outputs: OUTDIR/floor_<F>.json (mosaic bench), torch.json, mosaic_max.json, and the table
 # of tools/bench/floor_table.py.
 set -uo pipefail
@@ -29,10 +32,13 @@ first=1
 for f in ${FLOORS:-1024 512 0}; do
   prof=()
   [ $first = 1 ] && prof=(--profile "$out/mosaic_profile.json")
+  [ $first = 1 ] && [ -n "${OP_TIMES:-}" ] && prof+=(--op-times)
   first=0
   stage 90 "mosaic floor $f" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "$lengths" \
     --iters "${ITERS:-5}" --chunk-min-rows "$f" --json "$out/floor_$f.json" "${prof[@]}"
 done
+[ -n "${PREV_BIN:-}" ] && stage 90 "previous mosaic" env LD_LIBRARY_PATH="$libs" "$PREV_BIN" bench --model "$ck" \
+  --backend cuda --tokens "$lengths" --iters "${ITERS:-5}" --json "$out/prev.json"
 stage 150 torch-bench python3 tools/reference/bench_step.py --preset "$preset" --tokens "$lengths" \
   --softmax-dtype float64 --device cuda --json "$out/torch.json" --profile "$out/torch_profile.json"
 [ -n "${CONFIRM:-}" ] && stage 120 mosaic-max env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda \

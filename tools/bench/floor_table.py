@@ -1,5 +1,6 @@
 """The peak-taming table of one tools/bench/floor_sweep.sh directory: per floor and length,
-mosaic's step time (and its ratio to the untamed step and to the same-run PyTorch reference),
+mosaic's step time (and its ratio to the untamed step and to the same-run PyTorch reference;
+"prev" is an older build at its default floor, when the sweep ran one),
 arena and peak-to-average live memory.
 
     python3 tools/bench/floor_table.py OUTDIR [--markdown]
@@ -20,12 +21,15 @@ def main():
     for p in glob.glob(os.path.join(d, "floor_*.json")):
         floor = int(re.search(r"floor_(\d+)\.json$", p).group(1))
         runs[floor] = {r["tokens"]: r for r in json.load(open(p)).get("results", [])}
+    prev_path = os.path.join(d, "prev.json")  # floor_sweep.sh PREV_BIN: an older build, its default floor
+    if os.path.exists(prev_path):
+        runs["prev"] = {r["tokens"]: r for r in json.load(open(prev_path)).get("results", [])}
     torch_path = os.path.join(d, "torch.json")
     torch = {r["tokens"]: r for r in json.load(open(torch_path)).get("results", [])} if os.path.exists(torch_path) else {}
     untamed = runs.get(0, {})
     head = ["floor", "tokens", "ms/step", "vs untamed", "vs PyTorch", "arena MiB", "peak/avg", "chunks"]
     rows = []
-    for floor in sorted(runs, key=lambda f: (f == 0, -f)):
+    for floor in sorted(runs, key=lambda f: (f == "prev", f == 0, -f if f != "prev" else 0)):
         for L, r in sorted(runs[floor].items()):
             ms = r.get("ms_per_step")
             base = untamed.get(L, {}).get("ms_per_step")

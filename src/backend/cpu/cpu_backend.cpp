@@ -63,14 +63,14 @@ class CpuBackend final : public Backend {
     cpu::rms_norm(f(x), rows, d, f(w), eps, f(y));
   }
   void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c,
-              ElemType) override {
-    cpu::matmul(f(a), rows, k, f(w), f(bias), n, f(c));  // activations are F32 here anyway
+              ElemType, bool accumulate) override {
+    cpu::matmul(f(a), rows, k, f(w), f(bias), n, f(c), accumulate);  // activations are F32 here anyway
   }
-  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta) override {
+  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta, const int32_t* positions) override {
     auto key = std::make_pair(theta, hd);
     auto it = inv_freq_.find(key);
     if (it == inv_freq_.end()) it = inv_freq_.emplace(key, rope_inv_freq(theta, hd)).first;
-    cpu::rope(f(x), rows, heads, hd, pos0, it->second.data());
+    cpu::rope(f(x), rows, heads, hd, pos0, it->second.data(), positions);
   }
   void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows, int heads,
                  int kv_heads, int hd, float scale, void* out, void* workspace) override {

@@ -9,8 +9,12 @@ namespace mosaic::cpu {
 
 void embed(const int32_t* ids, int64_t rows, const float* table, int64_t d, float* out);
 void rms_norm(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y);
-void matmul(const float* a, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* c);
-void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq);
+// accumulate: c += a w^T (+ bias), the product rounded to float before the add, as a separate add would.
+void matmul(const float* a, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* c,
+            bool accumulate = false);
+// Row i has position positions[i] when positions is given, else pos0 + i.
+void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
+          const int32_t* positions = nullptr);
 // Query rows per tile of scores; the workspace holds one tile per OpenMP thread:
 // cpu_traits().attn_workspace_rows = kAttentionTile * threads rows of kv_rows floats.
 constexpr int64_t kAttentionTile = 64;

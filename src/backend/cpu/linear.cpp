@@ -6,12 +6,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "backend/cpu/kernels.h"
 
 namespace mosaic::cpu {
 
-void matmul(const float* a, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* c) {
+void matmul(const float* a, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* c,
+            bool accumulate) {
   if (rows == 0 || n == 0) return;
   const int threads = omp_get_max_threads();
   // Column blocks of at least 64 outputs, a multiple of 16 for the SIMD kernels.
@@ -20,12 +22,21 @@ void matmul(const float* a, int64_t rows, int64_t k, const float* w, const float
 #pragma omp parallel for schedule(static) if (blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t j0 = b * block, nb = std::min(block, n - j0);
+    // Accumulating: the product goes to scratch first, so that c gets exactly what a
+    // product followed by a separate add would give (sgemm's beta = 1 would add c in the
+    // middle of its k blocking).
+    std::vector<float> scratch(accumulate ? static_cast<size_t>(rows * nb) : 0);
+    float* dst = accumulate ? scratch.data() : c + j0;
+    const int64_t ld = accumulate ? nb : n;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(nb),
-                static_cast<int>(k), 1.0f, a, static_cast<int>(k), w + j0 * k, static_cast<int>(k), 0.0f, c + j0,
-                static_cast<int>(n));
+                static_cast<int>(k), 1.0f, a, static_cast<int>(k), w + j0 * k, static_cast<int>(k), 0.0f, dst,
+                static_cast<int>(ld));
     if (bias)
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = j0; j < j0 + nb; ++j) c[i * n + j] += bias[j];
+        for (int64_t j = 0; j < nb; ++j) dst[i * ld + j] += bias[j0 + j];
+    if (accumulate)
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < nb; ++j) c[i * n + j0 + j] += dst[i * ld + j];
   }
 }
 

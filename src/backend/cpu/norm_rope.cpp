@@ -17,12 +17,12 @@ void rms_norm(const float* x, int64_t rows, int64_t d, const float* w, float eps
   }
 }
 
-void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq) {
+void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions) {
   const int half = hd / 2;
 #pragma omp parallel for
   for (int64_t i = 0; i < rows; ++i) {
     // torch forms the angle as float32(position) * float32(inv_freq), then sin/cos.
-    const float p = static_cast<float>(pos0 + i);
+    const float p = static_cast<float>(positions ? positions[i] : pos0 + i);
     float* row = x + i * static_cast<int64_t>(heads) * hd;
     for (int j = 0; j < half; ++j) {
       const float ang = p * inv_freq[j];

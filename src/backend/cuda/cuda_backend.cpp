@@ -165,12 +165,12 @@ class CudaBackend final : public Backend {
     else cuda::rms_norm(b(x), rows, d, b(w), eps, b(y), stream_);
   }
   void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c,
-              ElemType c_type) override {
-    lt_->run(a, rows, k, w, bias, n, c, c_type == ElemType::F32);
+              ElemType c_type, bool accumulate) override {
+    lt_->run(a, rows, k, w, bias, n, c, c_type == ElemType::F32, accumulate);
   }
-  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta) override {
-    if (f32_) cuda::rope_f32(f(x), rows, heads, hd, pos0, rope_table(theta, hd), stream_);
-    else cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, hd), stream_);
+  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta, const int32_t* positions) override {
+    if (f32_) cuda::rope_f32(f(x), rows, heads, hd, pos0, rope_table(theta, hd), positions, stream_);
+    else cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, hd), positions, stream_);
   }
   void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows, int heads,
                  int kv_heads, int hd, float scale, void* out, void*) override {

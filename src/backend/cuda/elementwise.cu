@@ -70,7 +70,7 @@ __global__ void rms_norm_kernel(const bf16* __restrict__ x, int64_t d, const bf1
 
 // One thread per (row, head, frequency): rotates the pair (j, j + hd/2) in fp32.
 __global__ void rope_kernel(bf16* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
-                            const float* __restrict__ inv_freq) {
+                            const float* __restrict__ inv_freq, const int32_t* __restrict__ positions) {
   const int half = hd / 2;
   const int64_t total = rows * heads * half;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
@@ -78,7 +78,7 @@ __global__ void rope_kernel(bf16* __restrict__ x, int64_t rows, int heads, int h
     const int j = static_cast<int>(t % half);
     const int64_t rh = t / half;
     const int64_t row = rh / heads;
-    const float ang = static_cast<float>(pos0 + row) * inv_freq[j];
+    const float ang = static_cast<float>(positions ? positions[row] : pos0 + row) * inv_freq[j];
     float s, c;
     sincosf(ang, &s, &c);
     bf16* p = x + rh * hd;
@@ -145,10 +145,11 @@ void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, 
   CUDA_CHECK_LAUNCH();
 }
 
-void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s) {
+void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
+          cudaStream_t s) {
   const int64_t total = rows * heads * (hd / 2);
   if (total == 0) return;
-  rope_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq);
+  rope_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq, positions);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -40,14 +40,15 @@ __global__ void rms_norm_f32_kernel(const float* __restrict__ x, int64_t d, cons
 }
 
 __global__ void rope_f32_kernel(float* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
-                                const float* __restrict__ inv_freq) {
+                                const float* __restrict__ inv_freq, const int32_t* __restrict__ positions) {
   const int half = hd / 2;
   const int64_t total = rows * heads * half;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int j = static_cast<int>(t % half);
     const int64_t rh = t / half;
-    const float ang = static_cast<float>(pos0 + rh / heads) * inv_freq[j];
+    const int64_t row = rh / heads;
+    const float ang = static_cast<float>(positions ? positions[row] : pos0 + row) * inv_freq[j];
     // Full-precision sin/cos, as the host's libm.
     const float c = cosf(ang), s = sinf(ang);
     float* p = x + rh * hd;
@@ -119,10 +120,11 @@ void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float
   CUDA_CHECK_LAUNCH();
 }
 
-void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s) {
+void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
+              const int32_t* positions, cudaStream_t s) {
   const int64_t total = rows * heads * (hd / 2);
   if (total == 0) return;
-  rope_f32_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq);
+  rope_f32_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq, positions);
   CUDA_CHECK_LAUNCH();
 }
 

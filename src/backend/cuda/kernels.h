@@ -17,8 +17,10 @@ unsigned grid_for(int64_t n, int threads);
 
 void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16* out, cudaStream_t s);
 void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
-// inv_freq: device array of hd/2 floats (rope_inv_freq()).
-void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s);
+// inv_freq: device array of hd/2 floats (rope_inv_freq()). Row i has position positions[i]
+// (device, i32) when positions is given, else pos0 + i.
+void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
+          cudaStream_t s);
 void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s);
 void add_inplace(bf16* x, const bf16* y, int64_t n, cudaStream_t s);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale, cudaStream_t s);
@@ -36,7 +38,8 @@ void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, 
 // The fp32 verification mode (f32_kernels.cu): the CPU kernels' math in fp32.
 void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s);
 void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y, cudaStream_t s);
-void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, cudaStream_t s);
+void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
+              const int32_t* positions, cudaStream_t s);
 void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s);
 void add_inplace_f32(float* x, const float* y, int64_t n, cudaStream_t s);
 void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,

@@ -65,7 +65,7 @@ LtMatmul::Plan& LtMatmul::plan(int64_t rows, int64_t k, int64_t n, bool bias, bo
 }
 
 void LtMatmul::run(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c,
-                   bool out_f32) {
+                   bool out_f32, bool accumulate) {
   if (rows == 0 || n == 0) return;
   // cuBLASLt's bias epilogue takes the output's type; the models only add biases to bf16
   // projections (Dream's q/k/v), never to the fp32 LM head.
@@ -73,7 +73,7 @@ void LtMatmul::run(const void* a, int64_t rows, int64_t k, const void* w, const 
   Plan& p = plan(rows, k, n, bias != nullptr, out_f32);
   if (bias)
     LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   LT_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w, p.lw, a, p.la, &beta, c, p.lc, c, p.lc, &p.algo, workspace_,
                           workspace_bytes_, stream_));
 }

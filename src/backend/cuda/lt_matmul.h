@@ -19,8 +19,10 @@ class LtMatmul {
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
 
-  // a, w, bias: bf16. c: bf16 when out_f32 is false, else fp32.
-  void run(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c, bool out_f32);
+  // a, w, bias: bf16. c: bf16 when out_f32 is false, else fp32. accumulate: c += the
+  // product (beta = 1, in the epilogue: the residual add costs no extra pass over c).
+  void run(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n, void* c, bool out_f32,
+           bool accumulate = false);
 
  private:
   struct Plan {

@@ -32,6 +32,7 @@ Executor::Executor(Backend& be, const Graph& g, std::vector<const void*> weights
   t_conf_ = find_tensor(g, "conf");
   t_logits_ = find_tensor(g, "logits");
   t_order_ = find_tensor(g, "order");
+  t_hidden_ = find_tensor(g, "hidden");
   const char* tr = std::getenv("MOSAIC_TRACE");
   trace_ = tr && *tr && *tr != '0';
 }
@@ -66,6 +67,14 @@ void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SamplePar
   upload_input(t_tokens_uncond_, in.tokens_uncond, plan, "tokens_uncond");
   upload_input(t_head_rows_, in.head_rows, plan, "head_rows");
   upload_input(t_head_pos_, in.head_pos, plan, "head_pos");
+  const bool hidden_in = t_hidden_ >= 0 && g_.tensors[t_hidden_].kind != TensorKind::Output;
+  if (hidden_in) {
+    const size_t bytes = static_cast<size_t>(plan.life[t_hidden_].bytes);
+    MOSAIC_CHECK(in.hidden != nullptr, "executor: this layer segment starts from a hidden state; none was given");
+    MOSAIC_CHECK(in.hidden->size() == bytes, "executor: the hidden state has {} B, this step's [L, d] needs {} B",
+                 in.hidden->size(), bytes);
+    be_.upload(be_.arena() + plan.placement.offset[t_hidden_], in.hidden->data(), bytes);
+  }
 
   for (size_t r = 0; r < g_.regions.size(); ++r) {
     const Region& reg = g_.regions[r];
@@ -95,6 +104,8 @@ void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SamplePar
   fetch(t_conf_, out->conf, M);
   fetch(t_order_, out->order, M);
   if (t_logits_ >= 0) fetch(t_logits_, out->logits, M * g_.tensors[t_logits_].cols.eval(plan.dims));
+  if (t_hidden_ >= 0 && g_.tensors[t_hidden_].kind != TensorKind::Input)
+    fetch(t_hidden_, out->hidden, static_cast<int64_t>(plan.life[t_hidden_].bytes));
   be_.synchronize();
 }
 

@@ -19,6 +19,7 @@ struct StepInputs {
   const std::vector<int32_t>* tokens_uncond = nullptr;  // "tokens_uncond" [L], guidance only
   const std::vector<int32_t>* head_rows = nullptr;      // "head_rows" [M]: hidden rows to project
   const std::vector<int32_t>* head_pos = nullptr;       // "head_pos" [M]: positions (noise counters)
+  const std::vector<std::byte>* hidden = nullptr;       // "hidden" [L, d] (activation type), segments only
 };
 
 struct StepOutputs {
@@ -26,6 +27,7 @@ struct StepOutputs {
   std::vector<float> conf;     // "conf" [M]
   std::vector<int32_t> order;  // "order" [M]: rows by confidence, most confident first
   std::vector<float> logits;   // "logits" [M, V], only for graphs built to emit them
+  std::vector<std::byte> hidden;  // "hidden" [L, d], from a segment that stops before the last layer
 };
 
 // Where a step's time goes: wall time per kind of node (region kind, op, and for products
@@ -62,7 +64,7 @@ class Executor {
   int t_tokens_ = -1, t_tokens_uncond_ = -1, t_head_rows_ = -1, t_head_pos_ = -1;
   bool trace_ = false;
   OpTimes* op_times_ = nullptr;
-  int t_token_ = -1, t_conf_ = -1, t_logits_ = -1, t_order_ = -1;
+  int t_token_ = -1, t_conf_ = -1, t_logits_ = -1, t_order_ = -1, t_hidden_ = -1;
 };
 
 int find_tensor(const Graph& g, const std::string& name);  // -1 if absent

@@ -2,6 +2,7 @@
 // semi-autoregressive schedule: M = block-length masked rows reach the head) and report
 // memory; --max-tokens searches the longest sequence whose step fits.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -9,10 +10,12 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "models/model.h"
 #include "plan/cost_model.h"
 #include "plan/memory_plan.h"
@@ -29,6 +32,7 @@ struct BenchFlags {
   bool max_tokens = false, op_times = false;
   int64_t confirm_tokens = 0;
   std::string json_path, profile_path;
+  std::string segment, hidden_in, hidden_out;
 };
 
 std::vector<int64_t> parse_lengths(const std::string& s) {
@@ -54,7 +58,11 @@ struct Measured {
   std::vector<int> chunks;
   std::string error;
   OpTimes op_times;
+  StepOutputs last;  // the last step's outputs
+  int64_t pos0 = 0;  // position of the first head row
 };
+
+int64_t pos_of(const Measured& r, int32_t row) { return r.pos0 + row; }
 
 // The step's time by kind of node, largest first, from one extra step that waits for the
 // device after every node.
@@ -93,11 +101,12 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f) {
   std::vector<int32_t> pos;
   for (int64_t i = L - gen; i < std::min(L, L - gen + f.block_length); ++i) pos.push_back(static_cast<int32_t>(i));
   r.M = static_cast<int64_t>(pos.size());
+  r.pos0 = L - gen;
   SampleParams sp{0.0, Remasking::LowConfidence, 0, 0, 0.f};
   try {
     for (int i = 0; i < f.warmup + f.iters; ++i) {
       StepStats st;
-      m.step(x, nullptr, pos, sp, false, &st);
+      r.last = m.step(x, nullptr, pos, sp, false, &st);
       if (i >= f.warmup) r.ms.push_back(st.ms);
       r.arena = st.arena_bytes;
       r.peak_live = st.peak_live;
@@ -159,16 +168,71 @@ void write_profile(const std::string& path, const Graph& g, const MemoryPlan& p)
   out << j.dump(1) << "\n";
 }
 
+// --segment A:B (B may be left out: to the last layer).
+std::pair<int, int> parse_segment(const std::string& s, int n_layers) {
+  const auto colon = s.find(':');
+  MOSAIC_CHECK(colon != std::string::npos, "--segment '{}': expected FIRST:END, e.g. 0:11 or 22:", s);
+  char* end = nullptr;
+  const long first = std::strtol(s.c_str(), &end, 10);
+  MOSAIC_CHECK(end == s.c_str() + colon, "--segment '{}': FIRST is not a number", s);
+  long last = n_layers;
+  if (colon + 1 < s.size()) {
+    last = std::strtol(s.c_str() + colon + 1, &end, 10);
+    MOSAIC_CHECK(*end == '\0', "--segment '{}': END is not a number", s);
+  }
+  MOSAIC_CHECK(0 <= first && first < last && last <= n_layers,
+               "--segment '{}': needs 0 <= FIRST < END <= {} (the model's layers)", s, n_layers);
+  return {static_cast<int>(first), static_cast<int>(last)};
+}
+
+DType act_dtype(const Backend& be) { return be.traits().act_size == 2 ? DType::BF16 : DType::F32; }
+
 void run_bench(const BenchFlags& f) {
   MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
+  const bool segmented = !f.segment.empty();
+  MOSAIC_CHECK(segmented || (f.hidden_in.empty() && f.hidden_out.empty()),
+               "--hidden-in and --hidden-out go with --segment");
+  MOSAIC_CHECK(!segmented || (f.layers <= 0 && !f.max_tokens),
+               "--segment does not combine with --layers or --max-tokens");
   Session s(f.session, true, f.layers);
   Model& m = s.model();
   const auto& cfg = m.config();
+  std::vector<std::byte> hidden;  // the previous segment's hidden state, kept for every step
+  int seg_first = 0, seg_end = cfg.n_layers;
+  if (segmented) {
+    std::tie(seg_first, seg_end) = parse_segment(f.segment, cfg.n_layers);
+    MOSAIC_CHECK(parse_lengths(f.tokens).size() == 1, "--segment runs one length: give --tokens N");
+    MOSAIC_CHECK(seg_first > 0 || f.hidden_in.empty(),
+                 "--hidden-in: the first segment starts from the tokens, not from a hidden state");
+    MOSAIC_CHECK(seg_first == 0 || !f.hidden_in.empty(),
+                 "--segment {}: a segment after layer 0 needs --hidden-in FILE (the previous segment's --hidden-out)",
+                 f.segment);
+    MOSAIC_CHECK(seg_end < cfg.n_layers || f.hidden_out.empty(),
+                 "--hidden-out: the last segment runs the head; there is no hidden state to hand on");
+    MOSAIC_CHECK(seg_end == cfg.n_layers || !f.hidden_out.empty(),
+                 "--segment {}: a segment that stops before the last layer needs --hidden-out FILE", f.segment);
+    m.set_segment(seg_first, seg_end);
+    if (!f.hidden_in.empty()) {
+      const int64_t L = parse_lengths(f.tokens).front();
+      auto file = io::SafetensorsFile::open(f.hidden_in);
+      const io::TensorInfo* t = file.find("hidden");
+      MOSAIC_CHECK(t, "--hidden-in '{}': no tensor 'hidden' (write one with --hidden-out)", f.hidden_in);
+      MOSAIC_CHECK(t->dtype == act_dtype(s.backend()) && t->shape == std::vector<int64_t>({L, cfg.d_model}),
+                   "--hidden-in '{}': 'hidden' is {} {}; this run needs {} [{}, {}] (same --tokens and backend as "
+                   "the segment that wrote it)", f.hidden_in, dtype_name(t->dtype), fmt::join(t->shape, "x"),
+                   dtype_name(act_dtype(s.backend())), L, cfg.d_model);
+      hidden.assign(t->data, t->data + t->nbytes);
+      m.set_hidden_in(&hidden);
+    }
+    fmt::print(stderr, "mosaic: running layers {}..{} of {}{}\n", seg_first, seg_end - 1, cfg.n_layers,
+               f.hidden_in.empty() ? "" : fmt::format(" from the hidden state in {}", f.hidden_in));
+  }
   nlohmann::json out;
   out["model"] = m.dir();
   out["backend"] = s.backend_name();
-  out["layers_run"] = f.layers > 0 ? f.layers : cfg.n_layers;
+  out["layers_run"] = f.layers > 0 ? f.layers : seg_end - seg_first;
+  if (segmented) out["segment"] = {seg_first, seg_end};
   out["n_layers"] = cfg.n_layers;
   out["weights_bytes"] = s.backend().weight_bytes();
   out["activation_budget"] = m.activation_budget();
@@ -208,6 +272,18 @@ void run_bench(const BenchFlags& f) {
                  {"peak_live_bytes", r.peak_live}, {"avg_live_bytes", r.avg_live}, {"mapped_bytes", r.mapped},
                  {"device_peak_bytes", r.device_peak}, {"chunks", chunk_summary(g, r.chunks)}});
       if (f.op_times) jr["op_times"] = print_op_times(r.op_times);
+      if (!f.hidden_out.empty()) {
+        io::write_safetensors(f.hidden_out, "hidden", act_dtype(s.backend()), {r.L, cfg.d_model},
+                              r.last.hidden.data(), r.last.hidden.size());
+        fmt::print("  hidden state after layer {} ({}) -> {}\n", seg_end - 1,
+                   human_bytes(static_cast<double>(r.last.hidden.size())), f.hidden_out);
+      } else if (!r.last.order.empty()) {
+        // What the step would commit first: evidence that it ran to the end.
+        const int32_t i = r.last.order.front();
+        fmt::print("  most confident masked row: position {} -> token {} (confidence {:.4g})\n", pos_of(r, i),
+                   r.last.token[i], r.last.conf[i]);
+        jr["first_commit"] = {{"position", pos_of(r, i)}, {"token", r.last.token[i]}, {"confidence", r.last.conf[i]}};
+      }
       if (!f.profile_path.empty() && L == lengths.front())
         write_profile(f.profile_path, g, m.plan(Dims{r.L, r.M}, false, false));
     }
@@ -243,6 +319,11 @@ void add_bench(CLI::App& app) {
   c->add_flag("--op-times", f->op_times,
               "After the timed steps, run one more that waits for the device after every node and print where "
               "the step's time goes, by region, op and product");
+  c->add_option("--segment", f->segment,
+                 "Run only layers FIRST..END-1 of the step (FIRST:END, END may be left out), handing the hidden "
+                 "state between segments through files: a step longer than one sitting runs in pieces");
+  c->add_option("--hidden-in", f->hidden_in, "With --segment: the previous segment's hidden state (.safetensors)");
+  c->add_option("--hidden-out", f->hidden_out, "With --segment: where to write this segment's hidden state");
   c->add_option("--json", f->json_path, "Also write the results as JSON");
   c->add_option("--profile", f->profile_path, "Write the first length's live-bytes timeline (.json or .csv)");
   c->callback([f] { run_bench(*f); });

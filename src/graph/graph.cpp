@@ -109,7 +109,8 @@ void Graph::validate() const {
   MOSAIC_CHECK(open_region < 0, "graph: region '{}' never closed", regions[open_region].name);
   std::vector<bool> defined(tensors.size(), false);
   for (size_t t = 0; t < tensors.size(); ++t)
-    defined[t] = tensors[t].kind == TensorKind::Input || tensors[t].kind == TensorKind::Weight;
+    defined[t] = tensors[t].kind == TensorKind::Input || tensors[t].kind == TensorKind::InOut ||
+                 tensors[t].kind == TensorKind::Weight;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     MOSAIC_CHECK(n.region >= 0 && n.region < static_cast<int>(regions.size()),

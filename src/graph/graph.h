@@ -15,6 +15,7 @@ enum class TensorKind : uint8_t {
   Weight,      // bound to a checkpoint tensor; lives outside the arena
   Activation,  // planned in the arena
   Output,      // planned in the arena; read back by the host after the step
+  InOut,       // both: a hidden state handed from one segment of a step's layers to the next
 };
 
 // Element type of planned tensors. `Act` is the backend's activation type (F32 on the CPU,

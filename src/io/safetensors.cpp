@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -224,6 +226,24 @@ void SafetensorsFile::unmap() {
   if (map_) ::munmap(map_, map_size_);
   map_ = nullptr;
   map_size_ = 0;
+}
+
+void write_safetensors(const std::string& path, const std::string& name, DType dtype,
+                       const std::vector<int64_t>& shape, const void* data, size_t nbytes) {
+  nlohmann::json h;
+  h[name] = {{"dtype", std::string(dtype_name(dtype))}, {"shape", shape}, {"data_offsets", {0, nbytes}}};
+  std::string header = h.dump();
+  header.append((8 - header.size() % 8) % 8, ' ');  // the data section starts 8-aligned
+  std::ofstream out(path, std::ios::binary);
+  MOSAIC_CHECK(out.good(), "cannot write '{}'", path);
+  const uint64_t n = header.size();
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+  out.write(reinterpret_cast<const char*>(len), 8);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(nbytes));
+  out.close();
+  MOSAIC_CHECK(out.good(), "writing '{}' failed ({} B of tensor data; is the disk full?)", path, nbytes);
 }
 
 }  // namespace mosaic::io

@@ -55,4 +55,9 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// Writes one tensor as a .safetensors file (what SafetensorsFile reads back, and any
+// safetensors reader too). Throws with the path when the file cannot be written.
+void write_safetensors(const std::string& path, const std::string& name, DType dtype,
+                       const std::vector<int64_t>& shape, const void* data, size_t nbytes);
+
 }  // namespace mosaic::io

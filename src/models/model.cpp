@@ -85,6 +85,8 @@ GraphOptions Model::graph_options(bool cfg, bool emit_logits) const {
   o.traits = be_.traits();
   // A run of the first layers stands in for the middle of the model: keep them all L rows.
   o.masked_last_layer = masked_last_layer_ && (run_layers_ <= 0 || run_layers_ == config_.n_layers);
+  o.first_layer = first_layer_;
+  o.end_layer = end_layer_;
   return o;
 }
 
@@ -121,7 +123,7 @@ StepOutputs Model::step(const std::vector<int32_t>& tokens, const std::vector<in
   be_.reserve_arena(plan.arena_bytes());
   std::vector<int32_t> rows(pos.size());
   for (size_t i = 0; i < pos.size(); ++i) rows[i] = head_row(pos[i]);
-  StepInputs in{&tokens, uncond, &rows, &pos};
+  StepInputs in{&tokens, uncond, &rows, &pos, hidden_in_};
   StepOutputs out;
   r.exec->set_op_times(op_times_);
   r.exec->run(plan, in, p, &out);

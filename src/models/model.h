@@ -55,6 +55,11 @@ class Model {
   // Off: the last layer runs all L rows like the others (for comparing the two paths).
   // Set before the first step.
   void set_masked_last_layer(bool on) { masked_last_layer_ = on; }
+  // Run only layers [first, end) of each step (end -1: to the last); see GraphOptions. A
+  // segment after the first needs set_hidden_in; one before the last returns
+  // StepOutputs::hidden instead of tokens. Set before the first step.
+  void set_segment(int first, int end) { first_layer_ = first, end_layer_ = end; }
+  void set_hidden_in(const std::vector<std::byte>* h) { hidden_in_ = h; }
   // Non-null: steps add per-node wall times here (see Executor::set_op_times).
   void set_op_times(OpTimes* t) { op_times_ = t; }
 
@@ -89,6 +94,8 @@ class Model {
   int run_layers_ = -1;
   bool masked_last_layer_ = true;
   OpTimes* op_times_ = nullptr;
+  int first_layer_ = 0, end_layer_ = -1;
+  const std::vector<std::byte>* hidden_in_ = nullptr;
 };
 
 

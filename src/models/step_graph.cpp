@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "models/weight_names.h"
 
 namespace mosaic {
@@ -23,7 +24,15 @@ class Builder {
 
     // Each trunk hands the head only its M rows: the guided head keeps the conditional
     // rows, not the whole [L, d] state, while the unconditional trunk runs.
+    const int end = o_.end_layer < 0 ? c_.n_layers : o_.end_layer;
+    MOSAIC_CHECK(o_.first_layer >= 0 && o_.first_layer < end && end <= c_.n_layers,
+                 "layer segment [{}, {}) is not inside the model's {} layers", o_.first_layer, end, c_.n_layers);
+    MOSAIC_CHECK(!o_.cfg || (o_.first_layer == 0 && end == c_.n_layers), "guidance runs whole steps only");
     int x = trunk(tokens, "");
+    if (x < 0) {  // a segment that hands its hidden state on: no head
+      g_.validate();
+      return std::move(g_);
+    }
     int hc = -1;
     if (o_.cfg) {
       hc = x;
@@ -74,17 +83,26 @@ class Builder {
     return -1;
   }
 
-  // The trunk over all L rows; returns the hidden rows the head projects, [M, d].
+  // The trunk over all L rows; returns the hidden rows the head projects, [M, d], or -1
+  // when the layer segment ends before the last layer.
   int trunk(int tokens, const std::string& pfx) {
     const SymDim L = SymDim::tokens(), M = SymDim::masked();
     const int64_t kvd = c_.kv_dim(), F = c_.ffn_hidden;
-    int x = act(pfx + "x", L, d());
-    g_.begin_region({pfx + "embed", L, true});
-    node(Op::Embed, {{tokens}, {weight(names_.embed(), c_.embedding_size, d())}}, {{x}});
-    g_.end_region();
+    const int end = o_.end_layer < 0 ? c_.n_layers : o_.end_layer;
+    const bool whole_model = end == c_.n_layers;
+    int x;
+    if (o_.first_layer > 0) {
+      x = g_.add_tensor({"hidden", whole_model ? TensorKind::Input : TensorKind::InOut, ElemType::Act, L,
+                         SymDim::constant(d())});
+    } else {
+      x = act(pfx + "x", L, d());
+      g_.begin_region({pfx + "embed", L, true});
+      node(Op::Embed, {{tokens}, {weight(names_.embed(), c_.embedding_size, d())}}, {{x}});
+      g_.end_region();
+    }
 
     const int ws_rows = static_cast<int>(o_.traits.attn_workspace_rows);
-    for (int l = 0; l < c_.n_layers; ++l) {
+    for (int l = o_.first_layer; l < end; ++l) {
       const std::string lp = fmt::format("{}layer{}.", pfx, l);
       int attn_norm = vec_weight(names_.layer(l, WeightRole::AttnNorm), d());
       int wq, wk, wv;
@@ -121,7 +139,7 @@ class Builder {
       // less work and memory).
       SymDim rows = L;
       int positions = -1;
-      if (o_.masked_last_layer && l == c_.n_layers - 1) {
+      if (o_.masked_last_layer && l == c_.n_layers - 1 && whole_model) {
         x = gather_head_rows(x, pfx);
         rows = M;
         positions = head_rows_;
@@ -159,6 +177,11 @@ class Builder {
       node(Op::SwiGlu, {{gate}, {up}}, {{gate}});
       residual_matmul(gate, weight(names_.layer(l, WeightRole::Down), d(), F), x);
       g_.end_region();
+    }
+    if (!whole_model) {
+      g_.tensors[x].name = "hidden";
+      g_.tensors[x].kind = o_.first_layer > 0 ? TensorKind::InOut : TensorKind::Output;
+      return -1;
     }
     if (!o_.masked_last_layer || c_.n_layers == 0) x = gather_head_rows(x, pfx);
     return x;

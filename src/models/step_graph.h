@@ -16,6 +16,11 @@ struct GraphOptions {
   // keys and values still see all L). Off: every layer runs all L rows (for comparisons, and
   // for runs of the first layers only, which stand in for middle layers).
   bool masked_last_layer = true;
+  // A segment of the layers, [first_layer, end_layer) (-1: to the last). A segment that does
+  // not start at layer 0 reads the hidden state "hidden" [L, d] from the host instead of
+  // embedding tokens; one that stops early hands "hidden" back instead of running the head.
+  // Lets a step too long for one sitting run in pieces (bench --segment).
+  int first_layer = 0, end_layer = -1;
   BackendTraits traits = cpu_traits();
 };
 

@@ -39,8 +39,9 @@ std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std
       l = Lifetime{};
       continue;
     }
-    if (td.kind == TensorKind::Input) l.first = 0;  // written by the host before node 0
-    if (td.kind == TensorKind::Output) l.last = last_node;  // read by the host after the step
+    // Written by the host before node 0; read by the host after the last node.
+    if (td.kind == TensorKind::Input || td.kind == TensorKind::InOut) l.first = 0;
+    if (td.kind == TensorKind::Output || td.kind == TensorKind::InOut) l.last = last_node;
     int64_t rows = g.rows_of(static_cast<int>(t), d, chunk_rows);
     int64_t cols = td.cols.eval(d);
     l.bytes = static_cast<size_t>(std::max<int64_t>(rows, 0) * std::max<int64_t>(cols, 0)) *

@@ -7,6 +7,8 @@ metadata. The C++ test loads the files and compares against this description.
 
   make_safetensors.py single  OUT_DIR   -> OUT_DIR/model.safetensors
   make_safetensors.py sharded OUT_DIR   -> 2 shards + model.safetensors.index.json
+  make_safetensors.py read FILE         -> prints FILE's tensors (F32/I32 only) as read by pip's
+                                           safetensors: checks mosaic's writer
 
 Only safetensors + numpy are needed (CI installs no torch, no ml_dtypes). numpy has no
 bfloat16, so BF16 tensors are saved as their uint16 bit patterns and the header's dtype is
@@ -79,6 +81,11 @@ def describe(tensors, file_of, metadata):
 
 def main():
     mode, out = sys.argv[1], sys.argv[2]
+    if mode == "read":
+        loaded = safetensors.numpy.load_file(out)
+        print(json.dumps({k: {"dtype": str(v.dtype), "shape": list(v.shape), "values": v.ravel().tolist()}
+                          for k, v in loaded.items()}))
+        return
     os.makedirs(out, exist_ok=True)
     tensors = make_tensors(np.random.default_rng(0))
     metadata = {"format": "pt", "note": "written by make_safetensors.py"}

@@ -96,6 +96,26 @@ TEST(Safetensors, SingleFileMatchesPythonOracle) {
                              [](const auto& a, const auto& b) { return a.name < b.name; }));
 }
 
+TEST(Safetensors, WrittenFilesReadBackHereAndInTheOracle) {
+  const fs::path p = scratch_dir("st_write") / "hidden.safetensors";
+  std::vector<float> v(15);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.5f * static_cast<float>(i) - 3.0f;
+  write_safetensors(p.string(), "hidden", DType::F32, {3, 5}, v.data(), v.size() * 4);
+  const json got = json::parse(run_python("tests/io/make_safetensors.py", "read \"" + p.string() + "\""));
+  ASSERT_TRUE(got.contains("hidden"));
+  EXPECT_EQ(got["hidden"]["dtype"], "float32");
+  EXPECT_EQ(got["hidden"]["shape"].get<std::vector<int64_t>>(), (std::vector<int64_t>{3, 5}));
+  EXPECT_EQ(got["hidden"]["values"].get<std::vector<float>>(), v);
+  const SafetensorsFile f = SafetensorsFile::open(p.string());
+  const TensorInfo* t = f.find("hidden");
+  ASSERT_NE(t, nullptr);
+  std::vector<float> back(15);
+  to_f32(t->dtype, t->data, back.data(), back.size());
+  EXPECT_EQ(back, v);
+  expect_error([&] { write_safetensors((p / "no_such_dir" / "x.safetensors").string(), "h", DType::F32, {1}, v.data(), 4); },
+               {"no_such_dir"});
+}
+
 TEST(Safetensors, MoveKeepsTensorPointersValid) {
   const fs::path dir = scratch_dir("st_move");
   const json want = make_with_python("single", dir);

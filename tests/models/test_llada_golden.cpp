@@ -114,6 +114,32 @@ TEST(LladaGolden, MaskedLastLayerGivesTheRowsOfTheFullOne) {
   EXPECT_LT(rel_error(chunked.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits, a), 1e-6);
 }
 
+TEST(LladaGolden, SegmentedStepEqualsTheWholeStep) {
+  // Layers run in pieces that hand the hidden state on through the host: the last piece's
+  // logits are the whole step's.
+  auto be = make_cpu_backend();
+  RefLogits ref = load_reference_logits();
+  const std::vector<int32_t> pos = {2, 3, 11};
+  Model whole(tiny().string(), *be);
+  const int n = whole.config().n_layers;
+  ASSERT_GE(n, 2);
+  std::vector<float> want = whole.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits;
+
+  Model first(tiny().string(), *be), rest(tiny().string(), *be);
+  first.set_segment(0, 1);
+  StepOutputs a = first.step(ref.tokens, nullptr, pos, SampleParams{}, true);
+  EXPECT_TRUE(a.logits.empty()) << "a segment that stops early runs no head";
+  ASSERT_EQ(a.hidden.size(), ref.tokens.size() * static_cast<size_t>(whole.config().d_model) * sizeof(float));
+  rest.set_segment(1, -1);
+  EXPECT_THROW(rest.step(ref.tokens, nullptr, pos, SampleParams{}, true), Error) << "no hidden state given";
+  rest.set_hidden_in(&a.hidden);
+  EXPECT_LT(rel_error(rest.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits, want), 1e-6);
+
+  std::vector<std::byte> short_state(a.hidden.begin(), a.hidden.end() - 4);
+  rest.set_hidden_in(&short_state);
+  EXPECT_THROW(rest.step(ref.tokens, nullptr, pos, SampleParams{}, true), Error) << "a hidden state of the wrong size";
+}
+
 TEST(LladaGolden, ChunkedStepEqualsUnchunked) {
   // Every row goes through the sampling head, so the head's [rows, V] logits are local to
   // a chunkable region: a tight budget must chunk the trunk and the head alike.

@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "test_util.h"
 
 namespace mosaic {
@@ -59,6 +61,37 @@ TEST(Cli, BadFlagsAreNamed) {
   r = run_command(mosaic("generate --backend cpu --memory-budget lots --prompt hi"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("--memory-budget 'lots'"), std::string::npos) << r.err;
+}
+
+TEST(Cli, BenchSegmentsChainToTheWholeStep) {
+  // The shipped model (8 layers) in two segments through a hidden-state file: the last one
+  // commits what the whole step commits.
+  const std::string tmp = std::string(MOSAIC_TEST_TMP) + "/segments";
+  std::filesystem::create_directories(tmp);
+  const std::string common = "bench --backend cpu --tokens 300 --iters 1 --warmup 0 ";
+  auto whole = run_command(mosaic(common + "--json " + tmp + "/whole.json"));
+  ASSERT_EQ(whole.rc, 0) << whole.err;
+  auto first = run_command(mosaic(common + "--segment 0:5 --hidden-out " + tmp + "/h5.safetensors"));
+  ASSERT_EQ(first.rc, 0) << first.err;
+  auto last = run_command(mosaic(common + "--segment 5: --hidden-in " + tmp + "/h5.safetensors --json " + tmp +
+                                 "/last.json"));
+  ASSERT_EQ(last.rc, 0) << last.err;
+  auto commit = [&](const std::string& f) {
+    return nlohmann::json::parse(test::read_file(tmp + "/" + f))["results"][0]["first_commit"];
+  };
+  EXPECT_EQ(commit("last.json")["position"], commit("whole.json")["position"]);
+  EXPECT_EQ(commit("last.json")["token"], commit("whole.json")["token"]);
+  EXPECT_NEAR(commit("last.json")["confidence"].get<double>(), commit("whole.json")["confidence"].get<double>(), 1e-6);
+
+  auto r = run_command(mosaic(common + "--segment 5:"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("needs --hidden-in FILE"), std::string::npos) << r.err;
+  r = run_command(mosaic("bench --backend cpu --tokens 200 --segment 5: --hidden-in " + tmp + "/h5.safetensors"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("same --tokens"), std::string::npos) << r.err;
+  r = run_command(mosaic(common + "--segment 3:99"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("FIRST < END <= 8"), std::string::npos) << r.err;
 }
 
 TEST(Cli, PromptPastTheBudgetSaysWhatFits) {

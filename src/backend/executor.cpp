@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "plan/cost_model.h"
 
 namespace mosaic {
 
@@ -112,16 +113,9 @@ void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SamplePar
 void Executor::timed_exec(int i, const MemoryPlan& plan, int64_t r0, int64_t rows, const SampleParams& sp) {
   const Node& n = g_.nodes[i];
   std::string key = fmt::format("{:<16} {}", region_kind(g_.regions[n.region].name), op_name(n.op));
-  double flops = 0;
-  if (n.op == Op::MatMul) {
+  if (n.op == Op::MatMul)
     key += fmt::format(" {}->{}", region_kind(g_.tensors[n.in[0].tensor].name),
                        region_kind(g_.tensors[n.out[0].tensor].name));
-    View a = view(n.in[0], plan, r0, rows), w = view(n.in[1], plan, r0, rows);
-    flops = 2.0 * static_cast<double>(rows) * static_cast<double>(a.cols) * static_cast<double>(w.rows);
-  } else if (n.op == Op::Attention) {
-    const double kv = static_cast<double>(view(n.in[1], plan, r0, rows).rows);
-    flops = 4.0 * static_cast<double>(rows) * kv * n.heads * n.head_dim;
-  }
   be_.synchronize();
   auto t0 = std::chrono::steady_clock::now();
   exec(n, plan, r0, rows, sp);
@@ -129,7 +123,7 @@ void Executor::timed_exec(int i, const MemoryPlan& plan, int64_t r0, int64_t row
   OpTime& t = (*op_times_)[key];
   t.calls += 1;
   t.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  t.flops += flops;
+  t.flops += node_flops(g_, n, plan.dims, static_cast<double>(rows));
 }
 
 // MOSAIC_TRACE=1: after each node, the first values and the sum of its first output

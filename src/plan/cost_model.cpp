@@ -2,6 +2,19 @@
 
 namespace mosaic {
 
+double node_flops(const Graph& g, const Node& n, const Dims& d, double rows) {
+  auto cols = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].cols.eval(d)); };
+  auto wrows = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].rows.eval(d)); };
+  switch (n.op) {
+    case Op::MatMul:
+      return 2.0 * rows * cols(n.in[0]) * wrows(n.in[1]);
+    case Op::Attention:
+      return 4.0 * rows * wrows(n.in[1]) * n.heads * n.head_dim;
+    default:
+      return 0.0;
+  }
+}
+
 namespace {
 
 struct Work {
@@ -12,18 +25,17 @@ Work node_work(const Graph& g, const Node& n, const Dims& d, size_t act_size) {
   const double rows = static_cast<double>(g.regions[n.region].rows.eval(d));
   auto cols = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].cols.eval(d)); };
   auto wrows = [&](const Operand& o) { return static_cast<double>(g.tensors[o.tensor].rows.eval(d)); };
-  double flops = 0, bytes = 0;
+  const double flops = node_flops(g, n, d, rows);
+  double bytes = 0;
   const double a = static_cast<double>(act_size);
   switch (n.op) {
     case Op::MatMul: {
       const double k = cols(n.in[0]), out = wrows(n.in[1]);
-      flops = 2.0 * rows * k * out;
       bytes = a * (rows * k + out * k + (n.accumulate ? 2.0 : 1.0) * rows * out);
       break;
     }
     case Op::Attention: {
       const double kv = wrows(n.in[1]);
-      flops = 4.0 * rows * kv * n.heads * n.head_dim;
       bytes = a * (2.0 * rows * n.heads * n.head_dim + 2.0 * kv * n.kv_heads * n.head_dim);
       break;
     }

@@ -15,6 +15,10 @@ constexpr double kFlopsPerByte = 230.0;
 // Modeled cost of each node over the whole step (all its chunks), in FLOP-equivalents.
 std::vector<double> node_costs(const Graph& g, const Dims& d, size_t act_size);
 
+// Multiply-adds x2 of one node run on `rows` rows (a chunk, or its region's rows): products
+// and attention; 0 for the rest.
+double node_flops(const Graph& g, const Node& n, const Dims& d, double rows);
+
 // Multiply-adds x2 the step's products and attention run (what TFLOP/s figures count):
 // exactly the graph's work, so the masked last layer and the M-row head count as run.
 double graph_flops(const Graph& g, const Dims& d);

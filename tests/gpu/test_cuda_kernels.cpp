@@ -106,6 +106,42 @@ TEST(CudaKernels, Rope) {
   EXPECT_LT(rel_err(to_float(dy.get()), ref), 1e-2);
 }
 
+// The fast forms (row in registers; 16-byte rope with shared angles) keep the plain forms'
+// arithmetic, so they must agree bit for bit, not just within bf16 tolerance: a step's output
+// does not change with the kernel version.
+TEST(CudaKernels, RmsNormRegisterFormEqualsTheTwoPassFormBitForBit) {
+  for (int64_t d : {64, 256, 3584, 4096, 5120, 16384}) {
+    const int64_t rows = 23;
+    auto x = random_bf16(rows * d, 3.f), w = random_bf16(d);
+    Dev<uint16_t> dx(x.bits), dw(w.bits), fast(rows * d), plain(rows * d);
+    cuda::rms_norm(B(dx.p), rows, d, B(dw.p), 1e-6f, B(fast.p), 0);
+    cuda::rms_norm_two_pass(B(dx.p), rows, d, B(dw.p), 1e-6f, B(plain.p), 0);
+    EXPECT_EQ(fast.get(), plain.get()) << "d=" << d;
+  }
+}
+
+TEST(CudaKernels, RopeVectorFormEqualsThePairwiseFormBitForBit) {
+  struct Shape {
+    int heads, hd;
+  };
+  // Dream-7B's q and k, LLaDA-8B's, the shipped model's, the test fixture's.
+  for (Shape sh : {Shape{28, 128}, Shape{4, 128}, Shape{32, 128}, Shape{4, 64}, Shape{2, 16}}) {
+    const int64_t rows = 37;
+    auto x = random_bf16(rows * sh.heads * sh.hd);
+    auto inv = rope_inv_freq(1000000.0, sh.hd);
+    Dev<float> dinv(inv);
+    std::vector<int32_t> positions(rows);
+    for (int64_t i = 0; i < rows; ++i) positions[i] = static_cast<int32_t>((i * 7919 + 13) % 1048576);
+    Dev<int32_t> dpos(positions);
+    for (const int32_t* pos : {static_cast<const int32_t*>(nullptr), static_cast<const int32_t*>(dpos.p)}) {
+      Dev<uint16_t> fast(x.bits), plain(x.bits);
+      cuda::rope(B(fast.p), rows, sh.heads, sh.hd, 1000000, dinv.p, pos, 0);
+      cuda::rope_pairwise(B(plain.p), rows, sh.heads, sh.hd, 1000000, dinv.p, pos, 0);
+      EXPECT_EQ(fast.get(), plain.get()) << "heads " << sh.heads << " hd " << sh.hd << (pos ? " positions" : " pos0");
+    }
+  }
+}
+
 TEST(CudaKernels, SwiGluAddEmbedGather) {
   const int64_t n = 8 * 1000;
   auto g = random_bf16(n, 2.f), u = random_bf16(n);

@@ -2,6 +2,8 @@
 // residual adds, guidance. bf16 in memory, fp32 in registers, 16-byte accesses.
 #include <cuda_bf16.h>
 
+#include <algorithm>
+
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -27,9 +29,25 @@ __global__ void gather_rows_kernel(const int32_t* __restrict__ idx, int64_t rows
   for (int64_t i = threadIdx.x; i < d / kVec; i += blockDim.x) o[i] = s[i];
 }
 
+
+// The block's sum of `ss` (blockDim.x a multiple of 32, at most 1024).
+__device__ inline float block_sum(float ss) {
+  __shared__ float warp_sums[32];
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float s = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x == 0) warp_sums[0] = s;
+  }
+  __syncthreads();
+  return warp_sums[0];
+}
+
 // RMSNorm as LLaDA/Qwen2 compute it: normalise in fp32, round to bf16, then scale by the
-// bf16 weight (the product rounded again).
-__global__ void rms_norm_kernel(const bf16* __restrict__ x, int64_t d, const bf16* __restrict__ w, float eps,
+// bf16 weight (the product rounded again). Any width; reads each row twice.
+__global__ void rms_norm_two_pass_kernel(const bf16* __restrict__ x, int64_t d, const bf16* __restrict__ w, float eps,
                                 bf16* __restrict__ y) {
   const int64_t row = blockIdx.x;
   const Vec8* xr = reinterpret_cast<const Vec8*>(x + row * d);
@@ -42,17 +60,7 @@ __global__ void rms_norm_kernel(const bf16* __restrict__ x, int64_t d, const bf1
       ss += f.x * f.x + f.y * f.y;
     }
   }
-  __shared__ float warp_sums[32];
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float s = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x == 0) warp_sums[0] = s;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(warp_sums[0] / static_cast<float>(d) + eps);
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(d) + eps);
   const Vec8* wr = reinterpret_cast<const Vec8*>(w);
   Vec8* yr = reinterpret_cast<Vec8*>(y + row * d);
   for (int64_t i = threadIdx.x; i < d / kVec; i += blockDim.x) {
@@ -68,8 +76,56 @@ __global__ void rms_norm_kernel(const bf16* __restrict__ x, int64_t d, const bf1
   }
 }
 
-// One thread per (row, head, frequency): rotates the pair (j, j + hd/2) in fp32.
-__global__ void rope_kernel(bf16* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
+// The same with the row held in registers (kPer 16-byte vectors per thread): one read of x.
+// Thread t takes vectors t, t + 256, ... as the two-pass form does, so the sum, and so every
+// output bit, is the same.
+template <int kPer>
+__global__ void rms_norm_regs_kernel(const bf16* __restrict__ x, int64_t d, const bf16* __restrict__ w, float eps,
+                                     bf16* __restrict__ y) {
+  const int64_t row = blockIdx.x;
+  const int n_vec = static_cast<int>(d / kVec);
+  const Vec8* xr = reinterpret_cast<const Vec8*>(x + row * d);
+  Vec8 v[kPer];
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i < n_vec) {
+      v[k] = xr[i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float2 f = __bfloat1622float2(v[k].h[j]);
+        ss += f.x * f.x + f.y * f.y;
+      }
+    }
+  }
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(d) + eps);
+  const Vec8* wr = reinterpret_cast<const Vec8*>(w);
+  Vec8* yr = reinterpret_cast<Vec8*>(y + row * d);
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i >= n_vec) break;
+    Vec8 wv = wr[i], out;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float2 f = __bfloat1622float2(v[k].h[j]);
+      float2 n = __bfloat1622float2(__floats2bfloat162_rn(f.x * inv, f.y * inv));
+      float2 ww = __bfloat1622float2(wv.h[j]);
+      out.h[j] = __floats2bfloat162_rn(ww.x * n.x, ww.y * n.y);
+    }
+    yr[i] = out;
+  }
+}
+
+// The rotation of the pair (a, b) by the angle with cosine c and sine s, each product and sum
+// rounded as the CPU kernel rounds them: explicit roundings, so no FMA contraction can make the
+// two CUDA forms (or two compiler versions) disagree in the last bit.
+__device__ inline float rotate_a(float a, float b, float c, float s) { return __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)); }
+__device__ inline float rotate_b(float a, float b, float c, float s) { return __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)); }
+
+// One thread per (row, head, frequency): rotates the pair (j, j + hd/2) in fp32. Any head_dim.
+__global__ void rope_pairwise_kernel(bf16* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
                             const float* __restrict__ inv_freq, const int32_t* __restrict__ positions) {
   const int half = hd / 2;
   const int64_t total = rows * heads * half;
@@ -83,9 +139,47 @@ __global__ void rope_kernel(bf16* __restrict__ x, int64_t rows, int heads, int h
     sincosf(ang, &s, &c);
     bf16* p = x + rh * hd;
     const float a = __bfloat162float(p[j]), b = __bfloat162float(p[j + half]);
-    p[j] = __float2bfloat16(a * c - b * s);
-    p[j + half] = __float2bfloat16(b * c + a * s);
+    p[j] = __float2bfloat16(rotate_a(a, b, c, s));
+    p[j + half] = __float2bfloat16(rotate_b(a, b, c, s));
   }
+}
+
+// One thread per (row, head, 8 consecutive frequencies): 16-byte loads and stores, and each
+// row's angles computed once for all its heads (shared memory) instead of once per head. The
+// angle and rotation are the pairwise form's (rotate_a/b), so the output bits are the same.
+// blockDim = (heads * hd / 16, rows per block); hd / 2 a multiple of 8.
+__global__ void rope_vec8_kernel(bf16* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
+                                 const float* __restrict__ inv_freq, const int32_t* __restrict__ positions) {
+  extern __shared__ float2 cos_sin[];  // [blockDim.y][hd / 2]
+  const int half = hd / 2;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+  float2* cs = cos_sin + threadIdx.y * half;
+  if (row < rows) {
+    const float pos = static_cast<float>(positions ? positions[row] : pos0 + row);
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+      const float ang = pos * inv_freq[j];
+      float s, c;
+      sincosf(ang, &s, &c);
+      cs[j] = make_float2(c, s);
+    }
+  }
+  __syncthreads();
+  if (row >= rows) return;
+  const int per_head = half / kVec;
+  const int head = threadIdx.x / per_head, j0 = (threadIdx.x % per_head) * kVec;
+  bf16* p = x + (row * heads + head) * hd;
+  Vec8* pa = reinterpret_cast<Vec8*>(p + j0);
+  Vec8* pb = reinterpret_cast<Vec8*>(p + half + j0);
+  Vec8 av = *pa, bv = *pb, ao, bo;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 a2 = __bfloat1622float2(av.h[k]), b2 = __bfloat1622float2(bv.h[k]);
+    const float2 cs0 = cs[j0 + 2 * k], cs1 = cs[j0 + 2 * k + 1];
+    ao.h[k] = __floats2bfloat162_rn(rotate_a(a2.x, b2.x, cs0.x, cs0.y), rotate_a(a2.y, b2.y, cs1.x, cs1.y));
+    bo.h[k] = __floats2bfloat162_rn(rotate_b(a2.x, b2.x, cs0.x, cs0.y), rotate_b(a2.y, b2.y, cs1.x, cs1.y));
+  }
+  *pa = ao;
+  *pb = bo;
 }
 
 // torch: act = silu(gate) rounded to bf16, then act * up rounded to bf16.
@@ -141,15 +235,42 @@ void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16*
 void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s) {
   if (rows == 0) return;
   check_vec(d, "rms_norm");
-  rms_norm_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, d, w, eps, y);
+  const unsigned grid = static_cast<unsigned>(rows);
+  const int64_t per_thread = (d / kVec + 255) / 256;
+  if (per_thread <= 1) rms_norm_regs_kernel<1><<<grid, 256, 0, s>>>(x, d, w, eps, y);
+  else if (per_thread <= 2) rms_norm_regs_kernel<2><<<grid, 256, 0, s>>>(x, d, w, eps, y);
+  else if (per_thread <= 4) rms_norm_regs_kernel<4><<<grid, 256, 0, s>>>(x, d, w, eps, y);
+  else if (per_thread <= 8) rms_norm_regs_kernel<8><<<grid, 256, 0, s>>>(x, d, w, eps, y);
+  else rms_norm_two_pass_kernel<<<grid, 256, 0, s>>>(x, d, w, eps, y);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rms_norm_two_pass(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s) {
+  if (rows == 0) return;
+  check_vec(d, "rms_norm");
+  rms_norm_two_pass_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, d, w, eps, y);
   CUDA_CHECK_LAUNCH();
 }
 
 void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
           cudaStream_t s) {
+  const int half = hd / 2;
+  const int per_row = heads * (half / kVec);
+  if (half % kVec != 0 || per_row > 1024) return rope_pairwise(x, rows, heads, hd, pos0, inv_freq, positions, s);
+  if (rows == 0) return;
+  const int rows_per_block = std::max(1, 256 / per_row);
+  const dim3 block(static_cast<unsigned>(per_row), static_cast<unsigned>(rows_per_block));
+  const unsigned grid = static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block);
+  const size_t smem = sizeof(float2) * static_cast<size_t>(rows_per_block) * half;
+  rope_vec8_kernel<<<grid, block, smem, s>>>(x, rows, heads, hd, pos0, inv_freq, positions);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rope_pairwise(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
+                   const int32_t* positions, cudaStream_t s) {
   const int64_t total = rows * heads * (hd / 2);
   if (total == 0) return;
-  rope_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq, positions);
+  rope_pairwise_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq, positions);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -17,10 +17,15 @@ unsigned grid_for(int64_t n, int threads);
 
 void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16* out, cudaStream_t s);
 void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
+// The plain two-pass form of rms_norm (any width): its fallback, and its oracle in the GPU tests.
+void rms_norm_two_pass(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
 // inv_freq: device array of hd/2 floats (rope_inv_freq()). Row i has position positions[i]
 // (device, i32) when positions is given, else pos0 + i.
 void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
           cudaStream_t s);
+// One thread per rotated pair, any head_dim: rope's fallback, and its oracle in the GPU tests.
+void rope_pairwise(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
+                   const int32_t* positions, cudaStream_t s);
 void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s);
 void add_inplace(bf16* x, const bf16* y, int64_t n, cudaStream_t s);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale, cudaStream_t s);

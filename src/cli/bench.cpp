@@ -237,6 +237,7 @@ void run_bench(const BenchFlags& f) {
   out["weights_bytes"] = s.backend().weight_bytes();
   out["activation_budget"] = m.activation_budget();
   out["chunk_min_rows"] = m.chunk_min_rows();
+  out["tame_target"] = m.tame_target();
 
   std::vector<int64_t> lengths;
   if (!f.tokens.empty() && !f.max_tokens) lengths = parse_lengths(f.tokens);

@@ -28,9 +28,13 @@ std::string resolve_backend(const std::string& flag);
 // "80GiB", "512MiB", "1.5GB", "123456" (bytes), or a fraction "0.9" of `free_bytes`.
 size_t parse_memory(const std::string& text, std::optional<size_t> free_bytes, const char* flag);
 
-// --chunk-min-rows: how far the planner tames a step's memory peak.
-void add_taming_flag(CLI::App* c, int64_t& min_rows);
-void check_taming(int64_t min_rows);
+// --chunk-min-rows and --tame-target: how far the planner tames a step's memory peak.
+struct TamingFlags {
+  int64_t min_rows = kTameMinRows;
+  double target = kTameTarget;
+};
+void add_taming_flags(CLI::App* c, TamingFlags& f);
+void check_taming(const TamingFlags& f);
 
 // Device memory a backend keeps outside weights and arena (context, BLAS/DNN workspaces).
 size_t backend_overhead(const std::string& backend);

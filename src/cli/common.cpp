@@ -85,16 +85,24 @@ size_t backend_overhead(const std::string& backend) {
   return backend == "cpu" ? 0 : (size_t{1} << 30);
 }
 
-void add_taming_flag(CLI::App* c, int64_t& min_rows) {
-  c->add_option("--chunk-min-rows", min_rows,
+void add_taming_flags(CLI::App* c, TamingFlags& f) {
+  c->add_option("--chunk-min-rows", f.min_rows,
                 "Peak taming: split the regions at the memory peak while their chunks keep at least this many "
                 "rows, even when the step already fits; lower = lower peak, smaller GEMMs (0 = chunk only to "
                 "fit the budget)")
       ->capture_default_str();
+  c->add_option("--tame-target", f.target,
+                "Peak taming's goal, peak over time-weighted average live memory: the planner keeps the largest "
+                "chunks (floors of 8x, 4x, 2x --chunk-min-rows, then the floor) whose step meets it, trading a "
+                "flat but higher arena for bigger, faster GEMMs (0 = always tame down to --chunk-min-rows)")
+      ->capture_default_str();
 }
 
-void check_taming(int64_t min_rows) {
-  MOSAIC_CHECK(min_rows >= 0, "--chunk-min-rows must be >= 0 (0 = chunk only to fit the budget), got {}", min_rows);
+void check_taming(const TamingFlags& f) {
+  MOSAIC_CHECK(f.min_rows >= 0, "--chunk-min-rows must be >= 0 (0 = chunk only to fit the budget), got {}", f.min_rows);
+  MOSAIC_CHECK(f.target == 0 || f.target >= 1.0,
+               "--tame-target is a peak-to-average ratio: >= 1 (e.g. 1.15), or 0 to always tame down to the floor; "
+               "got {}", f.target);
 }
 
 }  // namespace mosaic::cli

@@ -20,7 +20,8 @@ namespace {
 
 struct InfoFlags {
   std::string model, config, backend = "auto", memory_budget;
-  int64_t tokens = 4096, masked = 32, chunk_min_rows = kTameMinRows;
+  int64_t tokens = 4096, masked = 32;
+  TamingFlags taming;
   bool plan = false, cfg = false;
 };
 
@@ -79,9 +80,10 @@ void run_info(const InfoFlags& f) {
   }
 
   auto t0 = std::chrono::steady_clock::now();
-  check_taming(f.chunk_min_rows);
+  check_taming(f.taming);
   // Without a budget, plan as the engine does with unlimited memory: taming still applies.
-  std::optional<MemoryPlan> plan = try_plan_for_budget(g, d, traits.act_size, budget.value_or(SIZE_MAX), f.chunk_min_rows);
+  std::optional<MemoryPlan> plan = try_plan_for_budget(g, d, traits.act_size, budget.value_or(SIZE_MAX), f.taming.min_rows,
+                                                       f.taming.target);
   double plan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const MemoryPlan& p = plan ? *plan : make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size);
   if (!plan) plan.emplace(p);
@@ -145,7 +147,7 @@ void add_info(CLI::App& app) {
   c->add_option("--memory-budget", f->memory_budget,
                 "Device memory in all (weights + activations), e.g. 80GiB; enables chunking and the fit check");
   c->add_flag("--plan", f->plan, "Print the live-bytes timeline per node");
-  add_taming_flag(c, f->chunk_min_rows);
+  add_taming_flags(c, f->taming);
   c->add_flag("--cfg", f->cfg, "Plan the classifier-free-guidance step (two trunks)");
   c->callback([f] { run_info(*f); });
 }

@@ -20,11 +20,11 @@ void add_session_flags(CLI::App* c, SessionFlags& f) {
   c->add_option("--memory-budget", f.memory_budget,
                 "Device memory mosaic may use in all (weights + activations): bytes like 80GiB, or a fraction "
                 "of free memory like 0.9; default: all free memory");
-  add_taming_flag(c, f.chunk_min_rows);
+  add_taming_flags(c, f.taming);
 }
 
 Session::Session(const SessionFlags& f, bool progress, int run_layers) {
-  check_taming(f.chunk_min_rows);
+  check_taming(f.taming);
   backend_name_ = resolve_backend(f.backend);
   backend_ = make_backend(backend_name_);
   const size_t free_before = backend_->free_memory();
@@ -50,7 +50,7 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers) {
                human_bytes(static_cast<double>(total_budget_)), human_bytes(static_cast<double>(backend_->weight_bytes())),
                backend_name_);
   model_->set_activation_budget(total_budget_ - used);
-  model_->set_chunk_min_rows(f.chunk_min_rows);
+  model_->set_taming(f.taming.min_rows, f.taming.target);
 
   auto tok_path = std::filesystem::path(dir) / "tokenizer.json";
   if (std::filesystem::exists(tok_path))

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "cli/commands.h"
 #include "io/tokenizer.h"
 #include "models/model.h"
 
@@ -17,7 +18,7 @@ struct SessionFlags {
   std::string model;
   std::string backend = "auto";
   std::string memory_budget;
-  int64_t chunk_min_rows = kTameMinRows;
+  TamingFlags taming;
 };
 
 void add_session_flags(CLI::App* c, SessionFlags& f);

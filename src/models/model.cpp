@@ -106,7 +106,7 @@ const Graph& Model::graph(bool cfg, bool emit_logits) { return runner(cfg, emit_
 
 const MemoryPlan& Model::plan(const Dims& d, bool cfg, bool emit_logits) {
   Runner& r = runner(cfg, emit_logits);
-  return r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_);
+  return r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_, tame_target_);
 }
 
 StepOutputs Model::step(const std::vector<int32_t>& tokens, const std::vector<int32_t>* uncond,
@@ -119,7 +119,7 @@ StepOutputs Model::step(const std::vector<int32_t>& tokens, const std::vector<in
   const bool cfg = uncond != nullptr;
   Runner& r = runner(cfg, emit_logits);
   Dims d{L, static_cast<int64_t>(pos.size())};
-  const MemoryPlan& plan = r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_);
+  const MemoryPlan& plan = r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_, tame_target_);
   be_.reserve_arena(plan.arena_bytes());
   std::vector<int32_t> rows(pos.size());
   for (size_t i = 0; i < pos.size(); ++i) rows[i] = head_row(pos[i]);

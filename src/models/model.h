@@ -48,9 +48,13 @@ class Model {
   // Bytes the arena may use; the chunk search fits every step under it.
   void set_activation_budget(size_t bytes) { budget_ = bytes; }
   size_t activation_budget() const { return budget_; }
-  // Rows below which the planner stops splitting regions that already fit (peak taming).
-  void set_chunk_min_rows(int64_t rows) { chunk_min_rows_ = rows; }
+  // Peak taming (plan/memory_plan.h): the floor on rows per chunk, and the peak/avg goal.
+  void set_taming(int64_t min_rows, double target) {
+    chunk_min_rows_ = min_rows;
+    tame_target_ = target;
+  }
   int64_t chunk_min_rows() const { return chunk_min_rows_; }
+  double tame_target() const { return tame_target_; }
 
   // Off: the last layer runs all L rows like the others (for comparing the two paths).
   // Set before the first step.
@@ -90,6 +94,7 @@ class Model {
   std::map<std::pair<bool, bool>, std::unique_ptr<Runner>> runners_;
   size_t budget_ = SIZE_MAX;
   int64_t chunk_min_rows_ = kTameMinRows;
+  double tame_target_ = kTameTarget;
   LoadProgress progress_;
   int run_layers_ = -1;
   bool masked_last_layer_ = true;

@@ -152,8 +152,50 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int64_t> chunk_r
   return p;
 }
 
-std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, size_t act_size,
-                                              size_t budget, int64_t tame_min_rows) {
+namespace {
+
+// Tames a fitting step's chunk counts down to `floor`, then gives rows back to every region
+// while the tamed peak holds. The result's arena exceeds `budget` only when the tamed plan's
+// does (fragmentation).
+MemoryPlan tame_and_relax(const Graph& g, const Dims& d, size_t act_size, std::vector<int> chunks, int64_t floor,
+                          size_t budget, std::vector<std::string>& log) {
+  tame_peaks(g, d, act_size, floor, chunks, log);
+  MemoryPlan p = make_plan(g, d, chunks, act_size);
+  p.tame_floor = floor;
+  if (p.arena_bytes() > budget) return p;
+  // Bigger chunks can place worse. Keep them where fragmentation adds at most 1% to the
+  // tamed arena: bisect on the peak the relaxation aims at, from the tamed peak down.
+  const size_t arena_cap = p.arena_bytes() + p.arena_bytes() / 100;
+  size_t aim_ok = 0, aim_bad = p.peak_live + 1;
+  std::optional<MemoryPlan> best;
+  std::vector<std::string> best_log;
+  for (int attempt = 0; attempt < 6 && aim_bad - aim_ok > 1; ++attempt) {
+    const size_t aim = attempt == 0 ? p.peak_live : aim_ok + (aim_bad - aim_ok) / 2;
+    std::vector<std::string> relax_log;
+    std::vector<int64_t> relaxed = relax_chunks(g, d, act_size, aim, chunks, relax_log);
+    // Nothing to give back even at the tamed peak (an unchunked step, say): no lower aim can.
+    if (attempt == 0 && relaxed == p.chunk_rows) break;
+    MemoryPlan q = make_plan(g, d, relaxed, act_size);
+    if (q.arena_bytes() <= arena_cap) {
+      aim_ok = aim;
+      best = std::move(q);
+      best_log = std::move(relax_log);
+    } else {
+      aim_bad = aim;
+    }
+  }
+  if (best && best->arena_bytes() <= budget) {
+    log.insert(log.end(), best_log.begin(), best_log.end());
+    best->tame_floor = floor;
+    return std::move(*best);
+  }
+  return p;
+}
+
+}  // namespace
+
+std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget,
+                                              int64_t tame_min_rows, double tame_target) {
   std::vector<int> chunks(g.regions.size(), 1);
   std::vector<std::string> log;
   size_t target = budget;  // lowered when fragmentation puts the arena above the live peak
@@ -162,34 +204,27 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
     auto live = live_bytes_per_node(life, g.nodes.size());
     Peak pk = find_peak(live);
     if (pk.bytes <= target) {
-      tame_peaks(g, d, act_size, tame_min_rows, chunks, log);
-      MemoryPlan p = make_plan(g, d, chunks, act_size);
-      if (p.arena_bytes() <= budget) {
-        // Bigger chunks can place worse. Keep them where fragmentation adds at most 1% to the
-        // tamed arena: bisect on the peak the relaxation aims at, from the tamed peak down.
-        const size_t arena_cap = p.arena_bytes() + p.arena_bytes() / 100;
-        size_t aim_ok = 0, aim_bad = p.peak_live + 1;
-        std::optional<MemoryPlan> best;
-        std::vector<std::string> best_log;
-        for (int attempt = 0; attempt < 6 && aim_bad - aim_ok > 1; ++attempt) {
-          const size_t aim = attempt == 0 ? p.peak_live : aim_ok + (aim_bad - aim_ok) / 2;
-          std::vector<std::string> relax_log;
-          std::vector<int64_t> relaxed = relax_chunks(g, d, act_size, aim, chunks, relax_log);
-          // Nothing to give back even at the tamed peak (an unchunked step, say): no lower aim can.
-          if (attempt == 0 && relaxed == p.chunk_rows) break;
-          MemoryPlan q = make_plan(g, d, relaxed, act_size);
-          if (q.arena_bytes() <= arena_cap) {
-            aim_ok = aim;
-            best = std::move(q);
-            best_log = std::move(relax_log);
-          } else {
-            aim_bad = aim;
+      // The taming goal: the largest floor whose plan is flat enough, so that the step keeps
+      // the fewest, largest GEMMs that meet it. Floors at which no region could be halved
+      // (steps shorter than twice the floor) are not candidates: they would not tame at all.
+      if (tame_min_rows > 0 && tame_target > 0) {
+        for (int step = kTameFloorSteps; step >= 1; --step) {
+          const int64_t floor = tame_min_rows << step;
+          if (2 * floor > d.L) continue;
+          std::vector<std::string> floor_log;
+          MemoryPlan p = tame_and_relax(g, d, act_size, chunks, floor, budget, floor_log);
+          const bool meets = p.arena_bytes() <= budget && p.peak_to_average() <= tame_target;
+          log.push_back(fmt::format("taming goal: floor {} rows gives peak/avg {:.3f} ({} {:.2f})", floor,
+                                    p.peak_to_average(), meets ? "meets" : "misses", tame_target));
+          if (meets) {
+            log.insert(log.end(), floor_log.begin(), floor_log.end());
+            p.search_log = std::move(log);
+            return p;
           }
         }
-        if (best && best->arena_bytes() <= budget) {
-          log.insert(log.end(), best_log.begin(), best_log.end());
-          p = std::move(*best);
-        }
+      }
+      MemoryPlan p = tame_and_relax(g, d, act_size, chunks, tame_min_rows, budget, log);
+      if (p.arena_bytes() <= budget) {
         p.search_log = std::move(log);
         return p;
       }
@@ -232,9 +267,9 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
   return std::nullopt;
 }
 
-MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget,
-                           int64_t tame_min_rows) {
-  if (auto p = try_plan_for_budget(g, d, act_size, budget, tame_min_rows)) return std::move(*p);
+MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget, int64_t tame_min_rows,
+                           double tame_target) {
+  if (auto p = try_plan_for_budget(g, d, act_size, budget, tame_min_rows, tame_target)) return std::move(*p);
   int64_t fit = max_tokens_that_fit(g, d.M, act_size, budget, std::max<int64_t>(d.L, 2));
   const std::string largest = fit > 0 ? fmt::format("the largest L that fits is {}", fit)
                                       : fmt::format("not even L=M fits with M={} head rows (lower --block-length)", d.M);
@@ -248,7 +283,11 @@ MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_
 }
 
 int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t budget, int64_t upper) {
-  auto fits = [&](int64_t L) { return try_plan_for_budget(g, Dims{L, std::min(M, L)}, act_size, budget).has_value(); };
+  // Whether a length fits does not depend on the taming goal (its plans are only ever taken
+  // when they fit too): search without it, for speed.
+  auto fits = [&](int64_t L) {
+    return try_plan_for_budget(g, Dims{L, std::min(M, L)}, act_size, budget, kTameMinRows, 0.0).has_value();
+  };
   int64_t lo = std::max<int64_t>(M, 1), hi = std::max(upper, lo + 1);
   if (!fits(lo)) return 0;
   while (fits(hi)) {  // grow past a too-small guess
@@ -264,11 +303,11 @@ int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t b
 }
 
 const MemoryPlan& PlanCache::get(const Graph& g, const Dims& d, size_t act_size, size_t budget,
-                                 int64_t tame_min_rows) {
-  auto key = std::make_tuple(d.L, d.M, budget, tame_min_rows);
+                                 int64_t tame_min_rows, double tame_target) {
+  auto key = std::make_tuple(d.L, d.M, budget, tame_min_rows, tame_target);
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  auto p = std::make_unique<MemoryPlan>(plan_for_budget(g, d, act_size, budget, tame_min_rows));
+  auto p = std::make_unique<MemoryPlan>(plan_for_budget(g, d, act_size, budget, tame_min_rows, tame_target));
   return *plans_.emplace(key, std::move(p)).first->second;
 }
 

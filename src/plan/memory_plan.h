@@ -26,6 +26,7 @@ struct MemoryPlan {
   int peak_node = 0;
   double avg_live = 0;        // mean over nodes
   double avg_live_timed = 0;  // mean over the step's (modeled) time: nodes weighted by cost
+  int64_t tame_floor = 0;               // the taming floor the search settled on (0: none)
   std::vector<std::string> search_log;  // what the chunk search did, for `info --plan`
 
   size_t arena_bytes() const { return placement.arena_bytes; }
@@ -45,6 +46,13 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, const std::vector<int>& chun
 // twice the floor are never chunked unless the budget demands it. 0 turns taming off (chunk
 // only to fit the budget). docs/PERFORMANCE.md has the measurements behind the default.
 constexpr int64_t kTameMinRows = 2048;
+// The taming goal: peak over time-weighted average live memory. Taming tries the floors
+// tame_min_rows x 8, x 4, x 2 (largest first) and keeps the first plan that meets the goal, so
+// a step gets the fewest, largest chunks that make its memory flat enough; when none does, it
+// tames down to tame_min_rows. 0 turns the goal off (always tame down to the floor).
+// docs/PERFORMANCE.md has the measurements: larger chunks run faster, at a higher (flat) arena.
+constexpr double kTameTarget = 1.15;
+constexpr int kTameFloorSteps = 3;
 // Relaxed chunks keep row counts that are multiples of this (tensor-core tile friendly).
 constexpr int64_t kChunkRowAlign = 128;
 
@@ -52,10 +60,11 @@ constexpr int64_t kChunkRowAlign = 128;
 // the region holding the current peak into the fewest chunks that bring that node under
 // the budget; then tame. Throws OutOfBudget (with the largest L that fits) when no split can help.
 MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget,
-                           int64_t tame_min_rows = kTameMinRows);
+                           int64_t tame_min_rows = kTameMinRows, double tame_target = kTameTarget);
 // The same search without the error: nullopt when nothing fits.
 std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, size_t act_size,
-                                              size_t budget, int64_t tame_min_rows = kTameMinRows);
+                                              size_t budget, int64_t tame_min_rows = kTameMinRows,
+                                              double tame_target = kTameTarget);
 
 // Largest L (with the given M) whose plan fits `budget`, or 0. Binary search on L.
 int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t budget,
@@ -65,11 +74,11 @@ int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t b
 class PlanCache {
  public:
   const MemoryPlan& get(const Graph& g, const Dims& d, size_t act_size, size_t budget,
-                        int64_t tame_min_rows = kTameMinRows);
+                        int64_t tame_min_rows = kTameMinRows, double tame_target = kTameTarget);
   size_t size() const { return plans_.size(); }
 
  private:
-  std::map<std::tuple<int64_t, int64_t, size_t, int64_t>, std::unique_ptr<MemoryPlan>> plans_;
+  std::map<std::tuple<int64_t, int64_t, size_t, int64_t, double>, std::unique_ptr<MemoryPlan>> plans_;
 };
 
 }  // namespace mosaic

@@ -61,6 +61,10 @@ TEST(Cli, BadFlagsAreNamed) {
   r = run_command(mosaic("generate --backend cpu --memory-budget lots --prompt hi"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("--memory-budget 'lots'"), std::string::npos) << r.err;
+
+  r = run_command(mosaic("info --config " + config("llada-8b") + " --tame-target 0.9"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--tame-target is a peak-to-average ratio"), std::string::npos) << r.err;
 }
 
 TEST(Cli, BenchSegmentsChainToTheWholeStep) {

@@ -226,7 +226,9 @@ TEST(ChunkSearch, RelaxedRegionsHoldTheFewestChunksUnderThePeak) {
     Graph g = build_step_graph(cfg, o);
     for (int64_t L : {4096, 16384, 65536}) {
       const Dims d{L, 32};
-      auto p = try_plan_for_budget(g, d, 2, SIZE_MAX, 512);
+      // Tamed down to the floor (no goal): where the relaxation is not held back by its
+      // arena cap (1% over the tamed arena), which it can be at other floors.
+      auto p = try_plan_for_budget(g, d, 2, SIZE_MAX, 512, 0.0);
       ASSERT_TRUE(p.has_value());
       for (size_t r = 0; r < g.regions.size(); ++r) {
         if (p->chunks[r] <= 1) continue;
@@ -240,23 +242,58 @@ TEST(ChunkSearch, RelaxedRegionsHoldTheFewestChunksUnderThePeak) {
 }
 
 TEST(ChunkSearch, TamingFloorTradesChunksForPeak) {
-  // A lower floor never raises the peak; 0 leaves a fitting step unchunked.
+  // Without the goal, a lower floor never raises the peak; 0 leaves a fitting step unchunked.
   GraphOptions o;
   o.traits = cuda_traits();
   Graph g = build_step_graph(llada8b(), o);
   const Dims d{16384, 32};
-  auto off = try_plan_for_budget(g, d, 2, SIZE_MAX, 0);
+  auto off = try_plan_for_budget(g, d, 2, SIZE_MAX, 0, 0.0);
   ASSERT_TRUE(off.has_value());
   for (int c : off->chunks) EXPECT_EQ(c, 1);
   size_t last_peak = off->peak_live;
   for (int64_t floor : {4096, 1024, 256}) {
-    auto p = try_plan_for_budget(g, d, 2, SIZE_MAX, floor);
+    auto p = try_plan_for_budget(g, d, 2, SIZE_MAX, floor, 0.0);
     ASSERT_TRUE(p.has_value());
     EXPECT_LT(p->peak_live, last_peak) << "floor " << floor;
     last_peak = p->peak_live;
     for (size_t r = 0; r < g.regions.size(); ++r)
       if (p->chunks[r] > 1) EXPECT_GE(g.chunk_rows(static_cast<int>(r), d, p->chunk_rows[r]), floor);
   }
+}
+
+TEST(ChunkSearch, TamingGoalKeepsTheLargestFloorThatMeetsIt) {
+  // The default plan is the plan of one floor: the largest candidate (8x, 4x, 2x the minimum)
+  // whose plan meets the goal, else the minimum. Which floor that is depends on the model and
+  // length, so each case checks the rule, and the set of cases must see both outcomes.
+  const double goal = kTameTarget;
+  int took_larger = 0, fell_back = 0;
+  for (const auto& cfg : {llada8b(), dream7b()}) {
+    GraphOptions o;
+    o.traits = cuda_traits();
+    Graph g = build_step_graph(cfg, o);
+    for (int64_t L : {4096, 16384, 32768, 65536}) {
+      const Dims d{L, 32};
+      auto p = try_plan_for_budget(g, d, 2, SIZE_MAX);
+      ASSERT_TRUE(p.has_value());
+      const std::string where = cfg.source + " L=" + std::to_string(L);
+      auto floor_plan = [&](int64_t floor) { return try_plan_for_budget(g, d, 2, SIZE_MAX, floor, 0.0); };
+      auto same = floor_plan(p->tame_floor);
+      ASSERT_TRUE(same.has_value()) << where;
+      EXPECT_EQ(p->chunk_rows, same->chunk_rows) << where;
+      for (int64_t larger = p->tame_floor * 2; larger <= (kTameMinRows << kTameFloorSteps) && 2 * larger <= L;
+           larger *= 2)
+        EXPECT_GT(floor_plan(larger)->peak_to_average(), goal) << where << ": floor " << larger << " met the goal";
+      if (p->tame_floor > kTameMinRows) {
+        ++took_larger;
+        EXPECT_LE(p->peak_to_average(), goal) << where;
+      } else {
+        ++fell_back;
+        EXPECT_EQ(p->tame_floor, kTameMinRows) << where;
+      }
+    }
+  }
+  EXPECT_GT(took_larger, 0);
+  EXPECT_GT(fell_back, 0);
 }
 
 TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {

@@ -5,6 +5,7 @@
 #
 #   bash tools/bench/floor_sweep.sh llada-8b OUTDIR MOSAIC_BIN
 #   FLOORS="1024 512 0" LENGTHS=16384,4096,32768 CONFIRM=1048576  (the defaults)
+#   a floor F:T also sets --tame-target T (F:0 = tame down to F, no peak/avg goal)
 #   OP_TIMES=1: the first floor's run also prints where each step's time goes (bench --op-times)
 #   PREV_BIN=path: also runs that (older) mosaic at its default floor, as prev.json, for a
 #   before/after comparison in the same device call
@@ -29,13 +30,17 @@ stage() {  # stage SECONDS NAME CMD...
 [ -f "$ck/config.json" ] || stage 150 checkpoint python3 tools/reference/make_checkpoint.py --preset "$preset" \
   --out "$ck" --device cuda
 first=1
-for f in ${FLOORS:-1024 512 0}; do
+for spec in ${FLOORS:-1024 512 0}; do
+  f=${spec%%:*}
+  target=()
+  name=floor_$f
+  if [ "$spec" != "$f" ]; then target=(--tame-target "${spec#*:}"); name=${name}_t${spec#*:}; fi
   prof=()
   [ $first = 1 ] && prof=(--profile "$out/mosaic_profile.json")
   [ $first = 1 ] && [ -n "${OP_TIMES:-}" ] && prof+=(--op-times)
   first=0
-  stage 90 "mosaic floor $f" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "$lengths" \
-    --iters "${ITERS:-5}" --chunk-min-rows "$f" --json "$out/floor_$f.json" "${prof[@]}"
+  stage 90 "mosaic floor $spec" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "$lengths" \
+    --iters "${ITERS:-5}" --chunk-min-rows "$f" "${target[@]}" --json "$out/$name.json" "${prof[@]}"
 done
 [ -n "${PREV_BIN:-}" ] && stage 90 "previous mosaic" env LD_LIBRARY_PATH="$libs" "$PREV_BIN" bench --model "$ck" \
   --backend cuda --tokens "$lengths" --iters "${ITERS:-5}" --json "$out/prev.json"

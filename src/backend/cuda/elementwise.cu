@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "backend/cuda/block_sum.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -29,21 +30,6 @@ __global__ void gather_rows_kernel(const int32_t* __restrict__ idx, int64_t rows
   for (int64_t i = threadIdx.x; i < d / kVec; i += blockDim.x) o[i] = s[i];
 }
 
-
-// The block's sum of `ss` (blockDim.x a multiple of 32, at most 1024).
-__device__ inline float block_sum(float ss) {
-  __shared__ float warp_sums[32];
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float s = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x == 0) warp_sums[0] = s;
-  }
-  __syncthreads();
-  return warp_sums[0];
-}
 
 // RMSNorm as LLaDA/Qwen2 compute it: normalise in fp32, round to bf16, then scale by the
 // bf16 weight (the product rounded again). Any width; reads each row twice.

@@ -3,6 +3,7 @@
 // fixtures token for token. Written for clarity over speed; the bf16 kernels are the product.
 #include <cmath>
 
+#include "backend/cuda/block_sum.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -25,17 +26,7 @@ __global__ void rms_norm_f32_kernel(const float* __restrict__ x, int64_t d, cons
   const float* xr = x + row * d;
   double ss = 0;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += static_cast<double>(xr[i]) * xr[i];
-  __shared__ double warp_sums[32];
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    double s = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x == 0) warp_sums[0] = s;
-  }
-  __syncthreads();
-  const float inv = 1.0f / sqrtf(static_cast<float>(warp_sums[0] / static_cast<double>(d)) + eps);
+  const float inv = 1.0f / sqrtf(static_cast<float>(block_sum(ss) / static_cast<double>(d)) + eps);
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) y[row * d + i] = w[i] * (xr[i] * inv);
 }
 

@@ -271,7 +271,8 @@ void run_bench(const BenchFlags& f) {
                  human_bytes(static_cast<double>(r.device_peak)), chunk_summary(g, r.chunks));
       jr.update({{"ms_per_step", r.median_ms}, {"ms_all", r.ms}, {"tflops", r.tflops}, {"arena_bytes", r.arena},
                  {"peak_live_bytes", r.peak_live}, {"avg_live_bytes", r.avg_live}, {"mapped_bytes", r.mapped},
-                 {"device_peak_bytes", r.device_peak}, {"chunks", chunk_summary(g, r.chunks)}});
+                 {"device_peak_bytes", r.device_peak}, {"chunks", chunk_summary(g, r.chunks)},
+                 {"tame_floor", m.plan(Dims{r.L, r.M}, false, false).tame_floor}});
       if (f.op_times) jr["op_times"] = print_op_times(r.op_times);
       if (!f.hidden_out.empty()) {
         io::write_safetensors(f.hidden_out, "hidden", act_dtype(s.backend()), {r.L, cfg.d_model},

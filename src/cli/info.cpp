@@ -105,6 +105,9 @@ void run_info(const InfoFlags& f) {
     for (const auto& [kind, m] : chunking)
       for (const auto& [c, n] : m) fmt::print("chunking    {} x{}: {} chunks\n", kind, n, c);
   }
+  if (p.tame_floor > 0)
+    fmt::print("taming      floor {} rows (goal: peak/avg <= {:.2f}{})\n", p.tame_floor, f.taming.target,
+               f.taming.target > 0 ? "" : ", off");
   for (const auto& line : p.search_log) fmt::print("  search: {}\n", line);
 
   if (budget) {

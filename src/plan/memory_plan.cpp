@@ -209,8 +209,8 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
       // (steps shorter than twice the floor) are not candidates: they would not tame at all.
       if (tame_min_rows > 0 && tame_target > 0) {
         for (int step = kTameFloorSteps; step >= 1; --step) {
+          if (tame_min_rows > (d.L >> (step + 1))) continue;  // 2 * floor > L, without overflow
           const int64_t floor = tame_min_rows << step;
-          if (2 * floor > d.L) continue;
           std::vector<std::string> floor_log;
           MemoryPlan p = tame_and_relax(g, d, act_size, chunks, floor, budget, floor_log);
           const bool meets = p.arena_bytes() <= budget && p.peak_to_average() <= tame_target;
@@ -223,7 +223,13 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
           }
         }
       }
+      // Tamed in place: when fragmentation sends the search round again, it goes on from the
+      // tamed counts (tame_and_relax then finds nothing more to halve).
+      tame_peaks(g, d, act_size, tame_min_rows, chunks, log);
       MemoryPlan p = tame_and_relax(g, d, act_size, chunks, tame_min_rows, budget, log);
+      if (tame_min_rows > 0 && tame_target > 0 && p.arena_bytes() <= budget)
+        log.push_back(fmt::format("taming goal: no larger floor meets {:.2f}; tamed down to {} rows (peak/avg {:.3f})",
+                                  tame_target, tame_min_rows, p.peak_to_average()));
       if (p.arena_bytes() <= budget) {
         p.search_log = std::move(log);
         return p;
@@ -283,8 +289,8 @@ MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_
 }
 
 int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t budget, int64_t upper) {
-  // Whether a length fits does not depend on the taming goal (its plans are only ever taken
-  // when they fit too): search without it, for speed.
+  // Searched without the taming goal, for speed (up to four tamings per probe otherwise). That
+  // is conservative: the goal only adds plans that fit, so a length found here fits with it.
   auto fits = [&](int64_t L) {
     return try_plan_for_budget(g, Dims{L, std::min(M, L)}, act_size, budget, kTameMinRows, 0.0).has_value();
   };

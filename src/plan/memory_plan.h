@@ -41,8 +41,9 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, const std::vector<int>& chun
 
 // Peak taming: once a plan fits, the regions at the peak keep being split (their chunks
 // halved) while chunks stay at least `tame_min_rows` rows; then every region gets back the
-// largest chunks (in rows, not only whole divisions) that keep it under the tamed peak. The result: the lowest peak the floor
-// allows, a flat memory profile, and GEMMs no smaller than the floor. Steps shorter than
+// largest chunks (in rows, not only whole divisions) that keep it under the tamed peak. The
+// result: the lowest peak that floor allows, a flat memory profile, and GEMMs no smaller than
+// the floor (kTameTarget picks the floor, from this one up). Steps shorter than
 // twice the floor are never chunked unless the budget demands it. 0 turns taming off (chunk
 // only to fit the budget). docs/PERFORMANCE.md has the measurements behind the default.
 constexpr int64_t kTameMinRows = 2048;
@@ -70,7 +71,8 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
 int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t budget,
                             int64_t upper = int64_t{1} << 26);
 
-// Plans by (L, M, budget): a graph serves every step, a plan every step of one shape.
+// Plans by (L, M, budget, taming floor and goal): a graph serves every step, a plan every
+// step of one shape.
 class PlanCache {
  public:
   const MemoryPlan& get(const Graph& g, const Dims& d, size_t act_size, size_t budget,

@@ -306,6 +306,7 @@ TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {
   cache.get(g, Dims{1024, 16}, 4, SIZE_MAX);
   EXPECT_EQ(cache.size(), 2u);
   EXPECT_NE(&cache.get(g, Dims{1024, 32}, 4, SIZE_MAX, 256), &a) << "the taming floor is part of the key";
+  EXPECT_NE(&cache.get(g, Dims{1024, 32}, 4, SIZE_MAX, kTameMinRows, 0.0), &a) << "so is the taming goal";
 }
 
 }  // namespace

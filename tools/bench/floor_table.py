@@ -19,7 +19,9 @@ def main():
     md = "--markdown" in sys.argv
     runs = {}
     for p in glob.glob(os.path.join(d, "floor_*.json")):
-        m = re.search(r"floor_(\d+)(?:_t([0-9.]+))?\.json$", p)
+        m = re.search(r"floor_(\d+)(?:_t(.+))?\.json$", p)
+        if not m:
+            continue
         floor = int(m.group(1)) if m.group(2) is None else f"{m.group(1)}, target {m.group(2)}"
         runs[floor] = {r["tokens"]: r for r in json.load(open(p)).get("results", [])}
     prev_path = os.path.join(d, "prev.json")  # floor_sweep.sh PREV_BIN: an older build, its default floor
@@ -30,7 +32,7 @@ def main():
     untamed = runs.get(0, {})
     head = ["floor", "tokens", "ms/step", "vs untamed", "vs PyTorch", "arena MiB", "peak/avg", "chunks"]
     rows = []
-    def order(f):  # goal floors by size, then floors without the goal, then off, then prev
+    def order(f):  # default-goal floors by size, then FLOOR:TARGET runs, then off, then prev
         return (f == "prev", f == 0, isinstance(f, str), -f if isinstance(f, int) else f)
 
     for floor in sorted(runs, key=order):

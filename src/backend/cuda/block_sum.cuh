@@ -16,7 +16,9 @@ __device__ inline T block_sum(T v) {
     if (threadIdx.x == 0) warp_sums[0] = s;
   }
   __syncthreads();
-  return warp_sums[0];
+  const T total = warp_sums[0];
+  __syncthreads();  // a second call's warp 0 must not overwrite the sum before all have read it
+  return total;
 }
 
 }  // namespace mosaic::cuda

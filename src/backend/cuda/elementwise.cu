@@ -241,10 +241,13 @@ void rms_norm_two_pass(const bf16* x, int64_t rows, int64_t d, const bf16* w, fl
 void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
           cudaStream_t s) {
   const int half = hd / 2;
+  if (rows == 0 || heads == 0 || half == 0) return;
   const int per_row = heads * (half / kVec);
-  if (half % kVec != 0 || per_row > 1024) return rope_pairwise(x, rows, heads, hd, pos0, inv_freq, positions, s);
-  if (rows == 0) return;
-  const int rows_per_block = std::max(1, 256 / per_row);
+  const int rows_per_block = std::max(1, 256 / std::max(1, per_row));
+  // The 16-byte form needs whole vectors per head, a block per row, and its angles in the
+  // default 48 KiB of shared memory; anything else takes the pairwise form.
+  if (half % kVec != 0 || per_row > 1024 || sizeof(float2) * rows_per_block * half > 48 * 1024)
+    return rope_pairwise(x, rows, heads, hd, pos0, inv_freq, positions, s);
   const dim3 block(static_cast<unsigned>(per_row), static_cast<unsigned>(rows_per_block));
   const unsigned grid = static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block);
   const size_t smem = sizeof(float2) * static_cast<size_t>(rows_per_block) * half;

@@ -20,7 +20,7 @@ void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, 
 // The plain two-pass form of rms_norm (any width): its fallback, and its oracle in the GPU tests.
 void rms_norm_two_pass(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
 // inv_freq: device array of hd/2 floats (rope_inv_freq()). Row i has position positions[i]
-// (device, i32) when positions is given, else pos0 + i.
+// (device, i32) when positions is given, else pos0 + i. x 16-byte aligned (arena tensors are).
 void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
           cudaStream_t s);
 // One thread per rotated pair, any head_dim: rope's fallback, and its oracle in the GPU tests.

@@ -154,12 +154,11 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int64_t> chunk_r
 
 namespace {
 
-// Tames a fitting step's chunk counts down to `floor`, then gives rows back to every region
-// while the tamed peak holds. The result's arena exceeds `budget` only when the tamed plan's
-// does (fragmentation).
-MemoryPlan tame_and_relax(const Graph& g, const Dims& d, size_t act_size, std::vector<int> chunks, int64_t floor,
-                          size_t budget, std::vector<std::string>& log) {
-  tame_peaks(g, d, act_size, floor, chunks, log);
+// The plan of chunk counts tamed down to `floor`, with rows given back to every region while
+// the tamed peak holds. Its arena exceeds `budget` only when the tamed plan's does
+// (fragmentation).
+MemoryPlan relax_tamed(const Graph& g, const Dims& d, size_t act_size, const std::vector<int>& chunks, int64_t floor,
+                       size_t budget, std::vector<std::string>& log) {
   MemoryPlan p = make_plan(g, d, chunks, act_size);
   p.tame_floor = floor;
   if (p.arena_bytes() > budget) return p;
@@ -212,7 +211,9 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
           if (tame_min_rows > (d.L >> (step + 1))) continue;  // 2 * floor > L, without overflow
           const int64_t floor = tame_min_rows << step;
           std::vector<std::string> floor_log;
-          MemoryPlan p = tame_and_relax(g, d, act_size, chunks, floor, budget, floor_log);
+          std::vector<int> tamed = chunks;
+          tame_peaks(g, d, act_size, floor, tamed, floor_log);
+          MemoryPlan p = relax_tamed(g, d, act_size, tamed, floor, budget, floor_log);
           const bool meets = p.arena_bytes() <= budget && p.peak_to_average() <= tame_target;
           log.push_back(fmt::format("taming goal: floor {} rows gives peak/avg {:.3f} ({} {:.2f})", floor,
                                     p.peak_to_average(), meets ? "meets" : "misses", tame_target));
@@ -224,9 +225,9 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
         }
       }
       // Tamed in place: when fragmentation sends the search round again, it goes on from the
-      // tamed counts (tame_and_relax then finds nothing more to halve).
+      // tamed counts.
       tame_peaks(g, d, act_size, tame_min_rows, chunks, log);
-      MemoryPlan p = tame_and_relax(g, d, act_size, chunks, tame_min_rows, budget, log);
+      MemoryPlan p = relax_tamed(g, d, act_size, chunks, tame_min_rows, budget, log);
       if (tame_min_rows > 0 && tame_target > 0 && p.arena_bytes() <= budget)
         log.push_back(fmt::format("taming goal: no larger floor meets {:.2f}; tamed down to {} rows (peak/avg {:.3f})",
                                   tame_target, tame_min_rows, p.peak_to_average()));

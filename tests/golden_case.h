@@ -1,8 +1,8 @@
 #pragma once
-// A golden case of goldens.json (tools/reference/make_fixtures.py, make_model_goldens.py) as
-// the sampler options it was generated with.
+// Golden cases of goldens.json files as the sampler options they were generated with.
 #include <nlohmann/json.hpp>
 
+#include "decode/dream_sampler.h"
 #include "decode/llada_sampler.h"
 
 namespace mosaic::test {
@@ -15,6 +15,22 @@ inline GenerateOptions golden_options(const nlohmann::json& c) {
   o.temperature = c["temperature"];
   o.cfg_scale = c["cfg_scale"];
   o.remasking = parse_remasking(c["remasking"]);
+  o.seed = c["seed"];
+  return o;
+}
+
+// A case of tests/fixtures/dream_tiny/goldens.json (tools/reference/make_dream_fixtures.py).
+inline DreamOptions dream_golden_options(const nlohmann::json& c) {
+  DreamOptions o;
+  o.gen_length = c["gen_length"];
+  o.steps = c["steps"];
+  o.block_length = c["block_length"];
+  o.alg = parse_dream_alg(c["alg"]);
+  o.temperature = c["temperature"];
+  if (!c["top_p"].is_null()) o.top_p = c["top_p"];
+  if (!c["top_k"].is_null()) o.top_k = c["top_k"];
+  if (!c["alg_temp"].is_null()) o.alg_temp = c["alg_temp"];
+  o.eps = c["eps"];
   o.seed = c["seed"];
   return o;
 }

@@ -4,11 +4,13 @@
 // (host memory for the CPU, device memory for CUDA).
 #include <cstddef>
 #include <cstdint>
+#include <compare>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "graph/graph.h"
+#include "sampling/sample_params.h"
 
 namespace mosaic {
 
@@ -16,22 +18,13 @@ namespace io {
 struct TensorInfo;
 }
 
-enum class Remasking : uint8_t { LowConfidence, Random };
-
-struct SampleParams {
-  double temperature = 0.0;
-  Remasking remasking = Remasking::LowConfidence;
-  uint64_t seed = 0;
-  uint64_t step = 0;       // global step index: the noise counter
-  float cfg_scale = 0.0f;  // CfgCombine
-};
-
 // What the planner must know about a backend without creating one (so `mosaic info
 // --config` can plan a CUDA step on a laptop).
 struct BackendTraits {
   std::string name;
   size_t act_size = 4;              // bytes per activation element
   int64_t attn_workspace_rows = 0;  // attention scratch: [rows, L] f32, 0 = none
+  auto operator<=>(const BackendTraits&) const = default;
 };
 
 BackendTraits cpu_traits();
@@ -46,8 +39,9 @@ class Backend {
   virtual const BackendTraits& traits() const = 0;
 
   // --- memory ---------------------------------------------------------------
-  // Makes the arena at least `bytes` long (may move it). Called between steps only.
-  virtual void reserve_arena(size_t bytes) = 0;
+  // Makes the arena at least `bytes` long (may move it), keeping its first `keep` bytes (the
+  // persistent tensors of plan/). Called between steps only.
+  virtual void reserve_arena(size_t bytes, size_t keep = 0) = 0;
   virtual std::byte* arena() = 0;
   virtual size_t arena_mapped_bytes() const = 0;
   // Copies a checkpoint tensor into resident weight memory in the backend's weight type.
@@ -77,7 +71,6 @@ class Backend {
   virtual void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows,
                          int heads, int kv_heads, int hd, float scale, void* out, void* workspace) = 0;
   virtual void swiglu(void* g, const void* u, int64_t n) = 0;
-  virtual void add_inplace(void* x, const void* y, int64_t n) = 0;
   virtual void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
   virtual void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) = 0;
   // Per row: the token to commit (argmax, or gumbel-max with temperature, noise from the

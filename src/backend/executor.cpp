@@ -25,15 +25,6 @@ Executor::Executor(Backend& be, const Graph& g, std::vector<const void*> weights
   for (size_t t = 0; t < g.tensors.size(); ++t)
     if (g.tensors[t].kind == TensorKind::Weight)
       MOSAIC_CHECK(weights_[t] != nullptr, "executor: weight '{}' is not loaded", g.tensors[t].weight);
-  t_tokens_ = find_tensor(g, "tokens");
-  t_tokens_uncond_ = find_tensor(g, "tokens_uncond");
-  t_head_rows_ = find_tensor(g, "head_rows");
-  t_head_pos_ = find_tensor(g, "head_pos");
-  t_token_ = find_tensor(g, "token");
-  t_conf_ = find_tensor(g, "conf");
-  t_logits_ = find_tensor(g, "logits");
-  t_order_ = find_tensor(g, "order");
-  t_hidden_ = find_tensor(g, "hidden");
   const char* tr = std::getenv("MOSAIC_TRACE");
   trace_ = tr && *tr && *tr != '0';
 }
@@ -52,29 +43,34 @@ Executor::View Executor::view(const Operand& o, const MemoryPlan& plan, int64_t 
   return {base + static_cast<size_t>(r0 * cols) * esize, n_rows, cols};
 }
 
-void Executor::upload_input(int t, const std::vector<int32_t>* data, const MemoryPlan& plan, const char* name) {
-  if (t < 0 || !plan.life[t].planned()) return;  // an input this graph variant never reads
-  MOSAIC_CHECK(data != nullptr, "executor: graph input '{}' was not provided", name);
-  int64_t rows = g_.tensors[t].rows.eval(plan.dims);
-  MOSAIC_CHECK(static_cast<int64_t>(data->size()) == rows, "executor: input '{}' has {} values, the plan expects {}",
-               name, data->size(), rows);
-  if (rows > 0) be_.upload(be_.arena() + plan.placement.offset[t], data->data(), data->size() * 4);
+const std::vector<std::byte>& OutputBuffers::at(const std::string& name) const {
+  auto it = bytes.find(name);
+  MOSAIC_CHECK(it != bytes.end(), "step output '{}' was not produced by this graph", name);
+  return it->second;
 }
 
-void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SampleParams& sp, StepOutputs* out) {
+namespace {
+
+size_t tensor_bytes(const TensorDesc& td, const MemoryPlan& plan) {
+  return static_cast<size_t>(std::max<int64_t>(td.rows.eval(plan.dims), 0) *
+                             std::max<int64_t>(td.cols.eval(plan.dims), 0)) *
+         elem_size(td.elem, plan.act_size);
+}
+
+}  // namespace
+
+void Executor::run(const MemoryPlan& plan, const InputBindings& in, const SampleParams& sp, OutputBuffers* out) {
   MOSAIC_CHECK(be_.arena_mapped_bytes() >= plan.arena_bytes(), "executor: arena of {} B is smaller than the plan's {} B",
                be_.arena_mapped_bytes(), plan.arena_bytes());
-  upload_input(t_tokens_, in.tokens, plan, "tokens");
-  upload_input(t_tokens_uncond_, in.tokens_uncond, plan, "tokens_uncond");
-  upload_input(t_head_rows_, in.head_rows, plan, "head_rows");
-  upload_input(t_head_pos_, in.head_pos, plan, "head_pos");
-  const bool hidden_in = t_hidden_ >= 0 && g_.tensors[t_hidden_].kind != TensorKind::Output;
-  if (hidden_in) {
-    const size_t bytes = static_cast<size_t>(plan.life[t_hidden_].bytes);
-    MOSAIC_CHECK(in.hidden != nullptr, "executor: this layer segment starts from a hidden state; none was given");
-    MOSAIC_CHECK(in.hidden->size() == bytes, "executor: the hidden state has {} B, this step's [L, d] needs {} B",
-                 in.hidden->size(), bytes);
-    be_.upload(be_.arena() + plan.placement.offset[t_hidden_], in.hidden->data(), bytes);
+  for (size_t t = 0; t < g_.tensors.size(); ++t) {
+    const TensorDesc& td = g_.tensors[t];
+    if ((td.kind != TensorKind::Input && td.kind != TensorKind::InOut) || !plan.life[t].planned()) continue;
+    auto it = in.find(td.name);
+    MOSAIC_CHECK(it != in.end(), "executor: graph input '{}' was not provided", td.name);
+    const size_t bytes = tensor_bytes(td, plan);
+    MOSAIC_CHECK(it->second.bytes == bytes, "executor: input '{}' has {} B, this step's plan expects {} B", td.name,
+                 it->second.bytes, bytes);
+    if (bytes > 0) be_.upload(be_.arena() + plan.placement.offset[t], it->second.data, bytes);
   }
 
   for (size_t r = 0; r < g_.regions.size(); ++r) {
@@ -95,18 +91,14 @@ void Executor::run(const MemoryPlan& plan, const StepInputs& in, const SamplePar
     }
   }
 
-  const int64_t M = plan.dims.M;
-  auto fetch = [&](int t, auto& vec, int64_t count) {
-    if (t < 0 || !plan.life[t].planned()) return;
-    vec.resize(static_cast<size_t>(count));
-    if (count > 0) be_.download(vec.data(), be_.arena() + plan.placement.offset[t], vec.size() * sizeof(vec[0]));
-  };
-  fetch(t_token_, out->token, M);
-  fetch(t_conf_, out->conf, M);
-  fetch(t_order_, out->order, M);
-  if (t_logits_ >= 0) fetch(t_logits_, out->logits, M * g_.tensors[t_logits_].cols.eval(plan.dims));
-  if (t_hidden_ >= 0 && g_.tensors[t_hidden_].kind != TensorKind::Input)
-    fetch(t_hidden_, out->hidden, static_cast<int64_t>(plan.life[t_hidden_].bytes));
+  out->bytes.clear();
+  for (size_t t = 0; t < g_.tensors.size(); ++t) {
+    const TensorDesc& td = g_.tensors[t];
+    if ((td.kind != TensorKind::Output && td.kind != TensorKind::InOut) || !plan.life[t].planned()) continue;
+    std::vector<std::byte>& dst = out->bytes[td.name];
+    dst.resize(tensor_bytes(td, plan));
+    if (!dst.empty()) be_.download(dst.data(), be_.arena() + plan.placement.offset[t], dst.size());
+  }
   be_.synchronize();
 }
 
@@ -188,11 +180,6 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
     case Op::SwiGlu: {
       View g = out(0), u = in(1);
       be_.swiglu(g.p, u.p, rows * g.cols);
-      break;
-    }
-    case Op::AddInPlace: {
-      View x = out(0), y = in(1);
-      be_.add_inplace(x.p, y.p, rows * x.cols);
       break;
     }
     case Op::GatherRows: {

@@ -3,6 +3,7 @@
 // by chunk. It allocates nothing: inputs are copied into their planned slots, outputs
 // read back from theirs.
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -13,21 +14,31 @@
 
 namespace mosaic {
 
-// Host-side data for the graph's inputs, by the names the model builders give them.
-struct StepInputs {
-  const std::vector<int32_t>* tokens = nullptr;         // "tokens" [L]
-  const std::vector<int32_t>* tokens_uncond = nullptr;  // "tokens_uncond" [L], guidance only
-  const std::vector<int32_t>* head_rows = nullptr;      // "head_rows" [M]: hidden rows to project
-  const std::vector<int32_t>* head_pos = nullptr;       // "head_pos" [M]: positions (noise counters)
-  const std::vector<std::byte>* hidden = nullptr;       // "hidden" [L, d] (activation type), segments only
+// A step's host-side data, bound to graph tensors by name: the executor knows no tensor by
+// name, it copies every bound input into its planned slot and reads every output back.
+struct HostInput {
+  const void* data = nullptr;
+  size_t bytes = 0;
+  template <typename T>
+  static HostInput of(const std::vector<T>& v) {
+    return {v.data(), v.size() * sizeof(T)};
+  }
 };
+using InputBindings = std::map<std::string, HostInput>;
 
-struct StepOutputs {
-  std::vector<int32_t> token;  // "token" [M]
-  std::vector<float> conf;     // "conf" [M]
-  std::vector<int32_t> order;  // "order" [M]: rows by confidence, most confident first
-  std::vector<float> logits;   // "logits" [M, V], only for graphs built to emit them
-  std::vector<std::byte> hidden;  // "hidden" [L, d], from a segment that stops before the last layer
+// Every Output and InOut tensor of a step, by name, as the bytes the plan gave it.
+struct OutputBuffers {
+  std::map<std::string, std::vector<std::byte>> bytes;
+  bool has(const std::string& name) const { return bytes.count(name) != 0; }
+  // The named output as elements of T; throws when the step did not produce it.
+  template <typename T>
+  std::vector<T> as(const std::string& name) const {
+    const std::vector<std::byte>& b = at(name);
+    std::vector<T> v(b.size() / sizeof(T));
+    if (!v.empty()) std::memcpy(v.data(), b.data(), v.size() * sizeof(T));
+    return v;
+  }
+  const std::vector<std::byte>& at(const std::string& name) const;
 };
 
 // Where a step's time goes: wall time per kind of node (region kind, op, and for products
@@ -42,7 +53,8 @@ class Executor {
  public:
   // weights[t] is the resident pointer of Weight tensor t (nullptr for other tensors).
   Executor(Backend& be, const Graph& g, std::vector<const void*> weights);
-  void run(const MemoryPlan& plan, const StepInputs& in, const SampleParams& sp, StepOutputs* out);
+  // Throws when an input the plan reads is not bound, or a binding's size is not the plan's.
+  void run(const MemoryPlan& plan, const InputBindings& in, const SampleParams& sp, OutputBuffers* out);
   // Non-null: the following steps add their per-node times here (each node then waits for
   // the device: slower steps, for finding where time goes, not for timing the step).
   void set_op_times(OpTimes* t) { op_times_ = t; }
@@ -56,15 +68,12 @@ class Executor {
   void exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t n_rows, const SampleParams& sp);
   void trace(int node, const MemoryPlan& plan, int64_t r0, int64_t rows);
   void timed_exec(int node, const MemoryPlan& plan, int64_t r0, int64_t rows, const SampleParams& sp);
-  void upload_input(int t, const std::vector<int32_t>* data, const MemoryPlan& plan, const char* name);
 
   Backend& be_;
   const Graph& g_;
   std::vector<const void*> weights_;
-  int t_tokens_ = -1, t_tokens_uncond_ = -1, t_head_rows_ = -1, t_head_pos_ = -1;
   bool trace_ = false;
   OpTimes* op_times_ = nullptr;
-  int t_token_ = -1, t_conf_ = -1, t_logits_ = -1, t_order_ = -1, t_hidden_ = -1;
 };
 
 int find_tensor(const Graph& g, const std::string& name);  // -1 if absent

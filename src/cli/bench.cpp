@@ -93,7 +93,7 @@ std::vector<int32_t> bench_sequence(const io::ModelConfig& c, int64_t L, int64_t
   return x;
 }
 
-Measured measure(Model& m, int64_t L, const BenchFlags& f) {
+Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std::byte>* hidden_in) {
   Measured r;
   r.L = L;
   const int64_t gen = std::min(f.gen_length, L - 1);
@@ -102,11 +102,14 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f) {
   for (int64_t i = L - gen; i < std::min(L, L - gen + f.block_length); ++i) pos.push_back(static_cast<int32_t>(i));
   r.M = static_cast<int64_t>(pos.size());
   r.pos0 = L - gen;
-  SampleParams sp{0.0, Remasking::LowConfidence, 0, 0, 0.f};
+  StepRequest req;
+  req.tokens = &x;
+  req.head_pos = pos;
+  req.hidden_in = hidden_in;
   try {
     for (int i = 0; i < f.warmup + f.iters; ++i) {
       StepStats st;
-      r.last = m.step(x, nullptr, pos, sp, false, &st);
+      r.last = m.step(req, &st);
       if (i >= f.warmup) r.ms.push_back(st.ms);
       r.arena = st.arena_bytes;
       r.peak_live = st.peak_live;
@@ -120,13 +123,13 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f) {
   }
   if (f.op_times) {
     m.set_op_times(&r.op_times);
-    m.step(x, nullptr, pos, sp, false);
+    m.step(req);
     m.set_op_times(nullptr);
   }
   std::vector<double> s = r.ms;
   std::sort(s.begin(), s.end());
   r.median_ms = s[s.size() / 2];
-  r.tflops = graph_flops(m.graph(false, false), Dims{r.L, r.M}) / (r.median_ms * 1e-3) / 1e12;
+  r.tflops = graph_flops(m.graph(), Dims{r.L, r.M}) / (r.median_ms * 1e-3) / 1e12;
   r.device_peak = m.backend().peak_device_bytes();
   return r;
 }
@@ -223,7 +226,6 @@ void run_bench(const BenchFlags& f) {
                    "the segment that wrote it)", f.hidden_in, dtype_name(t->dtype), fmt::join(t->shape, "x"),
                    dtype_name(act_dtype(s.backend())), L, cfg.d_model);
       hidden.assign(t->data, t->data + t->nbytes);
-      m.set_hidden_in(&hidden);
     }
     fmt::print(stderr, "mosaic: running layers {}..{} of {}{}\n", seg_first, seg_end - 1, cfg.n_layers,
                f.hidden_in.empty() ? "" : fmt::format(" from the hidden state in {}", f.hidden_in));
@@ -242,7 +244,7 @@ void run_bench(const BenchFlags& f) {
   std::vector<int64_t> lengths;
   if (!f.tokens.empty() && !f.max_tokens) lengths = parse_lengths(f.tokens);
   if (f.max_tokens) {
-    const Graph& g = m.graph(false, false);
+    const Graph& g = m.graph();
     auto t0 = std::chrono::steady_clock::now();
     int64_t fit = max_tokens_that_fit(g, f.block_length, s.backend().traits().act_size, m.activation_budget());
     double search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -257,13 +259,13 @@ void run_bench(const BenchFlags& f) {
   fmt::print("{:>9} {:>5} {:>10} {:>8} {:>11} {:>11} {:>11} {:>8} {:>11} {:>11}  {}\n", "tokens", "M", "ms/step",
              "TFLOP/s", "arena", "peak live", "avg live", "pk/avg", "mapped", "device", "chunks");
   for (int64_t L : lengths) {
-    Measured r = measure(m, L, f);
+    Measured r = measure(m, L, f, hidden.empty() ? nullptr : &hidden);
     nlohmann::json jr = {{"tokens", r.L}, {"masked", r.M}};
     if (!r.error.empty()) {
       fmt::print("{:>9} {:>5}  failed: {}\n", r.L, r.M, r.error);
       jr["error"] = r.error;
     } else {
-      const Graph& g = m.graph(false, false);
+      const Graph& g = m.graph();
       fmt::print("{:>9} {:>5} {:>10.2f} {:>8.1f} {:>11} {:>11} {:>11} {:>8.3f} {:>11} {:>11}  {}\n", r.L, r.M,
                  r.median_ms, r.tflops, human_bytes(static_cast<double>(r.arena)),
                  human_bytes(static_cast<double>(r.peak_live)), human_bytes(r.avg_live),
@@ -272,7 +274,7 @@ void run_bench(const BenchFlags& f) {
       jr.update({{"ms_per_step", r.median_ms}, {"ms_all", r.ms}, {"tflops", r.tflops}, {"arena_bytes", r.arena},
                  {"peak_live_bytes", r.peak_live}, {"avg_live_bytes", r.avg_live}, {"mapped_bytes", r.mapped},
                  {"device_peak_bytes", r.device_peak}, {"chunks", chunk_summary(g, r.chunks)},
-                 {"tame_floor", m.plan(Dims{r.L, r.M}, false, false).tame_floor}});
+                 {"tame_floor", m.plan(Dims{r.L, r.M}).tame_floor}});
       if (f.op_times) jr["op_times"] = print_op_times(r.op_times);
       if (!f.hidden_out.empty()) {
         io::write_safetensors(f.hidden_out, "hidden", act_dtype(s.backend()), {r.L, cfg.d_model},
@@ -287,7 +289,7 @@ void run_bench(const BenchFlags& f) {
         jr["first_commit"] = {{"position", pos_of(r, i)}, {"token", r.last.token[i]}, {"confidence", r.last.conf[i]}};
       }
       if (!f.profile_path.empty() && L == lengths.front())
-        write_profile(f.profile_path, g, m.plan(Dims{r.L, r.M}, false, false));
+        write_profile(f.profile_path, g, m.plan(Dims{r.L, r.M}));
     }
     out["results"].push_back(jr);
   }

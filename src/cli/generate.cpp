@@ -1,4 +1,4 @@
-// mosaic generate: prompt -> tokens -> LLaDA sampler -> text (or JSON).
+// mosaic generate: prompt -> tokens -> the family's sampler -> text (or JSON).
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -8,8 +8,10 @@
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "core/error.h"
+#include "decode/dream_sampler.h"
+#include "decode/engine.h"
 #include "decode/llada_sampler.h"
-#include "io/chat_template.h"
+#include "models/family.h"
 #include "io/tokenizer.h"
 
 namespace mosaic::cli {
@@ -18,9 +20,15 @@ namespace {
 
 struct GenerateFlags {
   SessionFlags session;
-  std::string prompt, prompt_tokens, format = "text", remasking = "low_confidence";
+  std::string prompt, prompt_tokens, format = "text", remasking = "low_confidence", alg = "entropy";
   bool chat = false, quiet = false, stream = false;
-  GenerateOptions opt{128, 128, 32};
+  int64_t gen_length = 128, steps = 128, block_length = 0;
+  double temperature = 0.0, top_p = 1.0, alg_temp = 0.0, eps = 1e-3;
+  int64_t top_k = 0;
+  float cfg_scale = 0.0f;
+  uint64_t seed = 0;
+  // Flags that belong to one sampler: given on a model of the other family, they are an error.
+  std::vector<CLI::Option*> llada_only, dream_only;
 };
 
 std::vector<int32_t> parse_token_list(const std::string& s, int64_t limit) {
@@ -41,12 +49,53 @@ std::vector<int32_t> parse_token_list(const std::string& s, int64_t limit) {
   return ids;
 }
 
+std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, nlohmann::json& settings) {
+  auto given = [](const std::vector<CLI::Option*>& opts) {
+    std::string names;
+    for (const CLI::Option* o : opts)
+      if (o->count() > 0) names += (names.empty() ? "" : ", ") + o->get_name();
+    return names;
+  };
+  if (kind == SamplerKind::Llada) {
+    const std::string wrong = given(f.dream_only);
+    MOSAIC_CHECK(wrong.empty(), "{} {} Dream's sampler; this is a LLaDA-family model (its sampler takes "
+                 "--remasking, --cfg-scale)", wrong, wrong.find(',') == std::string::npos ? "is" : "are");
+    GenerateOptions o{f.gen_length, f.steps, f.block_length > 0 ? f.block_length : 32, f.temperature,
+                      f.cfg_scale, parse_remasking(f.remasking), f.seed};
+    settings = {{"sampler", "llada"}, {"gen_length", o.gen_length}, {"steps", o.steps},
+                {"block_length", o.block_length}, {"temperature", o.temperature}, {"cfg_scale", o.cfg_scale},
+                {"remasking", f.remasking}, {"seed", o.seed}};
+    return std::make_unique<LladaSampler>(o);
+  }
+  const std::string wrong = given(f.llada_only);
+  MOSAIC_CHECK(wrong.empty(), "{} {} LLaDA's sampler; this is a Dream-family model (its sampler takes --alg, "
+               "--alg-temp, --top-p, --top-k, --eps)", wrong, wrong.find(',') == std::string::npos ? "is" : "are");
+  DreamOptions o;
+  o.gen_length = f.gen_length;
+  o.steps = f.steps;
+  o.block_length = f.block_length;
+  o.alg = parse_dream_alg(f.alg);
+  o.temperature = f.temperature;
+  o.top_p = f.top_p;
+  o.top_k = f.top_k;
+  o.alg_temp = f.alg_temp;
+  o.eps = f.eps;
+  o.seed = f.seed;
+  settings = {{"sampler", "dream"}, {"gen_length", o.gen_length}, {"steps", o.steps},
+              {"block_length", o.block_length > 0 ? o.block_length : o.gen_length}, {"alg", f.alg},
+              {"temperature", o.temperature}, {"top_p", o.top_p}, {"top_k", o.top_k}, {"alg_temp", o.alg_temp},
+              {"eps", o.eps}, {"seed", o.seed}};
+  return std::make_unique<DreamSampler>(o);
+}
+
 void run_generate(const GenerateFlags& f) {
   MOSAIC_CHECK(f.prompt.empty() || f.prompt_tokens.empty(), "give either --prompt or --prompt-tokens, not both");
   MOSAIC_CHECK(f.format == "text" || f.format == "json", "--format '{}': use text or json", f.format);
-  GenerateOptions opt = f.opt;
-  opt.remasking = parse_remasking(f.remasking);
-  validate_generate_options(opt);  // before loading gigabytes of weights
+  // The sampler and its options are checked from config.json, before gigabytes of weights load.
+  const std::string dir = resolve_model_dir(f.session.model);
+  const io::ModelConfig peek = load_model_config((std::filesystem::path(dir) / "config.json").string());
+  nlohmann::json settings;
+  std::unique_ptr<Sampler> sampler = make_sampler(family_of(peek).default_sampler(), f, settings);
 
   Session s(f.session, !f.quiet);
   const auto& cfg = s.model().config();
@@ -57,26 +106,20 @@ void run_generate(const GenerateFlags& f) {
     const io::Tokenizer& tok = s.tokenizer();
     std::string text = f.prompt.empty() ? std::string("Once upon a time") : f.prompt;
     if (f.chat)
-      prompt = tok.encode(io::apply_chat_template(io::arch_name(cfg.arch), {{"user", text}}, true), true);
+      prompt = tok.encode(s.model().family().chat_prompt({{"user", text}}, true), true);
     else
       prompt = s.encode_plain(text);
   }
   MOSAIC_CHECK(!prompt.empty(), "the prompt encodes to zero tokens; give a non-empty --prompt");
-  const int64_t total = static_cast<int64_t>(prompt.size()) + opt.gen_length;
+  const int64_t total = static_cast<int64_t>(prompt.size()) + f.gen_length;
   if (cfg.max_seq_len > 0 && total > cfg.max_seq_len && !f.quiet)
     fmt::print(stderr, "mosaic: note: {} tokens is past the {} the model was trained for (config.json "
                "max sequence length); quality may drop\n", total, cfg.max_seq_len);
 
-  if (cfg.arch == io::Arch::Dream && !f.quiet)
-    fmt::print(stderr, "mosaic: note: Dream model: the forward pass is Dream's, but the sampler is LLaDA's "
-               "(low-confidence / random remasking with its block schedule); Dream's own diffusion_generate "
-               "algorithms (entropy, maskgit_plus, top-p) are not implemented yet, so tokens will differ from "
-               "Dream's reference sampler\n");
-
   const bool progress = !f.quiet;
   StepStats last_run;  // steps that commit nothing are skipped: report the last that ran
   auto on_step = [&](const StepEvent& ev, const std::vector<int32_t>& x) {
-    if (ev.committed > 0) last_run = ev.stats;
+    if (ev.ran_model) last_run = ev.stats;
     if (f.stream && s.has_tokenizer() && f.format == "text") {
       std::vector<int32_t> gen(x.begin() + static_cast<int64_t>(prompt.size()), x.end());
       fmt::print(stderr, "\r[step {}] {}", ev.global_step + 1, s.tokenizer().decode(gen, true));
@@ -85,50 +128,48 @@ void run_generate(const GenerateFlags& f) {
       fmt::print(stderr, "mosaic: block {}/{} done ({} steps, last model step {:.1f} ms, arena {})\n", ev.block + 1,
                  ev.num_blocks, ev.steps_per_block, last_run.ms, human_bytes(static_cast<double>(last_run.arena_bytes)));
   };
-  GenerateResult r = llada_generate(s.model(), prompt, opt, on_step);
+  Sequence seq = Sequence::start(prompt, f.gen_length, static_cast<int32_t>(cfg.mask_token_id), f.seed);
+  GenerateResult r = run_generation(s.model(), *sampler, seq, on_step);
   if (f.stream) fmt::print(stderr, "\n");
 
   std::vector<int32_t> gen(r.tokens.begin() + r.prompt_length, r.tokens.end());
   std::string text = s.has_tokenizer() ? s.tokenizer().decode(gen, true) : "";
-  if (f.format == "text") {
-    if (s.has_tokenizer())
-      fmt::print("{}\n", text);
-    else
-      fmt::print("{}\n", fmt::join(gen, ","));
-    if (progress) {
-      int64_t model_steps = 0;
-      for (const auto& e : r.steps) model_steps += e.committed > 0;
-      fmt::print(stderr, "mosaic: {} tokens in {:.2f} s ({} steps, {:.1f} ms/step, {:.1f} tokens/s)\n",
-                 opt.gen_length, r.total_ms / 1000, model_steps, r.total_ms / std::max<int64_t>(model_steps, 1),
-                 opt.gen_length / (r.total_ms / 1000));
-    }
-    return;
-  }
-  nlohmann::json j;
-  j["model"] = s.model().dir();
-  j["backend"] = s.backend_name();
-  j["prompt_tokens"] = prompt;
-  j["output_tokens"] = gen;
-  j["text"] = text;
-  j["settings"] = {{"gen_length", opt.gen_length}, {"steps", opt.steps}, {"block_length", opt.block_length},
-                   {"temperature", opt.temperature}, {"cfg_scale", opt.cfg_scale}, {"remasking", f.remasking},
-                   {"seed", opt.seed}};
+  int64_t model_steps = 0;
   double step_ms = 0, max_arena = 0, max_peak = 0, avg_sum = 0;
-  int64_t n = 0;
   for (const auto& e : r.steps) {
-    if (e.committed == 0) continue;
-    ++n;
+    if (!e.ran_model) continue;
+    ++model_steps;
     step_ms += e.stats.ms;
     max_arena = std::max(max_arena, static_cast<double>(e.stats.arena_bytes));
     max_peak = std::max(max_peak, static_cast<double>(e.stats.peak_live));
     avg_sum += e.stats.avg_live;
   }
-  j["timings"] = {{"total_ms", r.total_ms}, {"model_steps", n}, {"ms_per_step", n ? step_ms / n : 0.0},
-                  {"tokens_per_s", opt.gen_length / (r.total_ms / 1000)}};
+  if (f.format == "text") {
+    if (s.has_tokenizer())
+      fmt::print("{}\n", text);
+    else
+      fmt::print("{}\n", fmt::join(gen, ","));
+    if (progress)
+      fmt::print(stderr, "mosaic: {} tokens in {:.2f} s ({} model steps, {:.1f} ms/step, {:.1f} tokens/s)\n",
+                 f.gen_length, r.total_ms / 1000, model_steps, r.total_ms / std::max<int64_t>(model_steps, 1),
+                 f.gen_length / (r.total_ms / 1000));
+    return;
+  }
+  nlohmann::json j;
+  j["model"] = s.model().dir();
+  j["family"] = cfg.family;
+  j["backend"] = s.backend_name();
+  j["prompt_tokens"] = prompt;
+  j["output_tokens"] = gen;
+  j["text"] = text;
+  j["settings"] = settings;
+  j["timings"] = {{"total_ms", r.total_ms}, {"model_steps", model_steps},
+                  {"ms_per_step", model_steps ? step_ms / model_steps : 0.0},
+                  {"tokens_per_s", f.gen_length / (r.total_ms / 1000)}};
   j["memory"] = {{"weights_bytes", s.backend().weight_bytes()},
                  {"arena_bytes_max", max_arena},
                  {"peak_live_bytes_max", max_peak},
-                 {"avg_live_bytes_mean", n ? avg_sum / n : 0.0},
+                 {"avg_live_bytes_mean", model_steps ? avg_sum / model_steps : 0.0},
                  {"arena_mapped_bytes", s.backend().arena_mapped_bytes()},
                  {"peak_device_bytes", s.backend().peak_device_bytes()}};
   fmt::print("{}\n", j.dump(2));
@@ -138,23 +179,39 @@ void run_generate(const GenerateFlags& f) {
 
 void add_generate(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
-  CLI::App* c = app.add_subcommand("generate", "Generate text with a LLaDA-family model (the official sampler)");
+  CLI::App* c = app.add_subcommand(
+      "generate", "Generate text with the model's official sampler (LLaDA's generate(), Dream's diffusion_generate())");
   add_session_flags(c, f->session);
   c->add_option("--prompt", f->prompt, "Prompt text (default: \"Once upon a time\")");
   c->add_option("--prompt-tokens", f->prompt_tokens, "Prompt as comma-separated token ids, e.g. 1,2,3");
   c->add_flag("--chat", f->chat, "Wrap the prompt in the model's chat template (instruct models)");
-  c->add_option("--gen-length", f->opt.gen_length, "Tokens to generate")->capture_default_str();
-  c->add_option("--steps", f->opt.steps, "Denoising steps in total (a multiple of the number of blocks)")
+  c->add_option("--gen-length", f->gen_length, "Tokens to generate")->capture_default_str();
+  c->add_option("--steps", f->steps, "Denoising steps in total (a multiple of the number of blocks)")
       ->capture_default_str();
-  c->add_option("--block-length", f->opt.block_length, "Semi-autoregressive block length (divides --gen-length)")
+  c->add_option("--block-length", f->block_length,
+                "Block length (divides --gen-length); default: 32 for LLaDA, the whole generation for Dream "
+                "(its official single-block algorithm; smaller blocks restart Dream's timesteps in every block)");
+  c->add_option("--temperature", f->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  c->add_option("--seed", f->seed, "Seed of the sampling noise (temperature > 0, random choices)")
       ->capture_default_str();
-  c->add_option("--temperature", f->opt.temperature, "Gumbel-max sampling temperature; 0 = greedy")
-      ->capture_default_str();
-  c->add_option("--cfg-scale", f->opt.cfg_scale, "Classifier-free guidance scale; 0 = off")->capture_default_str();
-  c->add_option("--remasking", f->remasking, "Which tokens to commit each step: low_confidence | random")
-      ->capture_default_str();
-  c->add_option("--seed", f->opt.seed, "Seed of the sampling noise (temperature > 0, random remasking)")
-      ->capture_default_str();
+  f->llada_only = {
+      c->add_option("--cfg-scale", f->cfg_scale, "LLaDA: classifier-free guidance scale; 0 = off")
+          ->capture_default_str(),
+      c->add_option("--remasking", f->remasking, "LLaDA: which tokens to commit each step: low_confidence | random")
+          ->capture_default_str(),
+  };
+  f->dream_only = {
+      c->add_option("--alg", f->alg,
+                    "Dream: origin | maskgit_plus | topk_margin | entropy (how each step picks the tokens it commits)")
+          ->capture_default_str(),
+      c->add_option("--alg-temp", f->alg_temp,
+                    "Dream: > 0 samples the committed positions from softmax(confidence / alg-temp); 0 = top-k")
+          ->capture_default_str(),
+      c->add_option("--top-p", f->top_p, "Dream: nucleus filter before the softmax; 1 = off")->capture_default_str(),
+      c->add_option("--top-k", f->top_k, "Dream: keep the k largest logits before the softmax; 0 = off")
+          ->capture_default_str(),
+      c->add_option("--eps", f->eps, "Dream: the last timestep of linspace(1, eps, steps + 1)")->capture_default_str(),
+  };
   c->add_option("--format", f->format, "Output: text | json (json: token ids, text, timings, memory)")
       ->capture_default_str();
   c->add_flag("--stream", f->stream, "Show the partially denoised text on stderr after every step");

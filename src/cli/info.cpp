@@ -10,8 +10,7 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
-#include "models/step_graph.h"
-#include "models/weight_names.h"
+#include "models/family.h"
 #include "plan/memory_plan.h"
 
 namespace mosaic::cli {
@@ -38,20 +37,19 @@ void run_info(const InfoFlags& f) {
   bool fused = false;
   std::string source;
   if (!f.config.empty()) {
-    cfg = io::load_model_config(f.config);
+    cfg = load_model_config(f.config);
     source = f.config;
   } else {
     std::string dir = resolve_model_dir(f.model);
-    cfg = io::load_model_config((std::filesystem::path(dir) / "config.json").string());
+    cfg = load_model_config((std::filesystem::path(dir) / "config.json").string());
     auto ck = io::Checkpoint::open(dir);
-    WeightNames names{cfg.arch};
-    fused = ck.find(names.layer(0, WeightRole::FusedQKV)) && !ck.find(names.layer(0, WeightRole::Q));
+    fused = family_of(cfg).fused_qkv(cfg, ck);
     source = dir;
   }
   const size_t weight_elem = traits.act_size;  // weights are stored in the activation type
   const size_t weights = static_cast<size_t>(cfg.n_params()) * weight_elem;
 
-  fmt::print("model       {} ({})\n", source, io::arch_name(cfg.arch));
+  fmt::print("model       {} ({})\n", source, cfg.family);
   fmt::print("layers      {}   d_model {}   heads {} (kv {})   head_dim {}   ffn {}\n", cfg.n_layers, cfg.d_model,
              cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden);
   fmt::print("vocab       {} (embedding rows {})   mask id {}   rope theta {}\n", cfg.vocab_size, cfg.embedding_size,

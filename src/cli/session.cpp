@@ -57,7 +57,7 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers) {
     tokenizer_ = std::make_unique<io::Tokenizer>(io::Tokenizer::load(tok_path.string()));
   if (progress)
     fmt::print(stderr, "mosaic: {} ({}, {} layers, d={}) on {}, weights {}, activation budget {}\n", dir,
-               io::arch_name(model_->config().arch), model_->config().n_layers, model_->config().d_model,
+               model_->config().family, model_->config().n_layers, model_->config().d_model,
                backend_name_, human_bytes(static_cast<double>(backend_->weight_bytes())),
                human_bytes(static_cast<double>(model_->activation_budget())));
 }

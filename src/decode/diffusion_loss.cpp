@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "decode/counter_noise.h"
+#include "sampling/counter_noise.h"
 
 namespace mosaic {
 
@@ -35,7 +35,11 @@ LossResult diffusion_loss(Model& m, const std::vector<int32_t>& tokens, const Lo
         }
       double window_ce = 0;
       if (!pos.empty()) {
-        StepOutputs out = m.step(xt, nullptr, pos, SampleParams{}, /*emit_logits=*/true);
+        StepRequest req;
+        req.tokens = &xt;
+        req.head_pos = pos;
+        req.emit_logits = true;
+        StepOutputs out = m.step(req);
         for (size_t p = 0; p < pos.size(); ++p) {
           const float* l = out.logits.data() + static_cast<int64_t>(p) * V;
           double mx = l[0];

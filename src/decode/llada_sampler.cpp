@@ -1,15 +1,13 @@
 #include "decode/llada_sampler.h"
 
-#include <chrono>
-
 #include "core/error.h"
 #include "decode/schedule.h"
 
 namespace mosaic {
 
-Remasking parse_remasking(const std::string& s) {
-  if (s == "low_confidence") return Remasking::LowConfidence;
-  if (s == "random") return Remasking::Random;
+Confidence parse_remasking(const std::string& s) {
+  if (s == "low_confidence") return Confidence::Probability;
+  if (s == "random") return Confidence::Random;
   MOSAIC_FAIL("--remasking '{}' is not known: use low_confidence or random", s);
 }
 
@@ -28,60 +26,46 @@ void validate_generate_options(const GenerateOptions& o) {
   MOSAIC_CHECK(o.cfg_scale >= 0.0f, "--cfg-scale must be >= 0 (got {})", o.cfg_scale);
 }
 
+LladaSampler::LladaSampler(const GenerateOptions& o) : o_(o) { validate_generate_options(o_); }
+
+void LladaSampler::prepare(const Sequence& s, StepRequest& r) {
+  if (s.step == 0) {
+    const int64_t begin = s.prompt_length + s.block * o_.block_length;
+    schedule_ = transfer_schedule(static_cast<int64_t>(s.masked_in(begin, block_end(s)).size()), steps_per_block());
+  }
+  if (schedule_[s.step] == 0) return;  // nothing to commit: no model step
+  // Mask-only: only masked positions before the block's end can be committed, so only
+  // those rows reach the LM head.
+  r.head_pos = s.masked_in(0, block_end(s));
+  r.sample = SampleParams{};
+  r.sample.temperature = o_.temperature;
+  r.sample.confidence = o_.remasking;
+  r.sample.seed = s.seed;
+  r.sample.step = static_cast<uint64_t>(s.global_step);
+  r.sample.cfg_scale = o_.cfg_scale;
+  if (o_.cfg_scale > 0.0f) {
+    // The official un_x: the prompt's (non-mask) tokens masked, the rest as the sequence.
+    uncond_ = s.tokens;
+    for (int64_t i = 0; i < s.prompt_length; ++i)
+      if (uncond_[i] != s.mask_id) uncond_[i] = s.mask_id;
+    r.tokens_uncond = &uncond_;
+  }
+}
+
+int64_t LladaSampler::commit(Sequence& s, const StepRequest& r, const StepOutputs& out) {
+  if (r.head_pos.empty()) return 0;
+  // out.order ranks the rows by confidence (ties: lower position), as top_k_indices would.
+  const int64_t k = std::min<int64_t>(schedule_[s.step], static_cast<int64_t>(out.order.size()));
+  for (int64_t i = 0; i < k; ++i) s.tokens[r.head_pos[out.order[i]]] = out.token[out.order[i]];
+  return k;
+}
+
 GenerateResult llada_generate(Model& model, const std::vector<int32_t>& prompt, const GenerateOptions& o,
                               const StepCallback& on_step) {
   validate_generate_options(o);
-  const auto& cfg = model.config();
-  const int32_t mask = static_cast<int32_t>(cfg.mask_token_id);
-  const int64_t P = static_cast<int64_t>(prompt.size());
-  const int64_t L = P + o.gen_length;
-  MOSAIC_CHECK(L <= (int64_t{1} << 31) - 1, "prompt + --gen-length = {} tokens is past the 2^31 position limit", L);
-
-  GenerateResult res;
-  res.prompt_length = P;
-  std::vector<int32_t>& x = res.tokens;
-  x.assign(static_cast<size_t>(L), mask);
-  std::copy(prompt.begin(), prompt.end(), x.begin());
-  std::vector<bool> is_prompt(static_cast<size_t>(L), false);
-  for (int64_t i = 0; i < P; ++i) is_prompt[i] = x[i] != mask;
-
-  const int64_t blocks = o.gen_length / o.block_length;
-  const int64_t steps_per_block = o.steps / blocks;
-  const bool guided = o.cfg_scale > 0.0f;
-  std::vector<int32_t> uncond, pos;
-  auto t_start = std::chrono::steady_clock::now();
-
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t block_begin = P + b * o.block_length, block_end = block_begin + o.block_length;
-    int64_t block_masked = 0;
-    for (int64_t i = block_begin; i < block_end; ++i) block_masked += x[i] == mask;
-    const std::vector<int64_t> schedule = transfer_schedule(block_masked, steps_per_block);
-
-    for (int64_t s = 0; s < steps_per_block; ++s) {
-      StepEvent ev{b, blocks, s, steps_per_block, b * steps_per_block + s, schedule[s], {}};
-      if (schedule[s] > 0) {
-        // Mask-only: only masked positions before the block's end can be committed, so only
-        // those rows reach the LM head.
-        pos.clear();
-        for (int64_t i = 0; i < block_end; ++i)
-          if (x[i] == mask) pos.push_back(static_cast<int32_t>(i));
-        if (guided) {
-          uncond = x;
-          for (int64_t i = 0; i < L; ++i)
-            if (is_prompt[i]) uncond[i] = mask;
-        }
-        SampleParams sp{o.temperature, o.remasking, o.seed, static_cast<uint64_t>(ev.global_step), o.cfg_scale};
-        StepOutputs out = model.step(x, guided ? &uncond : nullptr, pos, sp, false, &ev.stats);
-        // out.order ranks the rows by confidence (ties: lower position), as top_k_indices would.
-        for (int64_t i = 0; i < schedule[s] && i < static_cast<int64_t>(out.order.size()); ++i)
-          x[pos[out.order[i]]] = out.token[out.order[i]];
-      }
-      res.steps.push_back(ev);
-      if (on_step) on_step(ev, x);
-    }
-  }
-  res.total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
-  return res;
+  Sequence seq = Sequence::start(prompt, o.gen_length, static_cast<int32_t>(model.config().mask_token_id), o.seed);
+  LladaSampler sampler(o);
+  return run_generation(model, sampler, seq, on_step);
 }
 
 }  // namespace mosaic

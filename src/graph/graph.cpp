@@ -29,7 +29,6 @@ const char* op_name(Op op) {
     case Op::Rope: return "rope";
     case Op::Attention: return "attention";
     case Op::SwiGlu: return "swiglu";
-    case Op::AddInPlace: return "add";
     case Op::GatherRows: return "gather_rows";
     case Op::SampleRows: return "sample_rows";
     case Op::CfgCombine: return "cfg_combine";

@@ -16,6 +16,10 @@ enum class TensorKind : uint8_t {
   Activation,  // planned in the arena
   Output,      // planned in the arena; read back by the host after the step
   InOut,       // both: a hidden state handed from one segment of a step's layers to the next
+  // Lives across steps, owned by a sequence (a KV cache): planned in the arena for the whole
+  // step, at the arena's start in declaration order, so its offset and contents survive from
+  // one step's plan to the next. Neither uploaded nor read back.
+  Persistent,
 };
 
 // Element type of planned tensors. `Act` is the backend's activation type (F32 on the CPU,
@@ -45,7 +49,6 @@ enum class Op : uint8_t {
   Rope,        // inout: x[rows, heads*hd]; in: pos[rows] (i32)?  positions = pos, else region row offset + i
   Attention,   // in: q[rows, H*hd], k[L, Hkv*hd] (whole), v (whole)   out: o, workspace (whole)?
   SwiGlu,      // inout: g; in: u            g = silu(g) * u
-  AddInPlace,  // inout: x; in: y            x += y
   GatherRows,  // in: x[L, d] (whole), idx[rows] (i32)   out: y[rows, d] = x[idx]
   SampleRows,  // in: logits[rows, V] (f32), pos[rows] (i32)  out: token[rows] (i32), conf[rows] (f32)
   CfgCombine,  // inout: cond logits; in: uncond logits    cond = un + (s+1)(cond - un)

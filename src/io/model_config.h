@@ -1,18 +1,19 @@
 #pragma once
-// config.json -> the sizes and ids a model graph needs, for every architecture mosaic runs.
-// Nothing here assumes LLaDA-8B's numbers: every size and token id comes from the file.
+// config.json -> the sizes and ids a model graph needs. Which fields a file has depends on
+// its family (models/<family>.cpp reads them with ConfigFields); the checks every family
+// shares are here. Nothing assumes LLaDA-8B's numbers: every size and token id comes from
+// the file.
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 namespace mosaic::io {
 
-enum class Arch { Llada, Dream };
-
 struct ModelConfig {
-  Arch arch = Arch::Llada;
+  std::string family;      // the models/ family that parsed it: "llada", "dream", ...
   std::string model_type;  // as written in the file
   int64_t d_model = 0;
   int64_t n_layers = 0;
@@ -30,14 +31,37 @@ struct ModelConfig {
   bool weight_tying = false;
   std::optional<int64_t> bos_token_id, eos_token_id;
   std::string source;  // file it came from, for messages
+  // The whole file, for the fields only one family reads.
+  std::shared_ptr<const nlohmann::json> raw;
 
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   // Parameters of the transformer (weights that must be resident).
   int64_t n_params() const;
 };
 
-ModelConfig load_model_config(const std::string& path);
-ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
-std::string arch_name(Arch a);
+// Typed reads of config.json fields with messages that name the file and the field.
+class ConfigFields {
+ public:
+  ConfigFields(const nlohmann::json& j, std::string source) : j_(j), src_(std::move(source)) {}
+  int64_t integer(const std::string& key) const;                    // required
+  int64_t integer(const std::string& key, int64_t fallback) const;  // absent or null: fallback
+  double number(const std::string& key, double fallback) const;
+  bool boolean(const std::string& key, bool fallback) const;
+  std::optional<int64_t> optional_id(const std::string& key) const;
+  std::optional<std::string> string(const std::string& key) const;
+  bool has(const std::string& key) const;
+  const std::string& source() const { return src_; }
+
+ private:
+  const nlohmann::json& j_;
+  std::string src_;
+};
+
+// The checks every family shares (positive sizes, divisibility, ids inside the embedding);
+// fills head_dim when the family left it 0.
+void check_model_config(ModelConfig& c);
+
+// Reads and parses a JSON file; errors name the file.
+nlohmann::json read_json_file(const std::string& path, const std::string& what);
 
 }  // namespace mosaic::io

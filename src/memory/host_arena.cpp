@@ -1,6 +1,8 @@
 #include "memory/host_arena.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -8,12 +10,14 @@ namespace mosaic {
 
 HostArena::~HostArena() { std::free(data_); }
 
-void HostArena::reserve(size_t bytes) {
+void HostArena::reserve(size_t bytes, size_t keep) {
   if (bytes <= capacity_) return;
   constexpr size_t kAlign = 4096;
   size_t size = (bytes + kAlign - 1) / kAlign * kAlign;
-  std::free(data_);
+  std::byte* old = data_;
   data_ = static_cast<std::byte*>(std::aligned_alloc(kAlign, size));
+  if (data_ && old && keep) std::memcpy(data_, old, std::min(keep, capacity_));
+  std::free(old);
   if (!data_) {
     capacity_ = 0;
     MOSAIC_FAIL("out of host memory: the step's arena needs {:.2f} GiB; lower --memory-budget so the "

@@ -11,8 +11,9 @@ class HostArena {
   HostArena(const HostArena&) = delete;
   HostArena& operator=(const HostArena&) = delete;
   ~HostArena();
-  // Grows to at least `bytes` (contents are not kept: plans never carry data across).
-  void reserve(size_t bytes);
+  // Grows to at least `bytes`, keeping the first `keep` bytes (a plan's persistent tensors);
+  // the rest of the contents is not kept: transients never carry data across steps.
+  void reserve(size_t bytes, size_t keep = 0);
   std::byte* data() { return data_; }
   size_t capacity() const { return capacity_; }
 

@@ -6,8 +6,6 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
-#include "models/step_graph.h"
-#include "models/weight_names.h"
 
 namespace mosaic {
 
@@ -58,31 +56,28 @@ Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, 
   namespace fs = std::filesystem;
   MOSAIC_CHECK(fs::is_directory(dir), "model directory '{}' does not exist (pass --model DIR with config.json "
                "and *.safetensors)", dir);
-  config_ = io::load_model_config((fs::path(dir) / "config.json").string());
+  config_ = load_model_config((fs::path(dir) / "config.json").string());
+  family_ = &family_of(config_);
   ckpt_ = std::make_unique<io::Checkpoint>(io::Checkpoint::open(dir));
-  WeightNames names{config_.arch};
-  fused_qkv_ = ckpt_->find(names.layer(0, WeightRole::FusedQKV)) != nullptr &&
-               ckpt_->find(names.layer(0, WeightRole::Q)) == nullptr;
+  fused_qkv_ = family_->fused_qkv(config_, *ckpt_);
   MOSAIC_CHECK(run_layers_ <= 0 || run_layers_ <= config_.n_layers, "cannot run {} layers of a {}-layer model",
                run_layers_, config_.n_layers);
   // Load every weight now, so the first step is not the one that pays for it.
-  Graph full = build_step_graph(config_, graph_options(false, false));
-  bind_weights(full, *ckpt_, be_, weights_, progress_);
+  GraphOptions all;
+  all.fused_qkv = fused_qkv_;
+  all.traits = be_.traits();
+  bind_weights(family_->build_step_graph(config_, all), *ckpt_, be_, weights_, progress_);
 }
 
 Model::~Model() = default;
 
-int32_t Model::head_row(int64_t pos) const {
-  if (config_.arch == io::Arch::Dream) return static_cast<int32_t>(pos > 0 ? pos - 1 : 0);
-  return static_cast<int32_t>(pos);
-}
-
-GraphOptions Model::graph_options(bool cfg, bool emit_logits) const {
+GraphOptions Model::graph_options(const StepRequest& r) const {
   GraphOptions o;
-  o.cfg = cfg;
-  o.emit_logits = emit_logits;
+  o.cfg = r.guided();
+  o.emit_logits = r.emit_logits;
   o.fused_qkv = fused_qkv_;
   o.traits = be_.traits();
+  o.run_layers = run_layers_;
   // A run of the first layers stands in for the middle of the model: keep them all L rows.
   o.masked_last_layer = masked_last_layer_ && (run_layers_ <= 0 || run_layers_ == config_.n_layers);
   o.first_layer = first_layer_;
@@ -90,43 +85,57 @@ GraphOptions Model::graph_options(bool cfg, bool emit_logits) const {
   return o;
 }
 
-Model::Runner& Model::runner(bool cfg, bool emit_logits) {
-  auto key = std::make_pair(cfg, emit_logits);
-  auto it = runners_.find(key);
+Model::Runner& Model::runner(const GraphOptions& o) {
+  auto it = runners_.find(o);
   if (it != runners_.end()) return *it->second;
   auto r = std::make_unique<Runner>();
-  io::ModelConfig c = config_;
-  if (run_layers_ > 0) c.n_layers = run_layers_;
-  r->graph = build_step_graph(c, graph_options(cfg, emit_logits));
+  r->graph = family_->build_step_graph(config_, o);
   r->exec = std::make_unique<Executor>(be_, r->graph, bind_weights(r->graph, *ckpt_, be_, weights_, progress_));
-  return *runners_.emplace(key, std::move(r)).first->second;
+  return *runners_.emplace(o, std::move(r)).first->second;
 }
 
-const Graph& Model::graph(bool cfg, bool emit_logits) { return runner(cfg, emit_logits).graph; }
+const Graph& Model::graph(const StepRequest& r) { return runner(graph_options(r)).graph; }
 
-const MemoryPlan& Model::plan(const Dims& d, bool cfg, bool emit_logits) {
-  Runner& r = runner(cfg, emit_logits);
+const MemoryPlan& Model::plan(const Dims& d, const StepRequest& req) {
+  Runner& r = runner(graph_options(req));
   return r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_, tame_target_);
 }
 
-StepOutputs Model::step(const std::vector<int32_t>& tokens, const std::vector<int32_t>* uncond,
-                        const std::vector<int32_t>& pos, const SampleParams& p, bool emit_logits, StepStats* stats) {
+StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   auto t0 = std::chrono::steady_clock::now();
+  MOSAIC_CHECK(req.tokens != nullptr, "step: no token sequence given");
+  const std::vector<int32_t>& tokens = *req.tokens;
   const int64_t L = static_cast<int64_t>(tokens.size());
   for (int32_t t : tokens)
     MOSAIC_CHECK(t >= 0 && t < config_.embedding_size, "token id {} is outside the model's embedding (size {})", t,
                  config_.embedding_size);
-  const bool cfg = uncond != nullptr;
-  Runner& r = runner(cfg, emit_logits);
-  Dims d{L, static_cast<int64_t>(pos.size())};
+  MOSAIC_CHECK(!req.guided() || req.tokens_uncond->size() == tokens.size(),
+               "step: the guidance sequence has {} tokens, the sequence {}", req.tokens_uncond->size(), L);
+  for (int32_t p : req.head_pos)
+    MOSAIC_CHECK(p >= 0 && p < L, "step: head position {} is outside the {}-token sequence", p, L);
+  Runner& r = runner(graph_options(req));
+  Dims d{L, static_cast<int64_t>(req.head_pos.size())};
   const MemoryPlan& plan = r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_, tame_target_);
-  be_.reserve_arena(plan.arena_bytes());
-  std::vector<int32_t> rows(pos.size());
-  for (size_t i = 0; i < pos.size(); ++i) rows[i] = head_row(pos[i]);
-  StepInputs in{&tokens, uncond, &rows, &pos, hidden_in_};
-  StepOutputs out;
+  be_.reserve_arena(plan.arena_bytes(), plan.persistent_bytes());
+
+  std::vector<int32_t> rows(req.head_pos.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(family_->head_row(req.head_pos[i]));
+  InputBindings in{{"tokens", HostInput::of(tokens)}, {"head_rows", HostInput::of(rows)},
+                   {"head_pos", HostInput::of(req.head_pos)}};
+  if (req.guided()) in["tokens_uncond"] = HostInput::of(*req.tokens_uncond);
+  if (req.hidden_in) in["hidden"] = HostInput::of(*req.hidden_in);
+  OutputBuffers buffers;
   r.exec->set_op_times(op_times_);
-  r.exec->run(plan, in, p, &out);
+  r.exec->run(plan, in, req.sample, &buffers);
+
+  StepOutputs out;
+  if (buffers.has("token")) {
+    out.token = buffers.as<int32_t>("token");
+    out.conf = buffers.as<float>("conf");
+    out.order = buffers.as<int32_t>("order");
+  }
+  if (buffers.has("logits")) out.logits = buffers.as<float>("logits");
+  if (buffers.has("hidden")) out.hidden = buffers.at("hidden");
   if (stats) {
     stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     stats->arena_bytes = plan.arena_bytes();

@@ -1,6 +1,7 @@
 #pragma once
-// A loaded model: its config, its resident weights on a backend, and one step graph per
-// variant (plain, guided, logits-emitting) with its plan cache and executor.
+// A loaded model: its family and config, its resident weights on a backend, and one step
+// graph per set of graph options, each with its plan cache and executor. A step is a
+// request: the sequence, the positions whose predictions the sampler wants, how to sample.
 #include <functional>
 #include <map>
 #include <memory>
@@ -11,7 +12,8 @@
 #include "backend/executor.h"
 #include "graph/graph.h"
 #include "io/model_config.h"
-#include "models/step_graph.h"
+#include "models/blocks.h"
+#include "models/family.h"
 #include "plan/memory_plan.h"
 
 namespace mosaic {
@@ -30,6 +32,27 @@ struct StepStats {
   std::vector<int> chunks;
 };
 
+// One denoising step. The graph it runs follows from the request (guidance, logits) and the
+// model's settings (segment, masked last layer, layers run); each combination has its own
+// cached graph.
+struct StepRequest {
+  const std::vector<int32_t>* tokens = nullptr;         // the sequence, [L]
+  const std::vector<int32_t>* tokens_uncond = nullptr;  // non-null: guidance against this sequence
+  std::vector<int32_t> head_pos;  // positions whose predictions are wanted (the mask-only head's M rows)
+  SampleParams sample;
+  bool emit_logits = false;  // the head returns logits [M, V] instead of tokens and confidences
+  const std::vector<std::byte>* hidden_in = nullptr;  // a segment after the first: the hidden state [L, d]
+  bool guided() const { return tokens_uncond != nullptr; }
+};
+
+struct StepOutputs {
+  std::vector<int32_t> token;     // [M]: the token each head row would commit
+  std::vector<float> conf;        // [M]: its confidence
+  std::vector<int32_t> order;     // [M]: rows by confidence, most confident first (ties: lower row)
+  std::vector<float> logits;      // [M, V], for requests that emit logits
+  std::vector<std::byte> hidden;  // [L, d], from a segment that stops before the last layer
+};
+
 class Model {
  public:
   // `run_layers` > 0 runs steps through only the first layers (all weights still load):
@@ -38,12 +61,10 @@ class Model {
   ~Model();
 
   const io::ModelConfig& config() const { return config_; }
+  const ModelFamily& family() const { return *family_; }
   const std::string& dir() const { return dir_; }
   Backend& backend() { return be_; }
   bool fused_qkv() const { return fused_qkv_; }
-
-  // The hidden row whose logits predict position `pos` (Dream shifts by one).
-  int32_t head_row(int64_t pos) const;
 
   // Bytes the arena may use; the chunk search fits every step under it.
   void set_activation_budget(size_t bytes) { budget_ = bytes; }
@@ -57,25 +78,20 @@ class Model {
   double tame_target() const { return tame_target_; }
 
   // Off: the last layer runs all L rows like the others (for comparing the two paths).
-  // Set before the first step.
   void set_masked_last_layer(bool on) { masked_last_layer_ = on; }
   // Run only layers [first, end) of each step (end -1: to the last); see GraphOptions. A
-  // segment after the first needs set_hidden_in; one before the last returns
-  // StepOutputs::hidden instead of tokens. Set before the first step.
+  // segment after the first needs StepRequest::hidden_in; one before the last returns
+  // StepOutputs::hidden instead of tokens.
   void set_segment(int first, int end) { first_layer_ = first, end_layer_ = end; }
-  void set_hidden_in(const std::vector<std::byte>* h) { hidden_in_ = h; }
   // Non-null: steps add per-node wall times here (see Executor::set_op_times).
   void set_op_times(OpTimes* t) { op_times_ = t; }
 
-  GraphOptions graph_options(bool cfg, bool emit_logits) const;
-  const Graph& graph(bool cfg, bool emit_logits);
-  const MemoryPlan& plan(const Dims& d, bool cfg, bool emit_logits);
+  // The graph options, graph and plan a request of this kind runs with.
+  GraphOptions graph_options(const StepRequest& r) const;
+  const Graph& graph(const StepRequest& r = {});
+  const MemoryPlan& plan(const Dims& d, const StepRequest& r = {});
 
-  // One forward pass + per-row sampling for the head positions `pos` (sorted).
-  // `uncond` non-null runs classifier-free guidance with p.cfg_scale.
-  StepOutputs step(const std::vector<int32_t>& tokens, const std::vector<int32_t>* uncond,
-                   const std::vector<int32_t>& pos, const SampleParams& p, bool emit_logits = false,
-                   StepStats* stats = nullptr);
+  StepOutputs step(const StepRequest& r, StepStats* stats = nullptr);
 
  private:
   struct Runner {
@@ -83,15 +99,16 @@ class Model {
     std::unique_ptr<Executor> exec;
     PlanCache plans;
   };
-  Runner& runner(bool cfg, bool emit_logits);
+  Runner& runner(const GraphOptions& o);
 
   std::string dir_;
   Backend& be_;
   io::ModelConfig config_;
+  const ModelFamily* family_ = nullptr;
   std::unique_ptr<io::Checkpoint> ckpt_;
   bool fused_qkv_ = false;
   std::map<std::string, const void*> weights_;  // checkpoint name -> resident copy
-  std::map<std::pair<bool, bool>, std::unique_ptr<Runner>> runners_;
+  std::map<GraphOptions, std::unique_ptr<Runner>> runners_;
   size_t budget_ = SIZE_MAX;
   int64_t chunk_min_rows_ = kTameMinRows;
   double tame_target_ = kTameTarget;
@@ -100,9 +117,7 @@ class Model {
   bool masked_last_layer_ = true;
   OpTimes* op_times_ = nullptr;
   int first_layer_ = 0, end_layer_ = -1;
-  const std::vector<std::byte>* hidden_in_ = nullptr;
 };
-
 
 // Uploads the weights graph `g` names, once per checkpoint tensor, checking shapes and
 // dtypes; returns per-tensor pointers for an Executor.

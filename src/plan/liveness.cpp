@@ -35,6 +35,10 @@ std::vector<Lifetime> compute_lifetimes(const Graph& g, const Dims& d, const std
   for (size_t t = 0; t < g.tensors.size(); ++t) {
     const TensorDesc& td = g.tensors[t];
     Lifetime& l = life[t];
+    if (td.kind == TensorKind::Persistent) {  // held whether or not this step touches it
+      l.first = 0;
+      l.last = last_node;
+    }
     if (td.kind == TensorKind::Weight || l.first < 0) {
       l = Lifetime{};
       continue;

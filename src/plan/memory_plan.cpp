@@ -140,7 +140,9 @@ MemoryPlan make_plan(const Graph& g, const Dims& d, std::vector<int64_t> chunk_r
     p.chunks[r] = static_cast<int>(g.chunk_count(static_cast<int>(r), d, p.chunk_rows[r]));
   p.act_size = act_size;
   p.life = compute_lifetimes(g, d, p.chunk_rows, act_size);
-  p.placement = plan_offsets(p.life);
+  std::vector<bool> persistent(g.tensors.size());
+  for (size_t t = 0; t < g.tensors.size(); ++t) persistent[t] = g.tensors[t].kind == TensorKind::Persistent;
+  p.placement = plan_offsets(p.life, kTensorAlignment, persistent);
   p.live = live_bytes_per_node(p.life, g.nodes.size());
   Peak pk = find_peak(p.live);
   p.peak_live = pk.bytes;

@@ -30,6 +30,8 @@ struct MemoryPlan {
   std::vector<std::string> search_log;  // what the chunk search did, for `info --plan`
 
   size_t arena_bytes() const { return placement.arena_bytes; }
+  // The arena's prefix holding persistent tensors: must survive between steps.
+  size_t persistent_bytes() const { return placement.persistent_bytes; }
   // Peak over the time-weighted average: what a memory-over-time trace of the step shows.
   double peak_to_average() const { return avg_live_timed > 0 ? peak_live / avg_live_timed : 0.0; }
   double peak_to_node_average() const { return avg_live > 0 ? peak_live / avg_live : 0.0; }

@@ -48,7 +48,7 @@ TEST(CpuKernels, AccumulatingProductEqualsProductThenAdd) {
       std::vector<float> product(static_cast<size_t>(rows * n));
       cpu::matmul(a.data(), rows, k, w.data(), b, n, product.data());
       std::vector<float> expect = x;
-      cpu::add_inplace(expect.data(), product.data(), rows * n);
+      for (size_t i = 0; i < expect.size(); ++i) expect[i] += product[i];
       std::vector<float> got = x;
       cpu::matmul(a.data(), rows, k, w.data(), b, n, got.data(), true);
       EXPECT_EQ(got, expect) << "rows " << rows << (b ? " with bias" : "");

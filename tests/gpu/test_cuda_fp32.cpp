@@ -14,6 +14,7 @@
 #include "decode/llada_sampler.h"
 #include "golden_case.h"
 #include "models/model.h"
+#include "step_request.h"
 #include "test_util.h"
 
 namespace mosaic {
@@ -70,8 +71,8 @@ TEST(CudaFp32, LogitsMatchTheCpuBackendToFp32Rounding) {
       t[i] = i >= L / 2 && i % 3 == 0 ? 399 : static_cast<int32_t>((i * 37 + 11) % 394);
       pos[i] = static_cast<int32_t>(i);
     }
-    auto a = mc.step(t, nullptr, pos, SampleParams{}, true).logits;
-    auto b = mg.step(t, nullptr, pos, SampleParams{}, true).logits;
+    auto a = mc.step(test::logits_request(t, pos)).logits;
+    auto b = mg.step(test::logits_request(t, pos)).logits;
     ASSERT_EQ(a.size(), b.size());
     EXPECT_LT(max_rel_err(b, a), 1e-5) << "L=" << L;
   }

@@ -142,7 +142,7 @@ TEST(CudaKernels, RopeVectorFormEqualsThePairwiseFormBitForBit) {
   }
 }
 
-TEST(CudaKernels, SwiGluAddEmbedGather) {
+TEST(CudaKernels, SwiGluEmbedGather) {
   const int64_t n = 8 * 1000;
   auto g = random_bf16(n, 2.f), u = random_bf16(n);
   Dev<uint16_t> dg(g.bits), du(u.bits);
@@ -150,12 +150,6 @@ TEST(CudaKernels, SwiGluAddEmbedGather) {
   std::vector<float> ref = g.f;
   cpu::swiglu(ref.data(), u.f.data(), n);
   EXPECT_LT(rel_err(to_float(dg.get()), ref), 1e-2);
-
-  Dev<uint16_t> dx(g.bits);
-  cuda::add_inplace(B(dx.p), B(du.p), n, 0);
-  ref = g.f;
-  cpu::add_inplace(ref.data(), u.f.data(), n);
-  EXPECT_LT(rel_err(to_float(dx.get()), ref), 1e-2);
 
   const int64_t rows = 50, d = 128, table_rows = 300;
   auto table = random_bf16(table_rows * d);
@@ -210,8 +204,12 @@ TEST(CudaKernels, SampleRowsGivesTheCpuTokensOnTheSameLogits) {
   Dev<float> dl(logits);
   Dev<int32_t> dpos(pos);
   for (double temp : {0.0, 0.7, 1.0})
-    for (Remasking rm : {Remasking::LowConfidence, Remasking::Random}) {
-      SampleParams p{temp, rm, 42, 7, 0.f};
+    for (Confidence rm : {Confidence::Probability, Confidence::Random}) {
+      SampleParams p;
+      p.temperature = temp;
+      p.confidence = rm;
+      p.seed = 42;
+      p.step = 7;
       Dev<int32_t> dtok(rows);
       Dev<float> dconf(rows);
       cuda::sample_rows(dl.p, rows, vocab, dpos.p, p, dtok.p, dconf.p, 0);

@@ -12,6 +12,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "models/model.h"
 #include "golden_case.h"
+#include "step_request.h"
 #include "test_util.h"
 
 namespace mosaic {
@@ -49,8 +50,8 @@ TEST(CudaModel, LogitsMatchTheCpuBackend) {
   for (int64_t L : {20, 77, 300}) {
     auto t = sample_tokens(L);
     auto pos = iota_pos(t.size());
-    auto a = mc.step(t, nullptr, pos, SampleParams{}, true).logits;
-    auto b = mg.step(t, nullptr, pos, SampleParams{}, true).logits;
+    auto a = mc.step(test::logits_request(t, pos)).logits;
+    auto b = mg.step(test::logits_request(t, pos)).logits;
     ASSERT_EQ(a.size(), b.size());
     EXPECT_LT(rel_err(b, a), 1e-2) << "L=" << L;
   }
@@ -62,15 +63,16 @@ TEST(CudaModel, ChunkedEqualsUnchunkedOnTheGpu) {
   auto t = sample_tokens(L);
   auto pos = iota_pos(t.size());
   Model plain(tiny(), *gpu);
-  SampleParams sp{0.0, Remasking::LowConfidence, 1, 0, 0.f};
+  SampleParams sp;
+  sp.seed = 1;
   Dims d{L, L};
-  const size_t full = plain.plan(d, false, false).arena_bytes();
-  StepOutputs a = plain.step(t, nullptr, pos, sp);
+  const size_t full = plain.plan(d).arena_bytes();
+  StepOutputs a = plain.step(test::sample_request(t, pos, sp));
   Model chunked(tiny(), *gpu);
   chunked.set_activation_budget(full / 2);
-  const MemoryPlan& p = chunked.plan(d, false, false);
+  const MemoryPlan& p = chunked.plan(d);
   ASSERT_GT(*std::max_element(p.chunks.begin(), p.chunks.end()), 1);
-  StepOutputs b = chunked.step(t, nullptr, pos, sp);
+  StepOutputs b = chunked.step(test::sample_request(t, pos, sp));
   // Chunks change GEMM shapes (and so bf16 rounding paths) but not the math: tokens agree
   // wherever the CPU's decision margin is not inside bf16 noise; require near-total agreement.
   int same = 0;

@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "golden_case.h"
+#include "step_request.h"
 #include "test_util.h"
 
 namespace mosaic {
@@ -46,7 +47,7 @@ RefLogits load_reference_logits() {
 std::vector<float> engine_logits(Model& m, const std::vector<int32_t>& tokens) {
   std::vector<int32_t> pos(tokens.size());
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
-  return m.step(tokens, nullptr, pos, SampleParams{}, /*emit_logits=*/true).logits;
+  return m.step(test::logits_request(tokens, pos)).logits;
 }
 
 double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
@@ -95,10 +96,10 @@ TEST(LladaGolden, MaskedLastLayerGivesTheRowsOfTheFullOne) {
   Model full(tiny().string(), *be);
   full.set_masked_last_layer(false);
   Model masked(tiny().string(), *be);
-  ASSERT_TRUE(masked.graph_options(false, true).masked_last_layer);
-  ASSERT_FALSE(full.graph_options(false, true).masked_last_layer);
-  std::vector<float> a = full.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits;
-  std::vector<float> b = masked.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits;
+  ASSERT_TRUE(masked.graph_options(test::logits_kind()).masked_last_layer);
+  ASSERT_FALSE(full.graph_options(test::logits_kind()).masked_last_layer);
+  std::vector<float> a = full.step(test::logits_request(ref.tokens, pos)).logits;
+  std::vector<float> b = masked.step(test::logits_request(ref.tokens, pos)).logits;
   ASSERT_EQ(a.size(), pos.size() * static_cast<size_t>(ref.vocab));
   EXPECT_LT(rel_error(b, a), 1e-6);
   std::vector<float> want;
@@ -108,10 +109,10 @@ TEST(LladaGolden, MaskedLastLayerGivesTheRowsOfTheFullOne) {
 
   Model chunked(tiny().string(), *be);
   const Dims d{L, static_cast<int64_t>(pos.size())};
-  chunked.set_activation_budget(masked.plan(d, false, true).arena_bytes() * 8 / 10);
-  const MemoryPlan& p = chunked.plan(d, false, true);
+  chunked.set_activation_budget(masked.plan(d, test::logits_kind()).arena_bytes() * 8 / 10);
+  const MemoryPlan& p = chunked.plan(d, test::logits_kind());
   ASSERT_GT(*std::max_element(p.chunks.begin(), p.chunks.end()), 1) << "the budget should force chunking";
-  EXPECT_LT(rel_error(chunked.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits, a), 1e-6);
+  EXPECT_LT(rel_error(chunked.step(test::logits_request(ref.tokens, pos)).logits, a), 1e-6);
 }
 
 TEST(LladaGolden, SegmentedStepEqualsTheWholeStep) {
@@ -123,21 +124,20 @@ TEST(LladaGolden, SegmentedStepEqualsTheWholeStep) {
   Model whole(tiny().string(), *be);
   const int n = whole.config().n_layers;
   ASSERT_GE(n, 2);
-  std::vector<float> want = whole.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits;
+  std::vector<float> want = whole.step(test::logits_request(ref.tokens, pos)).logits;
 
   Model first(tiny().string(), *be), rest(tiny().string(), *be);
   first.set_segment(0, 1);
-  StepOutputs a = first.step(ref.tokens, nullptr, pos, SampleParams{}, true);
+  StepOutputs a = first.step(test::logits_request(ref.tokens, pos));
   EXPECT_TRUE(a.logits.empty()) << "a segment that stops early runs no head";
   ASSERT_EQ(a.hidden.size(), ref.tokens.size() * static_cast<size_t>(whole.config().d_model) * sizeof(float));
   rest.set_segment(1, -1);
-  EXPECT_THROW(rest.step(ref.tokens, nullptr, pos, SampleParams{}, true), Error) << "no hidden state given";
-  rest.set_hidden_in(&a.hidden);
-  EXPECT_LT(rel_error(rest.step(ref.tokens, nullptr, pos, SampleParams{}, true).logits, want), 1e-6);
+  EXPECT_THROW(rest.step(test::logits_request(ref.tokens, pos)), Error) << "no hidden state given";
+  EXPECT_LT(rel_error(rest.step(test::logits_request(ref.tokens, pos, &a.hidden)).logits, want), 1e-6);
 
   std::vector<std::byte> short_state(a.hidden.begin(), a.hidden.end() - 4);
-  rest.set_hidden_in(&short_state);
-  EXPECT_THROW(rest.step(ref.tokens, nullptr, pos, SampleParams{}, true), Error) << "a hidden state of the wrong size";
+  EXPECT_THROW(rest.step(test::logits_request(ref.tokens, pos, &short_state)), Error)
+      << "a hidden state of the wrong size";
 }
 
 TEST(LladaGolden, ChunkedStepEqualsUnchunked) {
@@ -149,16 +149,19 @@ TEST(LladaGolden, ChunkedStepEqualsUnchunked) {
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
   const Dims d{static_cast<int64_t>(pos.size()), static_cast<int64_t>(pos.size())};
   for (double temperature : {0.0, 0.8}) {
-    SampleParams sp{temperature, Remasking::LowConfidence, 5, 3, 0.f};
+    SampleParams sp;
+    sp.temperature = temperature;
+    sp.seed = 5;
+    sp.step = 3;
     Model plain(tiny().string(), *be);
-    const size_t full = plain.plan(d, false, false).arena_bytes();
-    StepOutputs a = plain.step(ref.tokens, nullptr, pos, sp);
+    const size_t full = plain.plan(d).arena_bytes();
+    StepOutputs a = plain.step(test::sample_request(ref.tokens, pos, sp));
     Model chunked(tiny().string(), *be);
     chunked.set_activation_budget(full * 7 / 10);
-    const MemoryPlan& p = chunked.plan(d, false, false);
+    const MemoryPlan& p = chunked.plan(d);
     EXPECT_LE(p.arena_bytes(), full * 7 / 10);
     ASSERT_GT(*std::max_element(p.chunks.begin(), p.chunks.end()), 1) << "the budget should force chunking";
-    StepOutputs b = chunked.step(ref.tokens, nullptr, pos, sp);
+    StepOutputs b = chunked.step(test::sample_request(ref.tokens, pos, sp));
     EXPECT_EQ(a.token, b.token);
     EXPECT_EQ(a.order, b.order);
     for (size_t i = 0; i < a.conf.size(); ++i) EXPECT_NEAR(a.conf[i], b.conf[i], 1e-6);
@@ -188,7 +191,7 @@ TEST(LladaGolden, GenerationsHoldUnderChunking) {
   size_t longest = 0;
   for (const auto& c : g["cases"]) {
     int64_t L = static_cast<int64_t>(c["prompt_tokens"].size()) + c["gen_length"].get<int64_t>();
-    longest = std::max(longest, m.plan(Dims{L, c["block_length"].get<int64_t>()}, false, false).arena_bytes());
+    longest = std::max(longest, m.plan(Dims{L, c["block_length"].get<int64_t>()}).arena_bytes());
   }
   m.set_activation_budget(longest * 7 / 10);
   for (const auto& c : g["cases"]) {
@@ -247,7 +250,7 @@ TEST(LladaLoad, TokenOutsideTheVocabularyIsRefused) {
   auto be = make_cpu_backend();
   Model m(tiny().string(), *be);
   std::vector<int32_t> tokens = {1, 2, static_cast<int32_t>(m.config().embedding_size)};
-  EXPECT_THROW(m.step(tokens, nullptr, {0}, SampleParams{}), Error);
+  EXPECT_THROW(m.step(test::sample_request(tokens, {0}, SampleParams{})), Error);
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "io/model_config.h"
-#include "models/step_graph.h"
+#include "models/family.h"
 #include "plan/memory_plan.h"
 
 namespace mosaic {
@@ -71,7 +71,7 @@ Graph random_graph(std::mt19937& rng) {
     std::vector<int> locals;
     int n_nodes = 1 + static_cast<int>(rng() % 5);
     for (int i = 0; i < n_nodes; ++i) {
-      Node n{Op::AddInPlace, {}, {}};
+      Node n{Op::SwiGlu, {}, {}};
       int out;
       if (rng() % 2 == 0 || on_m) {
         out = g.add_tensor({"l", TensorKind::Activation, ElemType::Act, rows,
@@ -122,14 +122,14 @@ TEST(MemoryPlan, RandomGraphsAndDimsKeepInvariants) {
 }
 
 io::ModelConfig llada8b() {
-  return io::parse_model_config(nlohmann::json::parse(R"({"model_type":"llada","d_model":4096,"n_layers":32,
+  return parse_model_config(nlohmann::json::parse(R"({"model_type":"llada","d_model":4096,"n_layers":32,
     "n_heads":32,"n_kv_heads":32,"mlp_hidden_size":12288,"vocab_size":126464,"embedding_size":126464,
     "rope_theta":500000.0,"rms_norm_eps":1e-5,"mask_token_id":126336,"max_sequence_length":4096})"),
                                 "llada-8b");
 }
 
 io::ModelConfig dream7b() {
-  return io::parse_model_config(nlohmann::json::parse(R"({"model_type":"Dream","hidden_size":3584,
+  return parse_model_config(nlohmann::json::parse(R"({"model_type":"Dream","hidden_size":3584,
     "num_hidden_layers":28,"num_attention_heads":28,"num_key_value_heads":4,"intermediate_size":18944,
     "vocab_size":152064,"rope_theta":1000000.0,"rms_norm_eps":1e-6,"mask_token_id":151666})"),
                                 "dream-7b");

@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -135,13 +135,18 @@ def tiny_llada(vocab_size: int = 400, mask_token_id: int = 399, eos_token_id: in
     return c
 
 
-def tiny_dream() -> dict:
+def tiny_dream(vocab_size: int = 512, mask_token_id: int = 500, bos_token_id: int = 497,
+               eos_token_id: int = 498) -> dict:
+    """The Dream fixture geometry (tests/fixtures/dream_tiny): Qwen2 with GQA, q/k/v biases,
+    untied head, rope_theta 1e6 as Dream-7B; vocab_size past the special ids as Dream's
+    152064 > 151667 tokens."""
     c = copy.deepcopy(DREAM_7B)
     c.update({
         "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "vocab_size": 448, "max_position_embeddings": 512,
-        "max_window_layers": 2, "mask_token_id": 447, "bos_token_id": 440, "eos_token_id": 440,
-        "pad_token_id": 440, "rope_theta": 10000.0,
+        "num_key_value_heads": 2, "vocab_size": vocab_size, "max_position_embeddings": 2048,
+        "max_window_layers": 2, "mask_token_id": mask_token_id, "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id, "pad_token_id": eos_token_id, "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-06, "tie_word_embeddings": False, "hidden_act": "silu", "rope_scaling": None,
     })
     return c
 
@@ -236,14 +241,18 @@ def tensor_specs(cfg: dict, dtype: torch.dtype, fused_qkv: bool = False) -> List
     return S
 
 
-def init_tensor(spec: Spec, seed: int, index: int, device="cpu") -> torch.Tensor:
-    """One tensor with its own generator (seed, index): independent of sharding/order of writes."""
+def init_tensor(spec: Spec, seed: int, index: int, device="cpu",
+                std_scale: Optional[Dict[str, float]] = None) -> torch.Tensor:
+    """One tensor with its own generator (seed, index): independent of sharding/order of writes.
+    std_scale multiplies the std of the kinds it names (embed, linear, head, norm, bias)."""
     name, shape, dtype, kind, fan_in = spec
     dev = torch.device(device)
     g = torch.Generator(device=dev)
     g.manual_seed((int(seed) * 1000003 + index * 7919 + 17) % (2**63 - 1))
     std = {"embed": 1.0, "linear": 1.0 / math.sqrt(fan_in), "head": 1.0 / math.sqrt(fan_in),
            "norm": 0.05, "bias": 0.02}[kind]
+    if std_scale:
+        std *= float(std_scale.get(kind, 1.0))
     # Generate in float32 when the target is a float type torch's CPU normal_ may not cover.
     gen_dtype = dtype if (dev.type == "cuda" or dtype in (torch.float32, torch.float64)) else torch.float32
     t = torch.empty(shape, dtype=gen_dtype, device=dev)
@@ -260,7 +269,7 @@ def random_tensors(cfg: dict, dtype, device="cpu", seed: int = 0, fused_qkv: boo
 
 
 def write(cfg: dict, out: str, seed: int = 0, dtype="bf16", device="cpu", shard_gb: float = 5.0,
-          fused_qkv: bool = False, log=print) -> None:
+          fused_qkv: bool = False, log=print, std_scale: Optional[Dict[str, float]] = None) -> None:
     dt = st_io.parse_dtype(dtype)
     specs = tensor_specs(cfg, dt, fused_qkv)
     os.makedirs(out, exist_ok=True)
@@ -272,7 +281,7 @@ def write(cfg: dict, out: str, seed: int = 0, dtype="bf16", device="cpu", shard_
         f.write("\n")
     t0 = time.time()
     st_io.write_checkpoint(out, [(s[0], s[1], s[2]) for s in specs],
-                           lambda i: init_tensor(specs[i], seed, i, device),
+                           lambda i: init_tensor(specs[i], seed, i, device, std_scale),
                            int(shard_gb * (1 << 30)), log=log)
     if log:
         n = sum(math.prod(s[1]) for s in specs)

@@ -1,4 +1,4 @@
-"""Counter-based uniform noise, bit-identical to src/decode/counter_noise.h.
+"""Counter-based uniform noise, bit-identical to src/sampling/counter_noise.h.
 
 The official LLaDA sampler draws its noise with torch.rand_like over the whole
 (L x V) logits tensor, so a draw depends on the tensor's layout and on every
@@ -18,7 +18,10 @@ Spec (uint64 arithmetic mod 2^64):
         h = splitmix64(h ^ pos);    h = splitmix64(h ^ col)
         return ((h >> 11) + 0.5) * 2**-53          # float64 in the open interval (0, 1)
 
-Streams: GUMBEL = 1 (col = vocab id), REMASK = 2 (col = 0).
+Streams: GUMBEL = 1 (col = vocab id; LLaDA's gumbel noise and Dream's categorical token
+draw), REMASK = 2 (col = 0; LLaDA random remasking), 3 = make_model_goldens.py's eval
+masks, ORIGIN = 4 (col = 0; Dream alg 'origin': does a masked position transfer),
+ALG = 5 (col = 0; Dream alg_temp > 0: the multinomial selection of the positions).
 step = the global step index (0-based, counting across blocks); pos = absolute
 position in the sequence (prompt included).
 
@@ -47,6 +50,8 @@ import numpy as np
 
 GUMBEL = 1
 REMASK = 2
+ORIGIN = 4
+ALG = 5
 
 _MASK64 = (1 << 64) - 1
 _C0 = 0x9E3779B97F4A7C15

@@ -27,7 +27,7 @@ class CpuBackend final : public Backend {
   }
   const BackendTraits& traits() const override { return traits_; }
 
-  void reserve_arena(size_t bytes) override { arena_.reserve(bytes); }
+  void reserve_arena(size_t bytes, size_t keep) override { arena_.reserve(bytes, keep); }
   std::byte* arena() override { return arena_.data(); }
   size_t arena_mapped_bytes() const override { return arena_.capacity(); }
 
@@ -77,7 +77,6 @@ class CpuBackend final : public Backend {
     cpu::attention(f(q), rows, f(k), f(v), kv_rows, heads, kv_heads, hd, scale, f(out), f(workspace));
   }
   void swiglu(void* g, const void* u, int64_t n) override { cpu::swiglu(f(g), f(u), n); }
-  void add_inplace(void* x, const void* y, int64_t n) override { cpu::add_inplace(f(x), f(y), n); }
   void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
     cpu::gather_rows(f(x), d, idx, rows, f(out));
   }

@@ -20,11 +20,6 @@ void swiglu(float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-void add_inplace(float* x, const float* y, int64_t n) {
-#pragma omp parallel for
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
-
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) {
 #pragma omp parallel for
   for (int64_t i = 0; i < n; ++i) cond[i] = uncond[i] + (scale + 1.0f) * (cond[i] - uncond[i]);

@@ -21,7 +21,6 @@ constexpr int64_t kAttentionTile = 64;
 void attention(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
                int kv_heads, int hd, float scale, float* out, float* workspace);
 void swiglu(float* g, const float* u, int64_t n);
-void add_inplace(float* x, const float* y, int64_t n);
 void gather_rows(const float* x, int64_t d, const int32_t* idx, int64_t rows, float* out);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale);
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
 #include "backend/cuda/kernels.h"
@@ -85,7 +86,9 @@ class CudaBackend final : public Backend {
 
   const BackendTraits& traits() const override { return traits_; }
 
-  void reserve_arena(size_t bytes) override {
+  void reserve_arena(size_t bytes, size_t keep) override {
+    // The virtual-memory arena never moves: growing or shrinking keeps every page below `keep`.
+    MOSAIC_CHECK(keep <= bytes, "arena: {} B to keep is more than the {} B reserved", keep, bytes);
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     // Keep up to a quarter extra mapped so that steps whose M shrinks by a few rows do not
     // unmap and remap pages every time.
@@ -190,10 +193,6 @@ class CudaBackend final : public Backend {
     if (f32_) cuda::swiglu_f32(f(g), f(u), n, stream_);
     else cuda::swiglu(b(g), b(u), n, stream_);
   }
-  void add_inplace(void* x, const void* y, int64_t n) override {
-    if (f32_) cuda::add_inplace_f32(f(x), f(y), n, stream_);
-    else cuda::add_inplace(b(x), b(y), n, stream_);
-  }
   void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
     embed(idx, rows, x, d, out);
   }
@@ -202,7 +201,24 @@ class CudaBackend final : public Backend {
   }
   void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
                    int32_t* token, float* conf) override {
-    cuda::sample_rows(logits, rows, vocab, pos, p, token, conf, stream_);
+    if (p.rule == TokenRule::Llada) {
+      cuda::sample_rows(logits, rows, vocab, pos, p, token, conf, stream_);
+      return;
+    }
+    // Dream's rule (filters, margin, entropy) runs on the host for now: the M x V logits cross
+    // PCIe once per step, which costs a few ms at Dream-7B's vocabulary.
+    const size_t n = static_cast<size_t>(rows);
+    host_logits_.resize(n * static_cast<size_t>(vocab));
+    host_pos_.resize(n);
+    host_token_.resize(n);
+    host_conf_.resize(n);
+    download(host_logits_.data(), logits, host_logits_.size() * 4);
+    download(host_pos_.data(), pos, n * 4);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    cpu::sample_rows(host_logits_.data(), rows, vocab, host_pos_.data(), p, host_token_.data(), host_conf_.data());
+    upload(token, host_token_.data(), n * 4);
+    upload(conf, host_conf_.data(), n * 4);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vectors are reused
   }
   void rank_rows(const float* conf, int64_t n, int32_t* order) override {
     if (n <= cuda::kMaxRankRows) {
@@ -264,8 +280,8 @@ class CudaBackend final : public Backend {
 #ifdef MOSAIC_CUDNN
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
 #endif
-  std::vector<float> host_conf_;
-  std::vector<int32_t> host_order_;
+  std::vector<float> host_conf_, host_logits_;
+  std::vector<int32_t> host_order_, host_pos_, host_token_;
 };
 
 }  // namespace

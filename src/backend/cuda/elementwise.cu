@@ -183,16 +183,6 @@ __global__ void swiglu_kernel(bf16* __restrict__ g, const bf16* __restrict__ u, 
   }
 }
 
-__global__ void add_kernel(bf16* __restrict__ x, const bf16* __restrict__ y, int64_t n_vec) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n_vec;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    Vec8 a = reinterpret_cast<Vec8*>(x)[i], b = reinterpret_cast<const Vec8*>(y)[i], out;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) out.h[j] = __hadd2(a.h[j], b.h[j]);
-    reinterpret_cast<Vec8*>(x)[i] = out;
-  }
-}
-
 __global__ void cfg_kernel(float* __restrict__ cond, const float* __restrict__ uncond, int64_t n, float scale) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -267,13 +257,6 @@ void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s) {
   if (n == 0) return;
   check_vec(n, "swiglu");
   swiglu_kernel<<<grid_for(n / kVec, 256), 256, 0, s>>>(g, u, n / kVec);
-  CUDA_CHECK_LAUNCH();
-}
-
-void add_inplace(bf16* x, const bf16* y, int64_t n, cudaStream_t s) {
-  if (n == 0) return;
-  check_vec(n, "add");
-  add_kernel<<<grid_for(n / kVec, 256), 256, 0, s>>>(x, y, n / kVec);
   CUDA_CHECK_LAUNCH();
 }
 

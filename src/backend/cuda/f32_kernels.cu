@@ -55,12 +55,6 @@ __global__ void swiglu_f32_kernel(float* __restrict__ g, const float* __restrict
     g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-__global__ void add_f32_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    x[i] += y[i];
-}
-
 // One warp per (query row, head): scores against every key, exact max first, then the
 // softmax-weighted sum of values; each lane owns hd/32 output dims. Never stores scores.
 constexpr int kMaxDimsPerLane = 8;  // hd <= 256
@@ -122,12 +116,6 @@ void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const flo
 void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s) {
   if (n == 0) return;
   swiglu_f32_kernel<<<grid_for(n, 256), 256, 0, s>>>(g, u, n);
-  CUDA_CHECK_LAUNCH();
-}
-
-void add_inplace_f32(float* x, const float* y, int64_t n, cudaStream_t s) {
-  if (n == 0) return;
-  add_f32_kernel<<<grid_for(n, 256), 256, 0, s>>>(x, y, n);
   CUDA_CHECK_LAUNCH();
 }
 

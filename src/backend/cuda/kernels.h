@@ -27,7 +27,6 @@ void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* i
 void rope_pairwise(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
                    const int32_t* positions, cudaStream_t s);
 void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s);
-void add_inplace(bf16* x, const bf16* y, int64_t n, cudaStream_t s);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale, cudaStream_t s);
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
                  int32_t* token, float* conf, cudaStream_t s);
@@ -46,7 +45,6 @@ void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float
 void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
               const int32_t* positions, cudaStream_t s);
 void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s);
-void add_inplace_f32(float* x, const float* y, int64_t n, cudaStream_t s);
 void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
                    int kv_heads, int hd, float scale, float* out, cudaStream_t s);
 

@@ -7,7 +7,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
-#include "decode/counter_noise.h"
+#include "sampling/counter_noise.h"
 
 namespace mosaic::cuda {
 
@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
   b = block_best(b, best_shared);
   mx = block_reduce<true>(mx, f_shared);
 
-  if (p.remasking == Remasking::Random) {
+  if (p.confidence == Confidence::Random) {
     if (threadIdx.x == 0) {
       token[row] = static_cast<int32_t>(b.idx);
       conf[row] = static_cast<float>(counter_uniform(p.seed, kRemaskStream, p.step, position, 0));

@@ -14,7 +14,9 @@
 
 namespace mosaic {
 
-enum NoiseStream : uint64_t { kGumbelStream = 1, kRemaskStream = 2 };
+// One stream per kind of draw, so that no two draws share numbers. The eval stream (3) is
+// decode/diffusion_loss.h's; 4 and 5 are Dream's origin transfers and alg_temp selection.
+enum NoiseStream : uint64_t { kGumbelStream = 1, kRemaskStream = 2, kOriginStream = 4, kAlgStream = 5 };
 
 MOSAIC_HOST_DEVICE inline uint64_t splitmix64(uint64_t z) {
   z += 0x9E3779B97F4A7C15ull;

@@ -1,0 +1,31 @@
+#include "decode/engine.h"
+
+#include <chrono>
+
+namespace mosaic {
+
+GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, const StepCallback& on_step) {
+  GenerateResult res;
+  res.prompt_length = seq.prompt_length;
+  const auto t_start = std::chrono::steady_clock::now();
+  while (!seq.finished) {
+    StepEvent ev{seq.block, sampler.num_blocks(), seq.step, sampler.steps_per_block(), seq.global_step, 0, false, {}};
+    StepRequest r;
+    r.tokens = &seq.tokens;
+    sampler.prepare(seq, r);
+    StepOutputs out;
+    if (!r.head_pos.empty()) {
+      out = model.step(r, &ev.stats);
+      ev.ran_model = true;
+    }
+    ev.committed = sampler.commit(seq, r, out);
+    seq.advance(sampler.steps_per_block(), sampler.num_blocks());
+    res.steps.push_back(ev);
+    if (on_step) on_step(ev, seq.tokens);
+  }
+  res.tokens = seq.tokens;
+  res.total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+  return res;
+}
+
+}  // namespace mosaic

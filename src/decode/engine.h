@@ -1,0 +1,33 @@
+#pragma once
+// The engine loop: one sequence, one sampler, steps until the sequence is finished.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "decode/sampler.h"
+#include "decode/sequence.h"
+#include "models/model.h"
+
+namespace mosaic {
+
+struct StepEvent {
+  int64_t block = 0, num_blocks = 0;
+  int64_t step = 0, steps_per_block = 0;  // within the block
+  int64_t global_step = 0;
+  int64_t committed = 0;  // tokens committed by this step
+  bool ran_model = false;
+  StepStats stats;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // the whole sequence: prompt then generated
+  int64_t prompt_length = 0;
+  std::vector<StepEvent> steps;
+  double total_ms = 0;
+};
+
+using StepCallback = std::function<void(const StepEvent&, const std::vector<int32_t>& tokens)>;
+
+GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, const StepCallback& on_step = {});
+
+}  // namespace mosaic

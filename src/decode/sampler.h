@@ -1,0 +1,26 @@
+#pragma once
+// A sampler is one family's official generate() as a sequence of steps: for each step it
+// says which rows need logits and how to sample them (a StepRequest), then commits what the
+// step returned. decode/engine.h runs the loop; batching several sequences and cached
+// decoding plug in at this seam.
+#include <cstdint>
+
+#include "decode/sequence.h"
+#include "models/model.h"
+
+namespace mosaic {
+
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+  virtual int64_t num_blocks() const = 0;
+  virtual int64_t steps_per_block() const = 0;
+  // Fills the request for the sequence's current step: the head positions (none: nothing to
+  // commit, the engine skips the model), sampling parameters, guidance.
+  virtual void prepare(const Sequence& s, StepRequest& r) = 0;
+  // Writes the step's committed tokens into the sequence and returns how many; does not
+  // advance it (the engine does).
+  virtual int64_t commit(Sequence& s, const StepRequest& r, const StepOutputs& out) = 0;
+};
+
+}  // namespace mosaic

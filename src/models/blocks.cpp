@@ -1,0 +1,243 @@
+#include "models/blocks.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace mosaic {
+
+StepGraphBuilder::StepGraphBuilder(const io::ModelConfig& c, const GraphOptions& o) : c_(c), o_(o) {}
+
+int StepGraphBuilder::n_layers() const {
+  return o_.run_layers > 0 ? std::min<int>(o_.run_layers, static_cast<int>(c_.n_layers)) : static_cast<int>(c_.n_layers);
+}
+
+Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
+  const SymDim M = SymDim::masked();
+  int tokens = input("tokens", SymDim::tokens());
+  int tokens_un = o_.cfg ? input("tokens_uncond", SymDim::tokens()) : -1;
+  head_rows_ = input("head_rows", M);
+  int head_pos = input("head_pos", M);
+
+  // Each trunk hands the head only its M rows: the guided head keeps the conditional
+  // rows, not the whole [L, d] state, while the unconditional trunk runs.
+  const int end = o_.end_layer < 0 ? n_layers() : o_.end_layer;
+  MOSAIC_CHECK(o_.first_layer >= 0 && o_.first_layer < end && end <= n_layers(),
+               "layer segment [{}, {}) is not inside the model's {} layers", o_.first_layer, end, n_layers());
+  MOSAIC_CHECK(!o_.cfg || (o_.first_layer == 0 && end == n_layers()), "guidance runs whole steps only");
+  int x = trunk(tokens, "", layer, w.embed);
+  if (x < 0) {  // a segment that hands its hidden state on: no head
+    g_.validate();
+    return std::move(g_);
+  }
+  int hc = -1;
+  if (o_.cfg) {
+    hc = x;
+    x = trunk(tokens_un, "uncond.", layer, w.embed);
+  }
+
+  const int64_t V = c_.embedding_size;
+  g_.begin_region({"head", M, true, 0, -1, 1.0});
+  int head = g_.open_region;
+  int lm = weight(w.lm_head, V, d());
+  int ln_f = vec_weight(w.final_norm, d());
+  int h = local("head.hidden", head, d());
+  node(Op::RmsNorm, {{x}, {ln_f}}, {{h}}, c_.rms_eps);
+  int logits = o_.emit_logits ? output("logits", M, SymDim::constant(V), ElemType::F32)
+                              : local("head.logits", head, V, ElemType::F32);
+  if (o_.cfg) {
+    int hcl = local("head.hidden_cond", head, d());
+    node(Op::RmsNorm, {{hc}, {ln_f}}, {{hcl}}, c_.rms_eps);
+    node(Op::MatMul, {{hcl}, {lm}}, {{logits}});
+    int lu = local("head.logits_uncond", head, V, ElemType::F32);
+    node(Op::MatMul, {{h}, {lm}}, {{lu}});
+    node(Op::CfgCombine, {{logits}, {lu}}, {{logits}});
+  } else {
+    node(Op::MatMul, {{h}, {lm}}, {{logits}});
+  }
+  int conf = -1;
+  if (!o_.emit_logits) {
+    int tok = output("token", M, SymDim::constant(1), ElemType::I32);
+    conf = output("conf", M, SymDim::constant(1), ElemType::F32);
+    node(Op::SampleRows, {{logits}, {head_pos}}, {{tok}, {conf}});
+  }
+  g_.end_region();
+  if (!o_.emit_logits) {
+    // Which rows to commit is decided on the device too: only k indices need to come back.
+    g_.begin_region({"rank", M, false});
+    int order = output("order", M, SymDim::constant(1), ElemType::I32);
+    node(Op::RankRows, {{conf, true}}, {{order, true}});
+    g_.end_region();
+  }
+  g_.validate();
+  return std::move(g_);
+}
+
+// The trunk over all L rows; returns the hidden rows the head projects, [M, d], or -1 when
+// the layer segment ends before the last layer.
+int StepGraphBuilder::trunk(int tokens, const std::string& pfx, const LayerFn& layer, const std::string& embed) {
+  const SymDim L = SymDim::tokens();
+  const int end = o_.end_layer < 0 ? n_layers() : o_.end_layer;
+  const bool whole_model = end == n_layers();
+  pfx_ = pfx;
+  rows_ = L;
+  positions_ = -1;
+  if (o_.first_layer > 0) {
+    x_ = g_.add_tensor({"hidden", whole_model ? TensorKind::Input : TensorKind::InOut, ElemType::Act, L,
+                        SymDim::constant(d())});
+  } else {
+    x_ = act(pfx + "x", L, d());
+    g_.begin_region({pfx + "embed", L, true});
+    node(Op::Embed, {{tokens}, {weight(embed, c_.embedding_size, d())}}, {{x_}});
+    g_.end_region();
+  }
+  for (int l = o_.first_layer; l < end; ++l) layer(*this, l);
+  if (!whole_model) {
+    g_.tensors[x_].name = "hidden";
+    g_.tensors[x_].kind = o_.first_layer > 0 ? TensorKind::InOut : TensorKind::Output;
+    return -1;
+  }
+  if (rows_ == L) x_ = gather_head_rows(x_, pfx);  // the last layer ran all rows
+  return x_;
+}
+
+void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
+  const SymDim L = SymDim::tokens(), M = SymDim::masked();
+  const int64_t kvd = c_.kv_dim();
+  const std::string lp = fmt::format("{}layer{}.", pfx_, l);
+  int attn_norm = vec_weight(w.norm, d());
+  int wq, wk, wv;
+  if (o_.fused_qkv) {
+    int64_t full = d() + 2 * kvd;
+    wq = weight(w.fused_qkv, d(), d(), 0, full);
+    wk = weight(w.fused_qkv, kvd, d(), d(), full);
+    wv = weight(w.fused_qkv, kvd, d(), d() + kvd, full);
+  } else {
+    wq = weight(w.q, d(), d());
+    wk = weight(w.k, kvd, d());
+    wv = weight(w.v, kvd, d());
+  }
+  int bq = w.q_bias.empty() ? -1 : vec_weight(w.q_bias, d());
+  int bk = w.k_bias.empty() ? -1 : vec_weight(w.k_bias, kvd);
+  int bv = w.v_bias.empty() ? -1 : vec_weight(w.v_bias, kvd);
+
+  // Keys and values for every row first: all queries attend to all of them.
+  int K = act(lp + "k", L, kvd), Vt = act(lp + "v", L, kvd);
+  int r = g_.begin_region({lp + "attn_kv", L, true});
+  int h = local(lp + "kv.hidden", r, d());
+  node(Op::RmsNorm, {{x_}, {attn_norm}}, {{h}}, c_.rms_eps);
+  matmul(h, wk, bk, K);
+  rope(K, static_cast<int>(c_.n_kv_heads));
+  matmul(h, wv, bv, Vt);
+  g_.end_region();
+
+  // Past the last layer's keys and values only the head's rows matter: its queries,
+  // attention output and FFN run on M rows instead of L (bit-identical rows, ~1/n_layers
+  // less work and memory).
+  const int end = o_.end_layer < 0 ? n_layers() : o_.end_layer;
+  if (o_.masked_last_layer && l == n_layers() - 1 && end == n_layers()) {
+    x_ = gather_head_rows(x_, pfx_);
+    rows_ = M;
+    positions_ = head_rows_;
+  }
+
+  r = g_.begin_region({lp + "attn_q", rows_, true});
+  h = local(lp + "q.hidden", r, d());
+  int q = local(lp + "q", r, d());
+  int o = local(lp + "attn", r, d());
+  node(Op::RmsNorm, {{x_}, {attn_norm}}, {{h}}, c_.rms_eps);
+  matmul(h, wq, bq, q);
+  rope(q, static_cast<int>(c_.n_heads), positions_);
+  std::vector<Operand> outs = {{o}};
+  const int ws_rows = static_cast<int>(o_.traits.attn_workspace_rows);
+  if (ws_rows > 0) {  // the backend's scratch for one tile of scores
+    int ws = g_.add_tensor({lp + "attn.workspace", TensorKind::Activation, ElemType::F32,
+                            SymDim::constant(ws_rows), L});
+    outs.push_back({ws, true});
+  }
+  Node n{Op::Attention, {{q}, {K, true}, {Vt, true}}, outs};
+  n.heads = static_cast<int>(c_.n_heads);
+  n.kv_heads = static_cast<int>(c_.n_kv_heads);
+  n.head_dim = static_cast<int>(c_.head_dim);
+  n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c_.head_dim)));
+  n.layer = l;
+  g_.add_node(n);
+  residual_matmul(o, weight(w.out, d(), d()), x_);
+  g_.end_region();
+}
+
+void StepGraphBuilder::dense_ffn(int l, const DenseFfnWeights& w) {
+  const int64_t F = c_.ffn_hidden;
+  const std::string lp = fmt::format("{}layer{}.", pfx_, l);
+  int r = g_.begin_region({lp + "ffn", rows_, true});
+  int h = local(lp + "ffn.hidden", r, d());
+  int gate = local(lp + "ffn.gate", r, F), up = local(lp + "ffn.up", r, F);
+  node(Op::RmsNorm, {{x_}, {vec_weight(w.norm, d())}}, {{h}}, c_.rms_eps);
+  matmul(h, weight(w.gate, F, d()), -1, gate);
+  matmul(h, weight(w.up, F, d()), -1, up);
+  node(Op::SwiGlu, {{gate}, {up}}, {{gate}});
+  residual_matmul(gate, weight(w.down, d(), F), x_);
+  g_.end_region();
+}
+
+int StepGraphBuilder::gather_head_rows(int x, const std::string& pfx) {
+  const SymDim M = SymDim::masked();
+  int xm = act(pfx + "x_head_rows", M, d());
+  g_.begin_region({pfx + "gather_head_rows", M, true});
+  node(Op::GatherRows, {{x, true}, {head_rows_}}, {{xm}});
+  g_.end_region();
+  return xm;
+}
+
+int StepGraphBuilder::input(const std::string& name, SymDim rows) {
+  return g_.add_tensor({name, TensorKind::Input, ElemType::I32, rows, SymDim::constant(1)});
+}
+int StepGraphBuilder::output(const std::string& name, SymDim rows, SymDim cols, ElemType e) {
+  return g_.add_tensor({name, TensorKind::Output, e, rows, cols});
+}
+int StepGraphBuilder::act(const std::string& name, SymDim rows, int64_t cols) {
+  return g_.add_tensor({name, TensorKind::Activation, ElemType::Act, rows, SymDim::constant(cols)});
+}
+int StepGraphBuilder::local(const std::string& name, int region, int64_t cols, ElemType e) {
+  return g_.add_tensor({name, TensorKind::Activation, e, g_.regions[region].rows, SymDim::constant(cols), region});
+}
+int StepGraphBuilder::weight(const std::string& name, int64_t rows, int64_t cols, int64_t row0, int64_t full_rows) {
+  TensorDesc t{name, TensorKind::Weight, ElemType::Act, SymDim::constant(rows), SymDim::constant(cols)};
+  t.weight = name;
+  t.weight_row0 = row0;
+  t.weight_full_rows = full_rows;
+  return g_.add_tensor(t);
+}
+int StepGraphBuilder::vec_weight(const std::string& name, int64_t n) {
+  int t = weight(name, 1, n);
+  g_.tensors[t].weight_is_vector = true;
+  return t;
+}
+void StepGraphBuilder::node(Op op, std::vector<Operand> in, std::vector<Operand> out, float eps) {
+  Node n{op, std::move(in), std::move(out)};
+  n.eps = eps;
+  g_.add_node(std::move(n));
+}
+void StepGraphBuilder::matmul(int a, int w, int bias, int c) {
+  std::vector<Operand> in = {{a}, {w}};
+  if (bias >= 0) in.push_back({bias});
+  node(Op::MatMul, std::move(in), {{c}});
+}
+// x += a w^T: the residual add in the product's epilogue.
+void StepGraphBuilder::residual_matmul(int a, int w, int x) {
+  Node n{Op::MatMul, {{a}, {w}}, {{x}}};
+  n.accumulate = true;
+  g_.add_node(std::move(n));
+}
+void StepGraphBuilder::rope(int t, int heads, int positions) {
+  Node n{Op::Rope, {{t}}, {{t}}};
+  if (positions >= 0) n.in.push_back({positions});
+  n.heads = heads;
+  n.head_dim = static_cast<int>(c_.head_dim);
+  n.theta = c_.rope_theta;
+  g_.add_node(std::move(n));
+}
+
+}  // namespace mosaic

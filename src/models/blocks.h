@@ -1,0 +1,96 @@
+#pragma once
+// The graph of one denoising step, built from reusable blocks (the "graph registrar"): the
+// embedding, a family's layers (attention, a dense SwiGLU FFN, ...), and the mask-only head
+// that projects and samples only the rows the sampler can commit. Shapes are symbolic in L
+// (tokens) and M (head rows). A family (models/<family>.cpp) names its weights and calls the
+// blocks; everything about rows, chunk regions and guidance lives here, once.
+#include <compare>
+#include <functional>
+#include <string>
+
+#include "backend/backend.h"
+#include "graph/graph.h"
+#include "io/model_config.h"
+
+namespace mosaic {
+
+struct GraphOptions {
+  bool cfg = false;          // two trunks (prompt kept / prompt masked) and a guided head
+  bool emit_logits = false;  // head writes logits [M, V] instead of sampling (tests, eval)
+  bool fused_qkv = false;    // q/k/v are row slices of one fused tensor
+  // The last layer's queries, attention output and FFN run on the head's M rows only (its
+  // keys and values still see all L). Off: every layer runs all L rows (for comparisons, and
+  // for runs of the first layers only, which stand in for middle layers).
+  bool masked_last_layer = true;
+  // A segment of the layers, [first_layer, end_layer) (-1: to the last). A segment that does
+  // not start at layer 0 reads the hidden state "hidden" [L, d] from the host instead of
+  // embedding tokens; one that stops early hands "hidden" back instead of running the head.
+  // Lets a step too long for one sitting run in pieces (bench --segment).
+  int first_layer = 0, end_layer = -1;
+  int run_layers = -1;  // > 0: the model is cut to its first layers (bench --layers)
+  BackendTraits traits = cpu_traits();
+
+  // Every field takes part: a runner cached under one set of options is never reused for another.
+  auto operator<=>(const GraphOptions&) const = default;
+};
+
+// Tensor names of one attention block. `fused_qkv` is used when GraphOptions::fused_qkv;
+// empty biases mean none.
+struct AttentionWeights {
+  std::string norm, q, k, v, fused_qkv, out;
+  std::string q_bias, k_bias, v_bias;
+};
+// Tensor names of one dense SwiGLU FFN block: x += down(silu(gate(h)) * up(h)), h = norm(x).
+struct DenseFfnWeights {
+  std::string norm, gate, up, down;
+};
+struct ModelWeights {
+  std::string embed, final_norm, lm_head;
+};
+
+class StepGraphBuilder {
+ public:
+  StepGraphBuilder(const io::ModelConfig& c, const GraphOptions& o);
+
+  // One layer of the family, written with the blocks below; called once per layer and trunk.
+  using LayerFn = std::function<void(StepGraphBuilder&, int layer)>;
+  // embed -> layers -> final norm -> LM head on the M head rows -> sample and rank (or logits).
+  Graph build(const ModelWeights& w, const LayerFn& layer);
+
+  // --- blocks: each reads and updates the current hidden state x ------------------------
+  // x += attention(norm(x)) with rotary q/k over all heads; keys and values over all L rows.
+  // In the last layer of a masked step the queries run on the head rows only.
+  void attention(int layer, const AttentionWeights& w);
+  void dense_ffn(int layer, const DenseFfnWeights& w);
+
+  const io::ModelConfig& config() const { return c_; }
+
+ private:
+  int trunk(int tokens, const std::string& pfx, const LayerFn& layer, const std::string& embed);
+  int gather_head_rows(int x, const std::string& pfx);
+  int input(const std::string& name, SymDim rows);
+  int output(const std::string& name, SymDim rows, SymDim cols, ElemType e);
+  int act(const std::string& name, SymDim rows, int64_t cols);
+  int local(const std::string& name, int region, int64_t cols, ElemType e = ElemType::Act);
+  int weight(const std::string& name, int64_t rows, int64_t cols, int64_t row0 = 0, int64_t full_rows = -1);
+  int vec_weight(const std::string& name, int64_t n);
+  void node(Op op, std::vector<Operand> in, std::vector<Operand> out, float eps = 0.f);
+  void matmul(int a, int w, int bias, int c);
+  void residual_matmul(int a, int w, int x);
+  void rope(int t, int heads, int positions = -1);
+  int64_t d() const { return c_.d_model; }
+  int n_layers() const;
+
+  const io::ModelConfig& c_;
+  const GraphOptions& o_;
+  Graph g_;
+  int head_rows_ = -1;
+  // The trunk being built: its name prefix, hidden state, and the rows its layers run on
+  // (L, or M past the last layer's keys and values) with their positions (-1: 0..L-1).
+  std::string pfx_;
+  int x_ = -1;
+  SymDim rows_;
+  int positions_ = -1;
+};
+
+}  // namespace mosaic

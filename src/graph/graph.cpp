@@ -109,7 +109,7 @@ void Graph::validate() const {
   std::vector<bool> defined(tensors.size(), false);
   for (size_t t = 0; t < tensors.size(); ++t)
     defined[t] = tensors[t].kind == TensorKind::Input || tensors[t].kind == TensorKind::InOut ||
-                 tensors[t].kind == TensorKind::Weight;
+                 tensors[t].kind == TensorKind::Weight || tensors[t].kind == TensorKind::Persistent;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     MOSAIC_CHECK(n.region >= 0 && n.region < static_cast<int>(regions.size()),

@@ -40,6 +40,35 @@ TEST(Cli, DefaultModelWritesText) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST(Cli, DreamGeneratesWithItsOwnSampler) {
+  // The issue's example on the tiny Dream fixture: the reference's tokens (goldens.json).
+  const std::string dream = (test::fixtures_dir() / "dream_tiny").string();
+  auto r = run_command(mosaic("generate --backend cpu --model " + dream +
+                              " --prompt-tokens 1,2,3 --gen-length 32 --steps 16 --block-length 32 --alg entropy "
+                              "--eps 0.001 --temperature 0 --format json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  auto golden = nlohmann::json::parse(test::read_file(test::fixtures_dir() / "dream_tiny" / "goldens.json"));
+  std::vector<int32_t> want;
+  for (const auto& c : golden["cases"])
+    if (c["name"] == "issue_entropy_greedy") want = c["output_tokens"].get<std::vector<int32_t>>();
+  ASSERT_EQ(want.size(), 35u);
+  EXPECT_EQ(j["output_tokens"].get<std::vector<int32_t>>(), std::vector<int32_t>(want.begin() + 3, want.end()));
+  EXPECT_EQ(j["settings"]["sampler"], "dream");
+  EXPECT_EQ(j["settings"]["alg"], "entropy");
+
+  // Flags of the other family's sampler are refused by name, before any weight loads.
+  r = run_command(mosaic("generate --backend cpu --model " + dream + " --prompt-tokens 1 --remasking random"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--remasking"), std::string::npos) << r.err;
+  r = run_command(mosaic("generate --backend cpu --model " + fixture() + " --prompt-tokens 1 --alg entropy --top-p 0.9"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--alg, --top-p are Dream's sampler"), std::string::npos) << r.err;
+  r = run_command(mosaic("generate --backend cpu --model " + dream + " --prompt-tokens 1 --alg best"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--alg 'best'"), std::string::npos) << r.err;
+}
+
 TEST(Cli, BadFlagsAreNamed) {
   auto r = run_command(mosaic("generate --backend cpu --model " + fixture() +
                               " --prompt-tokens 1 --gen-length 30 --block-length 8"));

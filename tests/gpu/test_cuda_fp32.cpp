@@ -11,6 +11,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "decode/dream_sampler.h"
 #include "decode/llada_sampler.h"
 #include "golden_case.h"
 #include "models/model.h"
@@ -102,6 +103,36 @@ TEST(CudaFp32, FixtureGoldensEqual) {
 TEST(CudaFp32, ShippedModelGoldensEqual) {
   const auto dir = test::source_dir() / "models" / "mosaic-tiny";
   expect_goldens_equal(dir, dir / "goldens.json");
+}
+
+TEST(CudaFp32, DreamLogitsMatchTheCpuBackend) {
+  auto cpu = make_cpu_backend();
+  auto gpu = make_cuda_backend(0, true);
+  const auto dir = (test::fixtures_dir() / "dream_tiny").string();
+  Model mc(dir, *cpu), mg(dir, *gpu);
+  std::vector<int32_t> t(40), pos(t.size());
+  for (size_t i = 0; i < t.size(); ++i) {
+    t[i] = i >= 20 && i % 3 == 0 ? 500 : static_cast<int32_t>((i * 37 + 11) % 490);
+    pos[i] = static_cast<int32_t>(i);
+  }
+  auto a = mc.step(test::logits_request(t, pos)).logits;
+  auto b = mg.step(test::logits_request(t, pos)).logits;
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_LT(max_rel_err(b, a), 1e-5);
+}
+
+TEST(CudaFp32, DreamGoldensEqual) {
+  // Every algorithm, with and without top-p / top-k, greedy and seeded: the reference's tokens.
+  auto gpu = make_cuda_backend(0, true);
+  const auto dir = test::fixtures_dir() / "dream_tiny";
+  Model m(dir.string(), *gpu);
+  auto g = nlohmann::json::parse(test::read_file(dir / "goldens.json"));
+  ASSERT_GE(g["cases"].size(), 15u);
+  for (const auto& c : g["cases"]) {
+    auto r = dream_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), test::dream_golden_options(c));
+    EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>())
+        << c["name"] << " (min margin " << c["min_margin"] << ")";
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 #include "core/error.h"
 #include "decode/llada_sampler.h"
 #include "memory/cuda/vmm_region.h"
@@ -55,6 +56,52 @@ TEST(CudaModel, LogitsMatchTheCpuBackend) {
     ASSERT_EQ(a.size(), b.size());
     EXPECT_LT(rel_err(b, a), 1e-2) << "L=" << L;
   }
+}
+
+TEST(CudaModel, DreamLogitsMatchTheCpuBackend) {
+  auto cpu = make_cpu_backend();
+  auto gpu = make_cuda_backend(0);
+  const std::string dir = (test::fixtures_dir() / "dream_tiny").string();
+  Model mc(dir, *cpu), mg(dir, *gpu);
+  for (int64_t L : {20, 300}) {
+    std::vector<int32_t> t(static_cast<size_t>(L));
+    for (int64_t i = 0; i < L; ++i) t[i] = i >= L / 2 && i % 3 == 0 ? 500 : static_cast<int32_t>((i * 37 + 11) % 490);
+    auto pos = iota_pos(t.size());
+    auto a = mc.step(test::logits_request(t, pos)).logits;
+    auto b = mg.step(test::logits_request(t, pos)).logits;
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_LT(rel_err(b, a), 1e-2) << "L=" << L;
+  }
+}
+
+TEST(CudaModel, DreamSamplingOnTheGpuEqualsTheCpuOnTheSameLogits) {
+  // Dream's rule (filters, margin, entropy) on the device path: the same tokens and
+  // confidences as the CPU kernel for the logits the device produced.
+  auto gpu = make_cuda_backend(0);
+  const std::string dir = (test::fixtures_dir() / "dream_tiny").string();
+  Model mg(dir, *gpu);
+  std::vector<int32_t> t(64);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = i >= 16 ? 500 : static_cast<int32_t>((i * 37 + 11) % 490);
+  std::vector<int32_t> pos;
+  for (int32_t i = 16; i < 64; ++i) pos.push_back(i);
+  const std::vector<float> logits = mg.step(test::logits_request(t, pos)).logits;
+  const int64_t V = mg.config().embedding_size;
+  for (Confidence c : {Confidence::Probability, Confidence::Margin, Confidence::NegEntropy})
+    for (double top_p : {1.0, 0.9}) {
+      SampleParams sp;
+      sp.rule = TokenRule::Dream;
+      sp.confidence = c;
+      sp.top_p = top_p;
+      sp.top_k = top_p < 1.0 ? 0 : 20;
+      sp.temperature = 0.5;
+      sp.seed = 3;
+      StepOutputs out = mg.step(test::sample_request(t, pos, sp));
+      std::vector<int32_t> tok(pos.size());
+      std::vector<float> conf(pos.size());
+      cpu::sample_rows(logits.data(), static_cast<int64_t>(pos.size()), V, pos.data(), sp, tok.data(), conf.data());
+      EXPECT_EQ(out.token, tok);
+      for (size_t i = 0; i < conf.size(); ++i) EXPECT_NEAR(out.conf[i], conf[i], 1e-6);
+    }
 }
 
 TEST(CudaModel, ChunkedEqualsUnchunkedOnTheGpu) {

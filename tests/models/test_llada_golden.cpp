@@ -115,6 +115,20 @@ TEST(LladaGolden, MaskedLastLayerGivesTheRowsOfTheFullOne) {
   EXPECT_LT(rel_error(chunked.step(test::logits_request(ref.tokens, pos)).logits, a), 1e-6);
 }
 
+TEST(LladaGolden, EveryGraphOptionHasItsOwnGraph) {
+  // Settings changed between steps must never run an older graph built without them.
+  auto be = make_cpu_backend();
+  Model m(tiny().string(), *be);
+  const Graph* masked = &m.graph(test::logits_kind());
+  EXPECT_EQ(&m.graph(test::logits_kind()), masked);
+  m.set_masked_last_layer(false);
+  const Graph* full = &m.graph(test::logits_kind());
+  EXPECT_NE(full, masked);
+  m.set_segment(0, 1);
+  EXPECT_NE(&m.graph(test::logits_kind()), full);
+  EXPECT_NE(&m.graph(), &m.graph(test::logits_kind())) << "sampling and logits heads differ";
+}
+
 TEST(LladaGolden, SegmentedStepEqualsTheWholeStep) {
   // Layers run in pieces that hand the hidden state on through the host: the last piece's
   // logits are the whole step's.

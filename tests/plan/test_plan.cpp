@@ -309,5 +309,54 @@ TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {
   EXPECT_NE(&cache.get(g, Dims{1024, 32}, 4, SIZE_MAX, kTameMinRows, 0.0), &a) << "so is the taming goal";
 }
 
+// A cache-like graph: two persistent tensors (constant rows, as a sequence's cache would
+// be), read by a chunkable region over L rows that also makes transients.
+Graph graph_with_persistent_tensors() {
+  Graph g;
+  const SymDim L = SymDim::tokens(), M = SymDim::masked();
+  int ids = g.add_tensor({"tokens", TensorKind::Input, ElemType::I32, L, SymDim::constant(1)});
+  int k_cache = g.add_tensor({"k_cache", TensorKind::Persistent, ElemType::Act, SymDim::constant(300),
+                              SymDim::constant(64)});
+  int v_cache = g.add_tensor({"v_cache", TensorKind::Persistent, ElemType::Act, SymDim::constant(300),
+                              SymDim::constant(64)});
+  int x = g.add_tensor({"x", TensorKind::Activation, ElemType::Act, L, SymDim::constant(128)});
+  int reg = g.begin_region({"r", L, true});
+  int h = g.add_tensor({"h", TensorKind::Activation, ElemType::Act, L, SymDim::constant(512), reg});
+  g.add_node(Node{Op::Embed, {{ids}}, {{h}}});
+  g.add_node(Node{Op::Attention, {{h}, {k_cache, true}, {v_cache, true}}, {{x}}});
+  g.end_region();
+  int out = g.add_tensor({"out", TensorKind::Output, ElemType::Act, M, SymDim::constant(128)});
+  g.begin_region({"head", M, false});
+  g.add_node(Node{Op::GatherRows, {{x, true}}, {{out}}});
+  g.end_region();
+  g.validate();
+  return g;
+}
+
+TEST(MemoryPlan, PersistentTensorsLiveTheWholeStepAtStableOffsets) {
+  Graph g = graph_with_persistent_tensors();
+  const size_t cache_bytes = align_up(300 * 64 * 4, kTensorAlignment);
+  std::vector<MemoryPlan> plans = {make_plan(g, Dims{100, 4}, std::vector<int>{1, 1}, 4),
+                                   make_plan(g, Dims{5000, 64}, std::vector<int>{1, 1}, 4),
+                                   make_plan(g, Dims{5000, 64}, std::vector<int>{7, 1}, 4)};
+  plans.push_back(plan_for_budget(g, Dims{5000, 64}, 4, plans[1].arena_bytes() / 2, 256, 0.0));
+  for (const MemoryPlan& p : plans) {
+    SCOPED_TRACE(p.dims.L);
+    for (int t : {1, 2}) {  // k_cache, v_cache
+      EXPECT_EQ(p.life[t].first, 0);
+      EXPECT_EQ(p.life[t].last, static_cast<int>(g.nodes.size()) - 1);
+    }
+    // Declaration order at the arena's start: the same offsets whatever the shape or chunking.
+    EXPECT_EQ(p.placement.offset[1], 0u);
+    EXPECT_EQ(p.placement.offset[2], cache_bytes);
+    EXPECT_EQ(p.persistent_bytes(), 2 * cache_bytes);
+    for (size_t t = 3; t < g.tensors.size(); ++t)
+      if (p.life[t].planned() && p.life[t].bytes) EXPECT_GE(p.placement.offset[t], p.persistent_bytes());
+    for (size_t live : p.live) EXPECT_GE(live, 2 * 300 * 64 * 4u) << "the caches count at every node";
+    expect_valid_placement(p.life, p.placement);
+  }
+  EXPECT_GT(plans[3].chunks[0], 1) << "half the budget must chunk the transients, not the caches";
+}
+
 }  // namespace
 }  // namespace mosaic

@@ -1,0 +1,80 @@
+// The model-family registry: config.json's model_type picks a family, which parses its own
+// fields, names its weights and builds graphs that differ only where the families differ.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "models/family.h"
+
+namespace mosaic {
+namespace {
+
+using nlohmann::json;
+
+std::string error_of(const json& j) {
+  try {
+    parse_model_config(j, "test.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ModelFamilies, UnknownTypesGetTheListOfKnownOnes) {
+  std::string e = error_of(json{{"model_type", "gpt2"}});
+  EXPECT_NE(e.find("unknown model_type 'gpt2'"), std::string::npos) << e;
+  for (const ModelFamily* f : model_families())
+    for (const std::string& t : f->model_types()) EXPECT_NE(e.find(t), std::string::npos) << t;
+  e = error_of(json{{"hidden_size", 8}});
+  EXPECT_NE(e.find("'model_type' is missing"), std::string::npos) << e;
+}
+
+json dream_config() {
+  return json{{"model_type", "Dream"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+              {"num_key_value_heads", 2}, {"intermediate_size", 160}, {"vocab_size", 512}, {"mask_token_id", 500}};
+}
+
+TEST(ModelFamilies, EachFamilyParsesItsOwnFields) {
+  io::ModelConfig d = parse_model_config(dream_config(), "dream.json");
+  EXPECT_EQ(d.family, "dream");
+  EXPECT_EQ(d.head_dim, 16);
+  EXPECT_TRUE(d.qkv_bias);
+  EXPECT_EQ(family_of(d).default_sampler(), SamplerKind::Dream);
+  EXPECT_EQ(family_of(d).head_row(0), 0);
+  EXPECT_EQ(family_of(d).head_row(7), 6);
+  json missing = dream_config();
+  missing.erase("intermediate_size");
+  EXPECT_NE(error_of(missing).find("'intermediate_size' is missing"), std::string::npos);
+  json scaled = dream_config();
+  scaled["rope_scaling"] = json{{"type", "yarn"}};
+  EXPECT_NE(error_of(scaled).find("rope_scaling"), std::string::npos);
+
+  io::ModelConfig l = parse_model_config(json{{"model_type", "llada"}, {"d_model", 64}, {"n_layers", 2}, {"n_heads", 4},
+                                              {"vocab_size", 400}, {"mask_token_id", 399}},
+                                         "llada.json");
+  EXPECT_EQ(l.family, "llada");
+  EXPECT_EQ(l.ffn_hidden, 256) << "mlp_ratio 4 by default";
+  EXPECT_EQ(family_of(l).default_sampler(), SamplerKind::Llada);
+  EXPECT_EQ(family_of(l).head_row(7), 7);
+  EXPECT_NE(family_of(l).chat_prompt({{"user", "hi"}}, true).find("<|start_header_id|>assistant"), std::string::npos);
+  EXPECT_NE(family_of(d).chat_prompt({{"user", "hi"}}, true).find("<|im_start|>assistant\n"), std::string::npos);
+}
+
+TEST(ModelFamilies, DreamGraphsNameQwen2WeightsWithBiases) {
+  io::ModelConfig d = parse_model_config(dream_config(), "dream.json");
+  Graph g = build_step_graph(d, GraphOptions{});
+  int biases = 0;
+  bool lm_head = false;
+  for (const TensorDesc& t : g.tensors) {
+    if (t.kind != TensorKind::Weight) continue;
+    EXPECT_TRUE(t.weight.rfind("model.", 0) == 0 || t.weight == "lm_head.weight") << t.weight;
+    biases += t.weight.find("_proj.bias") != std::string::npos;
+    lm_head |= t.weight == "lm_head.weight";
+  }
+  EXPECT_EQ(biases, 3 * 2) << "q, k and v biases in both layers";
+  EXPECT_TRUE(lm_head);
+}
+
+}  // namespace
+}  // namespace mosaic

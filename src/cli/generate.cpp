@@ -98,10 +98,10 @@ void run_generate(const GenerateFlags& f) {
   std::unique_ptr<Sampler> sampler = make_sampler(family_of(peek).default_sampler(), f, settings);
 
   Session s(f.session, !f.quiet);
-  const auto& cfg = s.model().config();
+  const io::ModelConfig& config = s.model().config();
   std::vector<int32_t> prompt;
   if (!f.prompt_tokens.empty()) {
-    prompt = parse_token_list(f.prompt_tokens, cfg.embedding_size);
+    prompt = parse_token_list(f.prompt_tokens, config.embedding_size);
   } else {
     const io::Tokenizer& tok = s.tokenizer();
     std::string text = f.prompt.empty() ? std::string("Once upon a time") : f.prompt;
@@ -112,9 +112,9 @@ void run_generate(const GenerateFlags& f) {
   }
   MOSAIC_CHECK(!prompt.empty(), "the prompt encodes to zero tokens; give a non-empty --prompt");
   const int64_t total = static_cast<int64_t>(prompt.size()) + f.gen_length;
-  if (cfg.max_seq_len > 0 && total > cfg.max_seq_len && !f.quiet)
+  if (config.max_seq_len > 0 && total > config.max_seq_len && !f.quiet)
     fmt::print(stderr, "mosaic: note: {} tokens is past the {} the model was trained for (config.json "
-               "max sequence length); quality may drop\n", total, cfg.max_seq_len);
+               "max sequence length); quality may drop\n", total, config.max_seq_len);
 
   const bool progress = !f.quiet;
   StepStats last_run;  // steps that commit nothing are skipped: report the last that ran
@@ -128,7 +128,7 @@ void run_generate(const GenerateFlags& f) {
       fmt::print(stderr, "mosaic: block {}/{} done ({} steps, last model step {:.1f} ms, arena {})\n", ev.block + 1,
                  ev.num_blocks, ev.steps_per_block, last_run.ms, human_bytes(static_cast<double>(last_run.arena_bytes)));
   };
-  Sequence seq = Sequence::start(prompt, f.gen_length, static_cast<int32_t>(cfg.mask_token_id), f.seed);
+  Sequence seq = Sequence::start(prompt, f.gen_length, static_cast<int32_t>(config.mask_token_id), f.seed);
   GenerateResult r = run_generation(s.model(), *sampler, seq, on_step);
   if (f.stream) fmt::print(stderr, "\n");
 
@@ -157,7 +157,7 @@ void run_generate(const GenerateFlags& f) {
   }
   nlohmann::json j;
   j["model"] = s.model().dir();
-  j["family"] = cfg.family;
+  j["family"] = config.family;
   j["backend"] = s.backend_name();
   j["prompt_tokens"] = prompt;
   j["output_tokens"] = gen;

@@ -21,7 +21,7 @@ struct InfoFlags {
   std::string model, config, backend = "auto", memory_budget;
   int64_t tokens = 4096, masked = 32;
   TamingFlags taming;
-  bool plan = false, cfg = false;
+  bool plan = false, guided = false;
 };
 
 void run_info(const InfoFlags& f) {
@@ -33,35 +33,35 @@ void run_info(const InfoFlags& f) {
   if (backend == "auto") backend = f.config.empty() ? resolve_backend("auto") : "cuda";
   const BackendTraits traits = traits_of(backend);
 
-  io::ModelConfig cfg;
+  io::ModelConfig config;
   bool fused = false;
   std::string source;
   if (!f.config.empty()) {
-    cfg = load_model_config(f.config);
+    config = load_model_config(f.config);
     source = f.config;
   } else {
     std::string dir = resolve_model_dir(f.model);
-    cfg = load_model_config((std::filesystem::path(dir) / "config.json").string());
+    config = load_model_config((std::filesystem::path(dir) / "config.json").string());
     auto ck = io::Checkpoint::open(dir);
-    fused = family_of(cfg).fused_qkv(cfg, ck);
+    fused = family_of(config).fused_qkv(config, ck);
     source = dir;
   }
   const size_t weight_elem = traits.act_size;  // weights are stored in the activation type
-  const size_t weights = static_cast<size_t>(cfg.n_params()) * weight_elem;
+  const size_t weights = static_cast<size_t>(config.n_params()) * weight_elem;
 
-  fmt::print("model       {} ({})\n", source, cfg.family);
-  fmt::print("layers      {}   d_model {}   heads {} (kv {})   head_dim {}   ffn {}\n", cfg.n_layers, cfg.d_model,
-             cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden);
-  fmt::print("vocab       {} (embedding rows {})   mask id {}   rope theta {}\n", cfg.vocab_size, cfg.embedding_size,
-             cfg.mask_token_id, cfg.rope_theta);
-  fmt::print("parameters  {:.3f} B   weights on {}: {}\n", cfg.n_params() / 1e9, backend,
+  fmt::print("model       {} ({})\n", source, config.family);
+  fmt::print("layers      {}   d_model {}   heads {} (kv {})   head_dim {}   ffn {}\n", config.n_layers, config.d_model,
+             config.n_heads, config.n_kv_heads, config.head_dim, config.ffn_hidden);
+  fmt::print("vocab       {} (embedding rows {})   mask id {}   rope theta {}\n", config.vocab_size, config.embedding_size,
+             config.mask_token_id, config.rope_theta);
+  fmt::print("parameters  {:.3f} B   weights on {}: {}\n", config.n_params() / 1e9, backend,
              human_bytes(static_cast<double>(weights)));
 
   GraphOptions go;
-  go.cfg = f.cfg;
+  go.guided = f.guided;
   go.fused_qkv = fused;
   go.traits = traits;
-  Graph g = build_step_graph(cfg, go);
+  Graph g = build_step_graph(config, go);
   Dims d{f.tokens, f.masked};
 
   std::optional<size_t> budget;
@@ -87,7 +87,7 @@ void run_info(const InfoFlags& f) {
   if (!plan) plan.emplace(p);
 
   fmt::print("\nstep        L={} tokens, M={} head rows{}; graph {} nodes, {} tensors, {} regions\n", d.L, d.M,
-             f.cfg ? ", guidance" : "", g.nodes.size(), g.tensors.size(), g.regions.size());
+             f.guided ? ", guidance" : "", g.nodes.size(), g.tensors.size(), g.regions.size());
   fmt::print("arena       {}\n", human_bytes(static_cast<double>(p.arena_bytes())));
   fmt::print("peak live   {}   (node {}: {} in {})\n", human_bytes(static_cast<double>(p.peak_live)), p.peak_node,
              op_name(g.nodes[p.peak_node].op), g.regions[g.nodes[p.peak_node].region].name);
@@ -149,7 +149,7 @@ void add_info(CLI::App& app) {
                 "Device memory in all (weights + activations), e.g. 80GiB; enables chunking and the fit check");
   c->add_flag("--plan", f->plan, "Print the live-bytes timeline per node");
   add_taming_flags(c, f->taming);
-  c->add_flag("--cfg", f->cfg, "Plan the classifier-free-guidance step (two trunks)");
+  c->add_flag("--guided", f->guided, "Plan the classifier-free-guidance step (two trunks, as generate --cfg-scale > 0 runs)");
   c->callback([f] { run_info(*f); });
 }
 

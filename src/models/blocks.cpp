@@ -17,7 +17,7 @@ int StepGraphBuilder::n_layers() const {
 Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
   const SymDim M = SymDim::masked();
   int tokens = input("tokens", SymDim::tokens());
-  int tokens_un = o_.cfg ? input("tokens_uncond", SymDim::tokens()) : -1;
+  int tokens_un = o_.guided ? input("tokens_uncond", SymDim::tokens()) : -1;
   head_rows_ = input("head_rows", M);
   int head_pos = input("head_pos", M);
 
@@ -26,14 +26,14 @@ Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
   const int end = o_.end_layer < 0 ? n_layers() : o_.end_layer;
   MOSAIC_CHECK(o_.first_layer >= 0 && o_.first_layer < end && end <= n_layers(),
                "layer segment [{}, {}) is not inside the model's {} layers", o_.first_layer, end, n_layers());
-  MOSAIC_CHECK(!o_.cfg || (o_.first_layer == 0 && end == n_layers()), "guidance runs whole steps only");
+  MOSAIC_CHECK(!o_.guided || (o_.first_layer == 0 && end == n_layers()), "guidance runs whole steps only");
   int x = trunk(tokens, "", layer, w.embed);
   if (x < 0) {  // a segment that hands its hidden state on: no head
     g_.validate();
     return std::move(g_);
   }
   int hc = -1;
-  if (o_.cfg) {
+  if (o_.guided) {
     hc = x;
     x = trunk(tokens_un, "uncond.", layer, w.embed);
   }
@@ -47,7 +47,7 @@ Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
   node(Op::RmsNorm, {{x}, {ln_f}}, {{h}}, c_.rms_eps);
   int logits = o_.emit_logits ? output("logits", M, SymDim::constant(V), ElemType::F32)
                               : local("head.logits", head, V, ElemType::F32);
-  if (o_.cfg) {
+  if (o_.guided) {
     int hcl = local("head.hidden_cond", head, d());
     node(Op::RmsNorm, {{hc}, {ln_f}}, {{hcl}}, c_.rms_eps);
     node(Op::MatMul, {{hcl}, {lm}}, {{logits}});

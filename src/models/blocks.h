@@ -15,7 +15,7 @@
 namespace mosaic {
 
 struct GraphOptions {
-  bool cfg = false;          // two trunks (prompt kept / prompt masked) and a guided head
+  bool guided = false;       // classifier-free guidance: two trunks (prompt kept / prompt masked) and a guided head
   bool emit_logits = false;  // head writes logits [M, V] instead of sampling (tests, eval)
   bool fused_qkv = false;    // q/k/v are row slices of one fused tensor
   // The last layer's queries, attention output and FFN run on the head's M rows only (its

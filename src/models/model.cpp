@@ -73,7 +73,7 @@ Model::~Model() = default;
 
 GraphOptions Model::graph_options(const StepRequest& r) const {
   GraphOptions o;
-  o.cfg = r.guided();
+  o.guided = r.guided();
   o.emit_logits = r.emit_logits;
   o.fused_qkv = fused_qkv_;
   o.traits = be_.traits();

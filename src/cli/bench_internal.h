@@ -1,0 +1,68 @@
+#pragma once
+// What the files of `mosaic bench` share: its flags, one length's measurement, and the
+// functions each file gives the others (bench.cpp runs them in order).
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/executor.h"
+#include "cli/session.h"
+#include "models/model.h"
+
+namespace mosaic::cli {
+
+struct BenchFlags {
+  SessionFlags session;
+  std::string tokens = "4096,16384";
+  int64_t gen_length = 256, block_length = 32;
+  int warmup = 1, iters = 5, layers = -1;
+  bool max_tokens = false, op_times = false;
+  int64_t confirm_tokens = 0;
+  std::string json_path, profile_path;
+  std::string segment, hidden_in, hidden_out;
+};
+
+// --tokens: "4096,16k" -> {4096, 16384}.
+std::vector<int64_t> parse_lengths(const std::string& s);
+
+// bench_measure.cpp: the timed steps at one length.
+struct Measured {
+  int64_t L = 0, M = 0;
+  std::vector<double> ms;
+  double median_ms = 0, tflops = 0;
+  size_t arena = 0, peak_live = 0, mapped = 0, device_peak = 0;
+  double avg_live = 0;
+  std::vector<int> chunks;
+  std::string error;
+  OpTimes op_times;
+  StepOutputs last;  // the last step's outputs
+  int64_t pos0 = 0;  // position of the first head row
+};
+
+Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std::byte>* hidden_in);
+
+// bench_max_tokens.cpp: --max-tokens.
+int64_t plan_max_tokens(Session& s, const BenchFlags& f, nlohmann::json& out);
+
+// bench_segment.cpp: --segment, --hidden-in, --hidden-out.
+struct Segment {
+  int first = 0, end = 0;         // the layers run: [first, end)
+  std::vector<std::byte> hidden;  // the previous segment's hidden state, kept for every step
+};
+
+void check_segment_flags(const BenchFlags& f);
+Segment start_segment(Session& s, const BenchFlags& f);
+void write_hidden_out(Session& s, const BenchFlags& f, const Segment& seg, const Measured& r);
+
+// bench_report.cpp: the table on stdout, --json, --profile and --op-times.
+nlohmann::json run_description(Session& s, const BenchFlags& f, const Segment& seg);
+void print_table_header();
+nlohmann::json report_result(Model& m, const Measured& r, bool op_times);
+nlohmann::json report_first_commit(const Measured& r);
+void write_profile(const std::string& path, const Graph& g, const MemoryPlan& p);
+void write_json(const std::string& path, const nlohmann::json& out);
+
+}  // namespace mosaic::cli

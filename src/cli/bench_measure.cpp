@@ -1,0 +1,67 @@
+// mosaic bench: one length's measurement. Builds the request of the first denoising step
+// at length L and times --warmup + --iters steps of it (plus one for --op-times).
+#include <algorithm>
+#include <random>
+
+#include "cli/bench_internal.h"
+#include "core/error.h"
+#include "plan/cost_model.h"
+
+namespace mosaic::cli {
+
+namespace {
+
+// A prompt of random ordinary tokens followed by gen_length masks, as the first step of
+// generate() sees it.
+std::vector<int32_t> bench_sequence(const io::ModelConfig& c, int64_t L, int64_t gen) {
+  std::mt19937 rng(1234);
+  std::vector<int32_t> x(static_cast<size_t>(L), static_cast<int32_t>(c.mask_token_id));
+  const int64_t vocab = std::min(c.vocab_size, c.mask_token_id > 0 ? c.mask_token_id : c.vocab_size);
+  for (int64_t i = 0; i < L - gen; ++i) x[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
+  return x;
+}
+
+}  // namespace
+
+Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std::byte>* hidden_in) {
+  Measured r;
+  r.L = L;
+  const int64_t gen = std::min(f.gen_length, L - 1);
+  auto x = bench_sequence(m.config(), L, gen);
+  std::vector<int32_t> pos;
+  for (int64_t i = L - gen; i < std::min(L, L - gen + f.block_length); ++i) pos.push_back(static_cast<int32_t>(i));
+  r.M = static_cast<int64_t>(pos.size());
+  r.pos0 = L - gen;
+  StepRequest req;
+  req.tokens = &x;
+  req.head_pos = pos;
+  req.hidden_in = hidden_in;
+  try {
+    for (int i = 0; i < f.warmup + f.iters; ++i) {
+      StepStats st;
+      r.last = m.step(req, &st);
+      if (i >= f.warmup) r.ms.push_back(st.ms);
+      r.arena = st.arena_bytes;
+      r.peak_live = st.peak_live;
+      r.avg_live = st.avg_live;
+      r.mapped = st.mapped_bytes;
+      r.chunks = st.chunks;
+    }
+  } catch (const Error& e) {
+    r.error = e.what();
+    return r;
+  }
+  if (f.op_times) {
+    m.set_op_times(&r.op_times);
+    m.step(req);
+    m.set_op_times(nullptr);
+  }
+  std::vector<double> s = r.ms;
+  std::sort(s.begin(), s.end());
+  r.median_ms = s[s.size() / 2];
+  r.tflops = graph_flops(m.graph(), Dims{r.L, r.M}) / (r.median_ms * 1e-3) / 1e12;
+  r.device_peak = m.backend().peak_device_bytes();
+  return r;
+}
+
+}  // namespace mosaic::cli

@@ -8,16 +8,64 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace mosaic::test {
 
-// MOSAIC_SOURCE_DIR in the environment wins over the build's path: test binaries built on
-// one machine run from a copy of the tree on the GPU machine.
+namespace detail {
+
+inline bool has_fixtures(const std::filesystem::path& dir) {
+  std::error_code ec;
+  return std::filesystem::is_directory(dir / "tests" / "fixtures", ec);
+}
+
+// The first folder from `start` upward that holds tests/fixtures and CMakeLists.txt; empty if none.
+inline std::filesystem::path find_tree_upward(std::filesystem::path start) {
+  std::error_code ec;
+  start = std::filesystem::absolute(start, ec);
+  if (ec) return {};
+  for (auto dir = start.lexically_normal(); !dir.empty(); dir = dir.parent_path()) {
+    if (has_fixtures(dir) && std::filesystem::is_regular_file(dir / "CMakeLists.txt", ec)) return dir;
+    if (dir == dir.parent_path()) break;  // the root
+  }
+  return {};
+}
+
+// The source tree without the environment's help: the build's path when it is still there,
+// else the tree the running executable or the current directory lies in.
+inline std::filesystem::path locate_source_dir() {
+  const std::filesystem::path built(MOSAIC_SOURCE_DIR);
+  if (has_fixtures(built)) return built;
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    if (auto dir = find_tree_upward(exe.parent_path()); !dir.empty()) return dir;
+  const auto cwd = std::filesystem::current_path(ec);
+  if (!ec)
+    if (auto dir = find_tree_upward(cwd); !dir.empty()) return dir;
+  return {};
+}
+
+}  // namespace detail
+
+// The source tree (fixtures, models/, tools/). Test binaries built on one machine run from a
+// copy of the tree elsewhere (the GPU machine), so, in order: MOSAIC_SOURCE_DIR in the
+// environment; the build's source path if it holds tests/fixtures; the first folder above
+// the executable, then above the current directory, holding tests/fixtures and
+// CMakeLists.txt. Finding none fails the calling test.
 inline std::filesystem::path source_dir() {
   const char* env = std::getenv("MOSAIC_SOURCE_DIR");
-  return env && *env ? std::filesystem::path(env) : std::filesystem::path(MOSAIC_SOURCE_DIR);
+  if (env && *env) return std::filesystem::path(env);
+  static const std::filesystem::path found = detail::locate_source_dir();
+  if (found.empty()) {
+    ADD_FAILURE() << "cannot find mosaic's source tree (a folder with tests/fixtures and CMakeLists.txt): not at "
+                  << MOSAIC_SOURCE_DIR << " (the build's path), nor above the test executable or the current "
+                  << "directory. Set MOSAIC_SOURCE_DIR to the tree's root.";
+    return std::filesystem::path(MOSAIC_SOURCE_DIR);
+  }
+  return found;
 }
 inline std::filesystem::path fixtures_dir() { return source_dir() / "tests" / "fixtures"; }
 

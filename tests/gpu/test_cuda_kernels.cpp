@@ -224,6 +224,38 @@ TEST(CudaKernels, SampleRowsGivesTheCpuTokensOnTheSameLogits) {
     }
 }
 
+TEST(CudaKernels, DreamSampleRowsGivesTheCpuTokensOnTheSameLogits) {
+  const int64_t rows = 24, vocab = 50000;
+  std::normal_distribution<float> dist(0.f, 3.f);
+  std::vector<float> logits(rows * vocab);
+  for (auto& l : logits) l = dist(rng);
+  for (int64_t v = 0; v < 3; ++v) logits[5 * vocab + 100 + v] = 40.f;  // a tie: the first index must win
+  std::vector<int32_t> pos(rows);
+  for (int64_t i = 0; i < rows; ++i) pos[i] = static_cast<int32_t>(1000 + 3 * i);
+  Dev<float> dl(logits);
+  Dev<int32_t> dpos(pos);
+  for (double temp : {0.0, 0.5, 1.0})
+    for (Confidence c : {Confidence::Probability, Confidence::Margin, Confidence::NegEntropy}) {
+      SampleParams p;
+      p.rule = TokenRule::Dream;
+      p.confidence = c;
+      p.temperature = temp;
+      p.seed = 42;
+      p.step = 7;
+      Dev<int32_t> dtok(rows);
+      Dev<float> dconf(rows);
+      cuda::dream_sample_rows(dl.p, rows, vocab, dpos.p, p, dtok.p, dconf.p, 0);
+      std::vector<int32_t> tok(rows);
+      std::vector<float> conf(rows);
+      cpu::sample_rows(logits.data(), rows, vocab, pos.data(), p, tok.data(), conf.data());
+      auto gt = dtok.get();
+      auto gc = dconf.get();
+      EXPECT_EQ(gt, tok) << "temperature " << temp << " confidence " << static_cast<int>(c);
+      for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(gc[i], conf[i], 1e-6 + 1e-5 * std::abs(conf[i]));
+      if (temp == 0.0) EXPECT_EQ(gt[5], 100);
+    }
+}
+
 TEST(CudaKernels, RankRowsMatchesTheStableCpuOrder) {
   for (int64_t n : {1, 2, 31, 32, 33, 1000, 8192}) {
     std::vector<float> conf(n);

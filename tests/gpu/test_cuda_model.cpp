@@ -87,13 +87,14 @@ TEST(CudaModel, DreamSamplingOnTheGpuEqualsTheCpuOnTheSameLogits) {
   const std::vector<float> logits = mg.step(test::logits_request(t, pos)).logits;
   const int64_t V = mg.config().embedding_size;
   for (Confidence c : {Confidence::Probability, Confidence::Margin, Confidence::NegEntropy})
-    for (double top_p : {1.0, 0.9}) {
+    for (int filter : {0, 1, 2})  // none (the device kernel), top-p, top-k (the host)
+      for (double temperature : {0.0, 0.5}) {
       SampleParams sp;
       sp.rule = TokenRule::Dream;
       sp.confidence = c;
-      sp.top_p = top_p;
-      sp.top_k = top_p < 1.0 ? 0 : 20;
-      sp.temperature = 0.5;
+      sp.top_p = filter == 1 ? 0.9 : 1.0;
+      sp.top_k = filter == 2 ? 20 : 0;
+      sp.temperature = temperature;
       sp.seed = 3;
       StepOutputs out = mg.step(test::sample_request(t, pos, sp));
       std::vector<int32_t> tok(pos.size());

@@ -205,8 +205,12 @@ class CudaBackend final : public Backend {
       cuda::sample_rows(logits, rows, vocab, pos, p, token, conf, stream_);
       return;
     }
-    // Dream's rule (filters, margin, entropy) runs on the host for now: the M x V logits cross
-    // PCIe once per step, which costs a few ms at Dream-7B's vocabulary.
+    if (!p.filters()) {
+      cuda::dream_sample_rows(logits, rows, vocab, pos, p, token, conf, stream_);
+      return;
+    }
+    // Top-p / top-k need each row sorted: for now on the host, from the M x V logits that cross
+    // PCIe once per step (a few ms at Dream-7B's vocabulary).
     const size_t n = static_cast<size_t>(rows);
     host_logits_.resize(n * static_cast<size_t>(vocab));
     host_pos_.resize(n);

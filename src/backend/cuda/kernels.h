@@ -30,6 +30,9 @@ void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale, cudaStream_t s);
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
                  int32_t* token, float* conf, cudaStream_t s);
+// Dream's rule (sampling/sample_params.h) on rows without top-p / top-k filters.
+void dream_sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
+                       int32_t* token, float* conf, cudaStream_t s);
 // order[i] = index of the i-th largest conf (ties: lower index first), for n <= kMaxRankRows.
 constexpr int64_t kMaxRankRows = 8192;
 void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s);

@@ -109,6 +109,76 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
   }
 }
 
+__device__ double block_sum(double v, double* shared) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < (blockDim.x >> 5) ? shared[threadIdx.x] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) shared[0] = v;
+  }
+  __syncthreads();
+  double r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+// Dream's sample_tokens on an unfiltered row (top-p / top-k rows go to the host): z = logits / T
+// (the logits at T = 0), probabilities in double; the token is the first maximum, or at T > 0
+// torch's categorical draw argmax p / (-log u) (the common 1/sum left out: same order); the
+// confidence is the token's probability, top-1 minus top-2, or the negative entropy.
+__global__ void __launch_bounds__(kThreads) dream_sample_rows_kernel(const float* __restrict__ logits, int64_t vocab,
+                                                                      const int32_t* __restrict__ pos, SampleParams p,
+                                                                      int32_t* __restrict__ token,
+                                                                      float* __restrict__ conf) {
+  __shared__ Best best_shared[32];
+  __shared__ double d_shared[32];
+  const int64_t row = blockIdx.x;
+  const float* l = logits + row * vocab;
+  const uint64_t position = static_cast<uint64_t>(pos[row]);
+  const bool tempered = p.temperature > 0.0;
+  auto z = [&](int64_t v) { return tempered ? static_cast<double>(l[v]) / p.temperature : static_cast<double>(l[v]); };
+
+  Best top{-DBL_MAX, INT64_MAX};
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) top = better(top, Best{z(v), v});
+  top = block_best(top, best_shared);
+  const double mx = top.score;
+
+  double sum = 0.0;
+  Best second{-DBL_MAX, INT64_MAX}, drawn{-DBL_MAX, INT64_MAX};
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
+    const double zv = z(v), e = exp(zv - mx);
+    sum += e;
+    if (v != top.idx) second = better(second, Best{zv, v});
+    if (tempered) {
+      const double u = counter_uniform(p.seed, kGumbelStream, p.step, position, static_cast<uint64_t>(v));
+      drawn = better(drawn, Best{e / -log(u), v});
+    }
+  }
+  sum = block_sum(sum, d_shared);
+  if (p.confidence == Confidence::Margin) second = block_best(second, best_shared);
+  if (tempered) drawn = block_best(drawn, best_shared);
+  double neg_entropy = 0.0;
+  if (p.confidence == Confidence::NegEntropy) {
+    for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
+      const double pv = exp(z(v) - mx) / sum;
+      neg_entropy += pv * log(pv + 1e-10);
+    }
+    neg_entropy = block_sum(neg_entropy, d_shared);
+  }
+  if (threadIdx.x == 0) {
+    const int64_t x0 = tempered ? drawn.idx : top.idx;
+    token[row] = static_cast<int32_t>(x0);
+    double c = exp(z(x0) - mx) / sum;
+    if (p.confidence == Confidence::Margin)
+      c = 1.0 / sum - (second.idx == INT64_MAX ? 0.0 : exp(second.score - mx) / sum);
+    else if (p.confidence == Confidence::NegEntropy)
+      c = neg_entropy;
+    conf[row] = static_cast<float>(c);
+  }
+}
+
 // Bitonic sort of (confidence, index) in shared memory: most confident first, equal
 // confidences by lower index — the CPU's stable sort order.
 __global__ void rank_rows_kernel(const float* __restrict__ conf, int n, int n_pow2, int32_t* __restrict__ order) {
@@ -149,6 +219,14 @@ void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t
                  int32_t* token, float* conf, cudaStream_t s) {
   if (rows == 0) return;
   sample_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(logits, vocab, pos, p, token, conf);
+  CUDA_CHECK_LAUNCH();
+}
+
+void dream_sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
+                       int32_t* token, float* conf, cudaStream_t s) {
+  if (rows == 0) return;
+  CUDA_REQUIRE(!p.filters(), "cuda dream_sample_rows: top-p / top-k rows are sampled on the host");
+  dream_sample_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(logits, vocab, pos, p, token, conf);
   CUDA_CHECK_LAUNCH();
 }
 

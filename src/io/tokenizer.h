@@ -16,7 +16,8 @@
 // Anything else is refused at load with an error naming the file and the field.
 //
 // Regexes run on PCRE2 (UTF + UCP, JIT when available), with `\s`/`\S` spelled as Unicode
-// White_Space, as in Oniguruma (which `tokenizers` uses).
+// White_Space and `\p{..}` general categories brought to Unicode 16.0, as in Oniguruma (which
+// `tokenizers` uses); NFC uses Unicode 9.0 data, as `tokenizers` does.
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "decode/schedule.h"
 #include "sampling/counter_noise.h"
 
 namespace mosaic {
@@ -28,17 +29,8 @@ std::string dream_alg_name(DreamAlg a) {
 }
 
 void validate_dream_options(const DreamOptions& o) {
-  MOSAIC_CHECK(o.gen_length > 0, "--gen-length must be positive (got {})", o.gen_length);
   MOSAIC_CHECK(o.block_length >= 0, "--block-length must be positive (got {})", o.block_length);
-  const int64_t block = o.block_length > 0 ? o.block_length : o.gen_length;
-  MOSAIC_CHECK(o.gen_length % block == 0,
-               "--gen-length {} is not a multiple of --block-length {}: the sampler fills whole blocks", o.gen_length,
-               block);
-  const int64_t blocks = o.gen_length / block;
-  MOSAIC_CHECK(o.steps > 0 && o.steps % blocks == 0,
-               "--steps {} must be a positive multiple of the number of blocks ({} = --gen-length {} / "
-               "--block-length {}), since each block gets steps/blocks steps",
-               o.steps, blocks, o.gen_length, block);
+  check_block_schedule(o.gen_length, o.block_length > 0 ? o.block_length : o.gen_length, o.steps);
   MOSAIC_CHECK(o.temperature >= 0.0, "--temperature must be >= 0 (got {})", o.temperature);
   MOSAIC_CHECK(o.top_p > 0.0 && o.top_p <= 1.0, "--top-p must be in (0, 1] (got {}; 1 = off)", o.top_p);
   MOSAIC_CHECK(o.top_k >= 0, "--top-k must be >= 0 (got {}; 0 = off)", o.top_k);

@@ -12,16 +12,7 @@ Confidence parse_remasking(const std::string& s) {
 }
 
 void validate_generate_options(const GenerateOptions& o) {
-  MOSAIC_CHECK(o.gen_length > 0, "--gen-length must be positive (got {})", o.gen_length);
-  MOSAIC_CHECK(o.block_length > 0, "--block-length must be positive (got {})", o.block_length);
-  MOSAIC_CHECK(o.gen_length % o.block_length == 0,
-               "--gen-length {} is not a multiple of --block-length {}: the sampler fills whole blocks",
-               o.gen_length, o.block_length);
-  const int64_t blocks = o.gen_length / o.block_length;
-  MOSAIC_CHECK(o.steps > 0 && o.steps % blocks == 0,
-               "--steps {} must be a positive multiple of the number of blocks ({} = --gen-length {} / "
-               "--block-length {}), since each block gets steps/blocks steps",
-               o.steps, blocks, o.gen_length, o.block_length);
+  check_block_schedule(o.gen_length, o.block_length, o.steps);
   MOSAIC_CHECK(o.temperature >= 0.0, "--temperature must be >= 0 (got {})", o.temperature);
   MOSAIC_CHECK(o.cfg_scale >= 0.0f, "--cfg-scale must be >= 0 (got {})", o.cfg_scale);
 }

@@ -193,66 +193,59 @@ TEST(CudaKernels, MatmulThroughCublasLt) {
   cudaFree(ws);
 }
 
+// Random logits with a three-way tie in row 5 (the first index must win), on the host and
+// the device, and a kernel's tokens and confidences against the CPU kernel's.
+struct SampleRowsCase {
+  static constexpr int64_t rows = 24, vocab = 50000;
+  std::vector<float> logits = std::vector<float>(rows * vocab);
+  std::vector<int32_t> pos = std::vector<int32_t>(rows);
+  SampleRowsCase() {
+    std::normal_distribution<float> dist(0.f, 3.f);
+    for (auto& l : logits) l = dist(rng);
+    for (int64_t v = 0; v < 3; ++v) logits[5 * vocab + 100 + v] = 40.f;
+    for (int64_t i = 0; i < rows; ++i) pos[i] = static_cast<int32_t>(1000 + 3 * i);
+  }
+  template <typename Kernel>
+  void expect_cpu_results(Kernel kernel, const SampleParams& p, double abs_tol, double rel_tol) const {
+    Dev<float> dl(logits);
+    Dev<int32_t> dpos(pos), dtok(rows);
+    Dev<float> dconf(rows);
+    kernel(dl.p, rows, vocab, dpos.p, p, dtok.p, dconf.p, cudaStream_t{});
+    std::vector<int32_t> tok(rows);
+    std::vector<float> conf(rows);
+    cpu::sample_rows(logits.data(), rows, vocab, pos.data(), p, tok.data(), conf.data());
+    auto gt = dtok.get();
+    auto gc = dconf.get();
+    EXPECT_EQ(gt, tok) << "temperature " << p.temperature << " confidence " << static_cast<int>(p.confidence);
+    for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(gc[i], conf[i], abs_tol + rel_tol * std::abs(conf[i]));
+    if (p.temperature == 0.0) EXPECT_EQ(gt[5], 100);
+  }
+};
+
 TEST(CudaKernels, SampleRowsGivesTheCpuTokensOnTheSameLogits) {
-  const int64_t rows = 24, vocab = 50000;
-  std::normal_distribution<float> dist(0.f, 3.f);
-  std::vector<float> logits(rows * vocab);
-  for (auto& l : logits) l = dist(rng);
-  for (int64_t v = 0; v < 3; ++v) logits[5 * vocab + 100 + v] = 40.f;  // a tie: the first index must win
-  std::vector<int32_t> pos(rows);
-  for (int64_t i = 0; i < rows; ++i) pos[i] = static_cast<int32_t>(1000 + 3 * i);
-  Dev<float> dl(logits);
-  Dev<int32_t> dpos(pos);
+  SampleRowsCase c;
   for (double temp : {0.0, 0.7, 1.0})
-    for (Confidence rm : {Confidence::Probability, Confidence::Random}) {
+    for (Confidence conf : {Confidence::Probability, Confidence::Random}) {
       SampleParams p;
       p.temperature = temp;
-      p.confidence = rm;
+      p.confidence = conf;
       p.seed = 42;
       p.step = 7;
-      Dev<int32_t> dtok(rows);
-      Dev<float> dconf(rows);
-      cuda::sample_rows(dl.p, rows, vocab, dpos.p, p, dtok.p, dconf.p, 0);
-      std::vector<int32_t> tok(rows);
-      std::vector<float> conf(rows);
-      cpu::sample_rows(logits.data(), rows, vocab, pos.data(), p, tok.data(), conf.data());
-      auto gt = dtok.get();
-      auto gc = dconf.get();
-      EXPECT_EQ(gt, tok) << "temperature " << temp;
-      for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(gc[i], conf[i], 1e-5 + 1e-4 * conf[i]);
-      if (temp == 0.0) EXPECT_EQ(gt[5], 100);
+      c.expect_cpu_results(cuda::sample_rows, p, 1e-5, 1e-4);
     }
 }
 
 TEST(CudaKernels, DreamSampleRowsGivesTheCpuTokensOnTheSameLogits) {
-  const int64_t rows = 24, vocab = 50000;
-  std::normal_distribution<float> dist(0.f, 3.f);
-  std::vector<float> logits(rows * vocab);
-  for (auto& l : logits) l = dist(rng);
-  for (int64_t v = 0; v < 3; ++v) logits[5 * vocab + 100 + v] = 40.f;  // a tie: the first index must win
-  std::vector<int32_t> pos(rows);
-  for (int64_t i = 0; i < rows; ++i) pos[i] = static_cast<int32_t>(1000 + 3 * i);
-  Dev<float> dl(logits);
-  Dev<int32_t> dpos(pos);
+  SampleRowsCase c;
   for (double temp : {0.0, 0.5, 1.0})
-    for (Confidence c : {Confidence::Probability, Confidence::Margin, Confidence::NegEntropy}) {
+    for (Confidence conf : {Confidence::Probability, Confidence::Margin, Confidence::NegEntropy}) {
       SampleParams p;
       p.rule = TokenRule::Dream;
-      p.confidence = c;
+      p.confidence = conf;
       p.temperature = temp;
       p.seed = 42;
       p.step = 7;
-      Dev<int32_t> dtok(rows);
-      Dev<float> dconf(rows);
-      cuda::dream_sample_rows(dl.p, rows, vocab, dpos.p, p, dtok.p, dconf.p, 0);
-      std::vector<int32_t> tok(rows);
-      std::vector<float> conf(rows);
-      cpu::sample_rows(logits.data(), rows, vocab, pos.data(), p, tok.data(), conf.data());
-      auto gt = dtok.get();
-      auto gc = dconf.get();
-      EXPECT_EQ(gt, tok) << "temperature " << temp << " confidence " << static_cast<int>(c);
-      for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(gc[i], conf[i], 1e-6 + 1e-5 * std::abs(conf[i]));
-      if (temp == 0.0) EXPECT_EQ(gt[5], 100);
+      c.expect_cpu_results(cuda::dream_sample_rows, p, 1e-6, 1e-5);
     }
 }
 

@@ -5,6 +5,7 @@
 
 #include <cfloat>
 
+#include "backend/cuda/block_sum.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "sampling/counter_noise.h"
@@ -109,21 +110,6 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
   }
 }
 
-__device__ double block_sum(double v, double* shared) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    v = threadIdx.x < (blockDim.x >> 5) ? shared[threadIdx.x] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (threadIdx.x == 0) shared[0] = v;
-  }
-  __syncthreads();
-  double r = shared[0];
-  __syncthreads();
-  return r;
-}
-
 // Dream's sample_tokens on an unfiltered row (top-p / top-k rows go to the host): z = logits / T
 // (the logits at T = 0), probabilities in double; the token is the first maximum, or at T > 0
 // torch's categorical draw argmax p / (-log u) (the common 1/sum left out: same order); the
@@ -133,7 +119,6 @@ __global__ void __launch_bounds__(kThreads) dream_sample_rows_kernel(const float
                                                                       int32_t* __restrict__ token,
                                                                       float* __restrict__ conf) {
   __shared__ Best best_shared[32];
-  __shared__ double d_shared[32];
   const int64_t row = blockIdx.x;
   const float* l = logits + row * vocab;
   const uint64_t position = static_cast<uint64_t>(pos[row]);
@@ -156,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) dream_sample_rows_kernel(const float
       drawn = better(drawn, Best{e / -log(u), v});
     }
   }
-  sum = block_sum(sum, d_shared);
+  sum = block_sum(sum);
   if (p.confidence == Confidence::Margin) second = block_best(second, best_shared);
   if (tempered) drawn = block_best(drawn, best_shared);
   double neg_entropy = 0.0;
@@ -165,7 +150,7 @@ __global__ void __launch_bounds__(kThreads) dream_sample_rows_kernel(const float
       const double pv = exp(z(v) - mx) / sum;
       neg_entropy += pv * log(pv + 1e-10);
     }
-    neg_entropy = block_sum(neg_entropy, d_shared);
+    neg_entropy = block_sum(neg_entropy);
   }
   if (threadIdx.x == 0) {
     const int64_t x0 = tempered ? drawn.idx : top.idx;

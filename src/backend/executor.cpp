@@ -12,12 +12,6 @@
 
 namespace mosaic {
 
-int find_tensor(const Graph& g, const std::string& name) {
-  for (size_t t = 0; t < g.tensors.size(); ++t)
-    if (g.tensors[t].name == name) return static_cast<int>(t);
-  return -1;
-}
-
 Executor::Executor(Backend& be, const Graph& g, std::vector<const void*> weights)
     : be_(be), g_(g), weights_(std::move(weights)) {
   MOSAIC_CHECK(weights_.size() == g.tensors.size(), "executor: {} weight slots for {} tensors",

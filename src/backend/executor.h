@@ -76,6 +76,5 @@ class Executor {
   OpTimes* op_times_ = nullptr;
 };
 
-int find_tensor(const Graph& g, const std::string& name);  // -1 if absent
 
 }  // namespace mosaic

@@ -29,6 +29,7 @@ struct GenerateFlags {
   uint64_t seed = 0;
   // Flags that belong to one sampler: given on a model of the other family, they are an error.
   std::vector<CLI::Option*> llada_only, dream_only;
+  CLI::Option* block_length_flag = nullptr;  // not given: each sampler's default
 };
 
 std::vector<int32_t> parse_token_list(const std::string& s, int64_t limit) {
@@ -60,7 +61,7 @@ std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, 
     const std::string wrong = given(f.dream_only);
     MOSAIC_CHECK(wrong.empty(), "{} {} Dream's sampler; this is a LLaDA-family model (its sampler takes "
                  "--remasking, --cfg-scale)", wrong, wrong.find(',') == std::string::npos ? "is" : "are");
-    GenerateOptions o{f.gen_length, f.steps, f.block_length > 0 ? f.block_length : 32, f.temperature,
+    GenerateOptions o{f.gen_length, f.steps, f.block_length_flag->count() ? f.block_length : 32, f.temperature,
                       f.cfg_scale, parse_remasking(f.remasking), f.seed};
     settings = {{"sampler", "llada"}, {"gen_length", o.gen_length}, {"steps", o.steps},
                 {"block_length", o.block_length}, {"temperature", o.temperature}, {"cfg_scale", o.cfg_scale},
@@ -74,6 +75,8 @@ std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, 
   o.gen_length = f.gen_length;
   o.steps = f.steps;
   o.block_length = f.block_length;
+  MOSAIC_CHECK(f.block_length_flag->count() == 0 || f.block_length > 0, "--block-length must be positive (got {})",
+               f.block_length);
   o.alg = parse_dream_alg(f.alg);
   o.temperature = f.temperature;
   o.top_p = f.top_p;
@@ -188,7 +191,7 @@ void add_generate(CLI::App& app) {
   c->add_option("--gen-length", f->gen_length, "Tokens to generate")->capture_default_str();
   c->add_option("--steps", f->steps, "Denoising steps in total (a multiple of the number of blocks)")
       ->capture_default_str();
-  c->add_option("--block-length", f->block_length,
+  f->block_length_flag = c->add_option("--block-length", f->block_length,
                 "Block length (divides --gen-length); default: 32 for LLaDA, the whole generation for Dream "
                 "(its official single-block algorithm; smaller blocks restart Dream's timesteps in every block)");
   c->add_option("--temperature", f->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();

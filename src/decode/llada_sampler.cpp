@@ -35,10 +35,16 @@ void LladaSampler::prepare(const Sequence& s, StepRequest& r) {
   r.sample.step = static_cast<uint64_t>(s.global_step);
   r.sample.cfg_scale = o_.cfg_scale;
   if (o_.cfg_scale > 0.0f) {
-    // The official un_x: the prompt's (non-mask) tokens masked, the rest as the sequence.
+    // The official un_x: the positions that held prompt tokens at the start (prompt_index =
+    // x != mask before the first step) masked, the rest as the sequence now. A mask inside
+    // the prompt is a candidate like any other; once filled it stays in un_x.
+    if (s.global_step == 0) {
+      prompt_index_.assign(static_cast<size_t>(s.prompt_length), false);
+      for (int64_t i = 0; i < s.prompt_length; ++i) prompt_index_[i] = s.tokens[i] != s.mask_id;
+    }
     uncond_ = s.tokens;
     for (int64_t i = 0; i < s.prompt_length; ++i)
-      if (uncond_[i] != s.mask_id) uncond_[i] = s.mask_id;
+      if (prompt_index_[i]) uncond_[i] = s.mask_id;
     r.tokens_uncond = &uncond_;
   }
 }

@@ -39,7 +39,8 @@ class LladaSampler final : public Sampler {
   int64_t block_end(const Sequence& s) const { return s.prompt_length + (s.block + 1) * o_.block_length; }
   GenerateOptions o_;
   std::vector<int64_t> schedule_;  // tokens per step of the current block
-  std::vector<int32_t> uncond_;    // guidance: the sequence with the prompt masked
+  std::vector<bool> prompt_index_;  // guidance: the prompt positions that held tokens at the start
+  std::vector<int32_t> uncond_;     // guidance: the sequence with those positions masked
 };
 
 // Sequence + LladaSampler + the engine loop.

@@ -107,6 +107,11 @@ int64_t Graph::rows_of(int t, const Dims& d, const std::vector<int64_t>& chunk_r
 void Graph::validate() const {
   MOSAIC_CHECK(open_region < 0, "graph: region '{}' never closed", regions[open_region].name);
   std::vector<bool> defined(tensors.size(), false);
+  for (const TensorDesc& td : tensors)
+    if (td.kind == TensorKind::Persistent)
+      MOSAIC_CHECK(td.region < 0 && td.rows.is_constant() && td.cols.is_constant(),
+                   "graph: persistent tensor '{}' must have constant rows and columns and no region: its "
+                   "offset and contents must survive from one step's plan to the next", td.name);
   for (size_t t = 0; t < tensors.size(); ++t)
     defined[t] = tensors[t].kind == TensorKind::Input || tensors[t].kind == TensorKind::InOut ||
                  tensors[t].kind == TensorKind::Weight || tensors[t].kind == TensorKind::Persistent;

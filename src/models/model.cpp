@@ -135,7 +135,7 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
     out.order = buffers.as<int32_t>("order");
   }
   if (buffers.has("logits")) out.logits = buffers.as<float>("logits");
-  if (buffers.has("hidden")) out.hidden = buffers.at("hidden");
+  if (buffers.has("hidden")) out.hidden = std::move(buffers.bytes.at("hidden"));
   if (stats) {
     stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     stats->arena_bytes = plan.arena_bytes();

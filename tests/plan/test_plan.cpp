@@ -356,6 +356,11 @@ TEST(MemoryPlan, PersistentTensorsLiveTheWholeStepAtStableOffsets) {
     expect_valid_placement(p.life, p.placement);
   }
   EXPECT_GT(plans[3].chunks[0], 1) << "half the budget must chunk the transients, not the caches";
+
+  // A persistent tensor whose size follows the step's shape could not keep its offset.
+  Graph bad = graph_with_persistent_tensors();
+  bad.tensors[1].rows = SymDim::tokens();
+  EXPECT_THROW(bad.validate(), Error);
 }
 
 }  // namespace

@@ -57,8 +57,9 @@ void softmax(std::vector<double>& z) {
 // Dream generation_utils.py sample_tokens: scale by 1/T, top-p, top-k, softmax, then the
 // token and the confidence of the chosen algorithm. Filtered logits become -inf (the
 // official code writes finfo.min: the same zero probability).
+// z, scratch and order are per-thread buffers, reused from row to row.
 void dream_row(const float* l, int64_t vocab, int32_t pos, const SampleParams& p, std::vector<double>& z,
-               std::vector<int64_t>& order, int32_t* token, float* conf) {
+               std::vector<double>& scratch, std::vector<int64_t>& order, int32_t* token, float* conf) {
   z.resize(static_cast<size_t>(vocab));
   for (int64_t v = 0; v < vocab; ++v) z[v] = p.temperature > 0 ? l[v] / p.temperature : l[v];
   if (p.top_p < 1.0) {
@@ -67,19 +68,19 @@ void dream_row(const float* l, int64_t vocab, int32_t pos, const SampleParams& p
     order.resize(z.size());
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return z[a] > z[b]; });
-    std::vector<double> prob = z;
-    softmax(prob);
+    scratch = z;
+    softmax(scratch);
     double cum = 0;
     for (size_t i = 0; i < order.size(); ++i) {
       const bool remove = i > 0 && cum > p.top_p;
-      cum += prob[order[i]];
+      cum += scratch[order[i]];
       if (remove) z[order[i]] = -INFINITY;
     }
   }
   if (p.top_k > 0 && p.top_k < vocab) {
-    std::vector<double> sorted = z;
-    std::nth_element(sorted.begin(), sorted.begin() + (p.top_k - 1), sorted.end(), std::greater<>());
-    const double kth = sorted[static_cast<size_t>(p.top_k - 1)];
+    scratch = z;
+    std::nth_element(scratch.begin(), scratch.begin() + (p.top_k - 1), scratch.end(), std::greater<>());
+    const double kth = scratch[static_cast<size_t>(p.top_k - 1)];
     for (double& v : z)
       if (v < kth) v = -INFINITY;
   }
@@ -133,14 +134,14 @@ void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t
                  int32_t* token, float* conf) {
 #pragma omp parallel
   {
-    std::vector<double> z;
+    std::vector<double> z, scratch;
     std::vector<int64_t> order;
 #pragma omp for
     for (int64_t i = 0; i < rows; ++i) {
       if (p.rule == TokenRule::Llada)
         llada_row(logits + i * vocab, vocab, pos[i], p, token + i, conf + i);
       else
-        dream_row(logits + i * vocab, vocab, pos[i], p, z, order, token + i, conf + i);
+        dream_row(logits + i * vocab, vocab, pos[i], p, z, scratch, order, token + i, conf + i);
     }
   }
 }

@@ -11,15 +11,24 @@ namespace mosaic {
 namespace {
 
 TEST(DreamSchedule, LinspaceIsTorchsFloat32Values) {
-  // torch.linspace(1, 1e-3, 17) (CUDA / current CPU kernels), printed as float32 hex by
-  // tools/reference/dream_generate.py; the halves are computed from opposite ends.
+  // torch.linspace(1, 1e-3, n, dtype=float32) printed by torch 2.11 on an H200, on CUDA and on
+  // its CPU alike (docs/perf/2026-12-02-families/torch_linspace.txt). Rounding the product
+  // before the add (no fused multiply-add) is off by one ulp at several of these.
   std::vector<float> t = linspace_f32(1.0f, 1e-3f, 17);
   ASSERT_EQ(t.size(), 17u);
   EXPECT_EQ(t.front(), 1.0f);
   EXPECT_EQ(t.back(), 1e-3f);
-  const float step = (1e-3f - 1.0f) / 16.0f;
-  EXPECT_EQ(t[3], std::fma(step, 3.0f, 1.0f));
-  EXPECT_EQ(t[12], std::fma(-step, 4.0f, 1e-3f));
+  EXPECT_EQ(t[3], 0x1.a01894p-1f);
+  EXPECT_EQ(t[6], 0x1.403126p-1f);
+  EXPECT_EQ(t[7], 0x1.203958p-1f);
+  EXPECT_EQ(t[8], 0x1.00418ap-1f);
+  EXPECT_EQ(t[12], 0x1.00c49cp-2f);
+  t = linspace_f32(1.0f, 1e-3f, 513);
+  EXPECT_EQ(t[3], 0x1.fd00c4p-1f);
+  EXPECT_EQ(t[6], 0x1.fa018ap-1f);
+  EXPECT_EQ(t[7], 0x1.f901cap-1f);
+  EXPECT_EQ(t[256], 0x1.00418ap-1f);
+  EXPECT_EQ(t[508], 0x1.208312p-7f);
   for (size_t i = 1; i < t.size(); ++i) EXPECT_LT(t[i], t[i - 1]);
   EXPECT_EQ(linspace_f32(1.0f, 0.5f, 1), std::vector<float>({1.0f}));
 }
@@ -29,8 +38,12 @@ TEST(DreamSchedule, TransferCountTruncatesTheFloat32Product) {
   EXPECT_EQ(dream_transfer_count(32, 1.0f, 0.9375f), 2);
   EXPECT_EQ(dream_transfer_count(5, 1.0f, 0.9375f), 0);  // 0.3125 truncates to 0: the step commits nothing
   EXPECT_EQ(dream_transfer_count(0, 0.5f, 0.25f), 0);
+  // torch (same file) gives 2 at 1013 masks between steps 6 and 7 of 512; double arithmetic gives 1.
+  std::vector<float> t = linspace_f32(1.0f, 1e-3f, 513);
+  EXPECT_EQ(dream_transfer_count(1013, t[6], t[7]), 2);
+  EXPECT_EQ(dream_transfer_count(5000, t[200], t[201]), 15);
   // Every step of a 16-step schedule over 32 masks commits at most what is left.
-  std::vector<float> t = linspace_f32(1.0f, 1e-3f, 17);
+  t = linspace_f32(1.0f, 1e-3f, 17);
   int64_t left = 32;
   for (int i = 0; i < 15; ++i) {
     int64_t k = dream_transfer_count(left, t[i], t[i + 1]);

@@ -30,6 +30,9 @@ import sys
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
 from tokenizers import models
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tokenizer_oracle import decode_cases, encode_case, vocabulary  # noqa: E402
+
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -218,34 +221,18 @@ def main():
     path = build(out_dir, variant)
     tok = Tokenizer.from_file(path)  # the oracle reads exactly the file mosaic reads
 
-    def run(text):
-        tok.encode_special_tokens = False
-        ids = tok.encode(text, add_special_tokens=False).ids
-        tok.encode_special_tokens = True
-        ids_plain = tok.encode(text, add_special_tokens=False).ids
-        tok.encode_special_tokens = False
-        return {"text": text, "ids": ids, "ids_plain": ids_plain,
-                "decode": tok.decode(ids, skip_special_tokens=False),
-                "decode_skip": tok.decode(ids, skip_special_tokens=True)}
-
     spec = json.load(open(path, encoding="utf-8"))
-    all_ids = set(spec["model"]["vocab"].values()) | {t["id"] for t in spec["added_tokens"]}
-    vocab_size = max(all_ids) + 1
+    all_ids, vocab_size = vocabulary(spec)
     rng = random.Random(20240501)
-    random_decodes = []
-    for n in [1, 2, 3, 4, 7, 16, 64]:
-        for _ in range(30):
-            ids = [rng.randrange(vocab_size) for _ in range(n)]
-            random_decodes.append({"ids": ids, "decode": tok.decode(ids, skip_special_tokens=False),
-                                   "decode_skip": tok.decode(ids, skip_special_tokens=True)})
+    random_decodes = decode_cases(tok, vocab_size, rng, [1, 2, 3, 4, 7, 16, 64], 30)
 
     oracle = {
         "variant": variant,
         "vocab_size": vocab_size,
         "chatml": CHATML,
-        "cases": [run(s) for s in TEST_STRINGS],
-        "random_cases": [run(s) for s in random_strings(rng, 400)],
-        "extra_cases": [run(s) for s in extra],
+        "cases": [encode_case(tok, s) for s in TEST_STRINGS],
+        "random_cases": [encode_case(tok, s) for s in random_strings(rng, 400)],
+        "extra_cases": [encode_case(tok, s) for s in extra],
         "random_decodes": random_decodes,
         "tokens": [[i, tok.id_to_token(i)] for i in sorted(all_ids)],
         "special_ids": sorted(t["id"] for t in spec["added_tokens"] if t["special"]),

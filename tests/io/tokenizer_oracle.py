@@ -135,36 +135,48 @@ def build(style, out_dir):
     return path, bos, eos
 
 
+def encode_case(tok, text):
+    """What pip's tokenizer makes of one text: ids with and without special-token parsing, decodes."""
+    tok.encode_special_tokens = False
+    ids = tok.encode(text, add_special_tokens=False).ids
+    tok.encode_special_tokens = True
+    ids_plain = tok.encode(text, add_special_tokens=False).ids
+    tok.encode_special_tokens = False
+    return {"text": text, "ids": ids, "ids_plain": ids_plain,
+            "decode": tok.decode(ids, skip_special_tokens=False),
+            "decode_skip": tok.decode(ids, skip_special_tokens=True)}
+
+
+def vocabulary(spec):
+    """Every id of a tokenizer.json (model vocab and added tokens), and the vocab size they span."""
+    all_ids = set(spec["model"]["vocab"].values()) | {t["id"] for t in spec["added_tokens"]}
+    return all_ids, max(all_ids) + 1
+
+
+def decode_cases(tok, vocab_size, rng, lengths, per_length):
+    """Random id sequences and pip's decodes of them, per_length of each length."""
+    cases = []
+    for n in lengths:
+        for _ in range(per_length):
+            ids = [rng.randrange(vocab_size) for _ in range(n)]
+            cases.append({"ids": ids, "decode": tok.decode(ids, skip_special_tokens=False),
+                          "decode_skip": tok.decode(ids, skip_special_tokens=True)})
+    return cases
+
+
 def main():
     out_dir, style = sys.argv[1], sys.argv[2]
     path, bos, eos = build(style, out_dir)
     tok = Tokenizer.from_file(path)  # the oracle reads exactly the file mosaic reads
 
-    def run(text):
-        tok.encode_special_tokens = False
-        ids = tok.encode(text, add_special_tokens=False).ids
-        tok.encode_special_tokens = True
-        ids_plain = tok.encode(text, add_special_tokens=False).ids
-        tok.encode_special_tokens = False
-        return {"text": text, "ids": ids, "ids_plain": ids_plain,
-                "decode": tok.decode(ids, skip_special_tokens=False),
-                "decode_skip": tok.decode(ids, skip_special_tokens=True)}
-
     spec = json.load(open(path, encoding="utf-8"))
-    all_ids = set(spec["model"]["vocab"].values()) | {t["id"] for t in spec["added_tokens"]}
-    vocab_size = max(all_ids) + 1
-    rng = random.Random(1234)
-    random_decodes = []
-    for n in [1, 2, 3, 5, 8, 20, 50]:
-        for _ in range(20):
-            ids = [rng.randrange(vocab_size) for _ in range(n)]
-            random_decodes.append({"ids": ids, "decode": tok.decode(ids, skip_special_tokens=False),
-                                   "decode_skip": tok.decode(ids, skip_special_tokens=True)})
+    all_ids, vocab_size = vocabulary(spec)
+    random_decodes = decode_cases(tok, vocab_size, random.Random(1234), [1, 2, 3, 5, 8, 20, 50], 20)
 
     oracle = {
         "style": style,
         "vocab_size": vocab_size,
-        "cases": [run(s) for s in TEST_STRINGS],
+        "cases": [encode_case(tok, s) for s in TEST_STRINGS],
         "random_decodes": random_decodes,
         "tokens": [[i, tok.id_to_token(i)] for i in sorted(all_ids)],
         "special_ids": sorted(t["id"] for t in spec["added_tokens"] if t["special"]),

@@ -35,4 +35,12 @@ inline DreamOptions dream_golden_options(const nlohmann::json& c) {
   return o;
 }
 
+// The cache fields of a cache_goldens.json case (tools/reference/make_cache_fixtures.py).
+inline CacheOptions golden_cache(const nlohmann::json& c) {
+  return {parse_cache_mode(c["cache"]), c["sparse_keep"].get<double>(), c["sparse_kernel"].get<int>()};
+}
+inline double golden_threshold(const nlohmann::json& c) {
+  return c["threshold"].is_null() ? 0.0 : c["threshold"].get<double>();
+}
+
 }  // namespace mosaic::test

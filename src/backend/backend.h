@@ -72,6 +72,19 @@ class Backend {
                          int heads, int kv_heads, int hd, float scale, void* out, void* workspace) = 0;
   virtual void swiglu(void* g, const void* u, int64_t n) = 0;
   virtual void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
+  // out[idx[i]] = x[i] for i < rows (rows of d activations): fresh keys and values into a cache.
+  virtual void scatter_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
+  // Sparse-dLLM's cache eviction for one layer. q_block [block_rows, heads*hd] are the block's
+  // queries (after rope), k and v [*, kv_heads*hd] every row's keys and values; outside[0..n)
+  // the rows outside the block, in order. Per outside row j: score_j = mean over heads h of
+  // qbar_h . k[outside[j]] (kv head h / (heads / kv_heads)), qbar_h the mean of the block's
+  // queries of head h; no softmax, no scale. The scores are max-pooled along j (width
+  // `kernel`, odd, stride 1, padding with -inf), and the `keep` rows of highest pooled score
+  // (ties: lower j) are copied, in order of j, to k_cache / v_cache rows 0..keep-1.
+  // scores: n + heads*hd floats of scratch; kept: n ints of scratch (both backend memory).
+  virtual void cache_select(const void* q_block, int64_t block_rows, const void* k, const void* v,
+                            const int32_t* outside, int64_t n, int heads, int kv_heads, int hd, int kernel,
+                            int64_t keep, float* scores, int32_t* kept, void* k_cache, void* v_cache) = 0;
   virtual void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) = 0;
   // Per row: the token to commit (argmax, or gumbel-max with temperature, noise from the
   // counter source at (seed, step, pos[i], column)) and its confidence.

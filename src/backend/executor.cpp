@@ -33,6 +33,9 @@ Executor::View Executor::view(const Operand& o, const MemoryPlan& plan, int64_t 
   std::byte* base = be_.arena() + plan.placement.offset[o.tensor];
   if (td.region >= 0) return {base, n_rows, cols};
   if (o.whole) return {base, td.rows.eval(plan.dims), cols};
+  if (td.kind == TensorKind::Persistent)
+    MOSAIC_CHECK(r0 + n_rows <= td.rows.eval(plan.dims), "executor: rows {}..{} of '{}' are past its {} rows", r0,
+                 r0 + n_rows, td.name, td.rows.eval(plan.dims));
   size_t esize = elem_size(td.elem, plan.act_size);
   return {base + static_cast<size_t>(r0 * cols) * esize, n_rows, cols};
 }
@@ -179,6 +182,21 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
     case Op::GatherRows: {
       View x = in(0), idx = in(1), y = out(0);
       be_.gather_rows(x.p, x.cols, static_cast<const int32_t*>(idx.p), rows, y.p);
+      break;
+    }
+    case Op::ScatterRows: {
+      View x = in(0), idx = in(1), y = out(0);
+      be_.scatter_rows(x.p, x.cols, static_cast<const int32_t*>(idx.p), rows, y.p);
+      break;
+    }
+    case Op::CacheSelect: {
+      View q = in(0), k = in(1), v = in(2), outside = in(3);
+      View kc = out(0), vc = out(1), scores = out(2), kept = out(3);
+      const int64_t keep = static_cast<int64_t>(static_cast<double>(outside.rows) * n.keep);
+      MOSAIC_CHECK(keep <= kc.rows, "cache_select: {} rows kept, the cache holds {}", keep, kc.rows);
+      be_.cache_select(q.p, q.rows, k.p, v.p, static_cast<const int32_t*>(outside.p), outside.rows, n.heads,
+                       n.kv_heads, n.head_dim, n.kernel, keep, static_cast<float*>(scores.p),
+                       static_cast<int32_t*>(kept.p), kc.p, vc.p);
       break;
     }
     case Op::CfgCombine: {

@@ -33,6 +33,14 @@ void run_bench(const BenchFlags& f) {
   MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
   check_segment_flags(f);
+  if (!f.cache.empty()) {
+    parse_cache_modes(f.cache);
+    validate_cache_options({CacheMode::Sparse, f.sparse_keep, f.sparse_kernel});
+    MOSAIC_CHECK(!f.max_tokens && f.segment.empty() && f.layers <= 0 && !f.op_times,
+                 "--cache runs whole generations: it does not combine with --max-tokens, --segment, --layers or "
+                 "--op-times");
+    MOSAIC_CHECK(f.gen_length % f.block_length == 0, "--gen-length must be a multiple of --block-length");
+  }
   Session s(f.session, true, f.layers);
   Model& m = s.model();
   const Segment seg = start_segment(s, f);
@@ -42,6 +50,11 @@ void run_bench(const BenchFlags& f) {
   if (!f.tokens.empty() && !f.max_tokens) lengths = parse_lengths(f.tokens);
   if (f.max_tokens) lengths.push_back(plan_max_tokens(s, f, out));
 
+  if (!f.cache.empty()) {
+    out["results"] = bench_generations(m, f, lengths);
+    if (!f.json_path.empty()) write_json(f.json_path, out);
+    return;
+  }
   print_table_header();
   for (int64_t L : lengths) {
     Measured r = measure(m, L, f, seg.hidden.empty() ? nullptr : &seg.hidden);
@@ -89,6 +102,16 @@ void add_bench(CLI::App& app) {
                  "state between segments through files: a step longer than one sitting runs in pieces");
   c->add_option("--hidden-in", f->hidden_in, "With --segment: the previous segment's hidden state (.safetensors)");
   c->add_option("--hidden-out", f->hidden_out, "With --segment: where to write this segment's hidden state");
+  c->add_option("--cache", f->cache,
+                "Time whole generations instead of single steps, for each listed cache mode (e.g. "
+                "none,prefix,dual,sparse): one token per step, steps = --gen-length, blocks of --block-length; "
+                "reports tokens/s and the speedup over the first mode")->capture_default_str();
+  c->add_option("--sparse-keep", f->sparse_keep, "With --cache sparse: the fraction of outside positions kept")
+      ->capture_default_str();
+  c->add_option("--sparse-kernel", f->sparse_kernel, "With --cache sparse: the max-pool width (odd)")
+      ->capture_default_str();
+  c->add_option("--warmup-generations", f->warmup_generations, "With --cache: untimed generations first")
+      ->capture_default_str();
   c->add_option("--json", f->json_path, "Also write the results as JSON");
   c->add_option("--profile", f->profile_path, "Write the first length's live-bytes timeline (.json or .csv)");
   c->callback([f] { run_bench(*f); });

@@ -23,6 +23,11 @@ struct BenchFlags {
   int64_t confirm_tokens = 0;
   std::string json_path, profile_path;
   std::string segment, hidden_in, hidden_out;
+  // --cache: whole generations per cache mode (bench_generation.cpp) instead of single steps.
+  std::string cache;
+  double sparse_keep = 0.5;
+  int sparse_kernel = 3;
+  int warmup_generations = 1;
 };
 
 // --tokens: "4096,16k" -> {4096, 16384}.
@@ -43,6 +48,10 @@ struct Measured {
 };
 
 Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std::byte>* hidden_in);
+
+// bench_generation.cpp: --cache MODES. Prints the table; returns the JSON results.
+std::vector<CacheMode> parse_cache_modes(const std::string& s);
+nlohmann::json bench_generations(Model& m, const BenchFlags& f, const std::vector<int64_t>& lengths);
 
 // bench_max_tokens.cpp: --max-tokens.
 int64_t plan_max_tokens(Session& s, const BenchFlags& f, nlohmann::json& out);

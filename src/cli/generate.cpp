@@ -8,10 +8,12 @@
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "core/error.h"
+#include "decode/cached_steps.h"
 #include "decode/dream_sampler.h"
 #include "decode/engine.h"
 #include "decode/llada_sampler.h"
 #include "models/family.h"
+#include "models/generation_plan.h"
 #include "io/tokenizer.h"
 
 namespace mosaic::cli {
@@ -27,6 +29,10 @@ struct GenerateFlags {
   int64_t top_k = 0;
   float cfg_scale = 0.0f;
   uint64_t seed = 0;
+  std::string cache = "none";
+  double threshold = 0.0, sparse_keep = 0.5;
+  int sparse_kernel = 3;
+  CLI::Option* threshold_flag = nullptr;
   // Flags that belong to one sampler: given on a model of the other family, they are an error.
   std::vector<CLI::Option*> llada_only, dream_only;
   CLI::Option* block_length_flag = nullptr;  // not given: each sampler's default
@@ -50,6 +56,28 @@ std::vector<int32_t> parse_token_list(const std::string& s, int64_t limit) {
   return ids;
 }
 
+CacheOptions cache_options(const GenerateFlags& f) {
+  CacheOptions c{parse_cache_mode(f.cache), f.sparse_keep, f.sparse_kernel};
+  validate_cache_options(c);
+  return c;
+}
+
+// 0: no threshold decoding; a given --threshold must be in (0, 1].
+double threshold(const GenerateFlags& f) {
+  if (f.threshold_flag->count() == 0) return 0.0;
+  validate_threshold(f.threshold);
+  return f.threshold;
+}
+
+void add_cache_settings(const CacheOptions& c, double threshold, nlohmann::json& settings) {
+  settings["cache"] = cache_mode_name(c.mode);
+  settings["threshold"] = threshold > 0 ? nlohmann::json(threshold) : nlohmann::json(nullptr);
+  if (c.mode == CacheMode::Sparse) {
+    settings["sparse_keep"] = c.sparse_keep;
+    settings["sparse_kernel"] = c.sparse_kernel;
+  }
+}
+
 std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, nlohmann::json& settings) {
   auto given = [](const std::vector<CLI::Option*>& opts) {
     std::string names;
@@ -62,10 +90,11 @@ std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, 
     MOSAIC_CHECK(wrong.empty(), "{} {} Dream's sampler; this is a LLaDA-family model (its sampler takes "
                  "--remasking, --cfg-scale)", wrong, wrong.find(',') == std::string::npos ? "is" : "are");
     GenerateOptions o{f.gen_length, f.steps, f.block_length_flag->count() ? f.block_length : 32, f.temperature,
-                      f.cfg_scale, parse_remasking(f.remasking), f.seed};
+                      f.cfg_scale, parse_remasking(f.remasking), f.seed, cache_options(f), threshold(f)};
     settings = {{"sampler", "llada"}, {"gen_length", o.gen_length}, {"steps", o.steps},
                 {"block_length", o.block_length}, {"temperature", o.temperature}, {"cfg_scale", o.cfg_scale},
                 {"remasking", f.remasking}, {"seed", o.seed}};
+    add_cache_settings(o.cache, o.threshold, settings);
     return std::make_unique<LladaSampler>(o);
   }
   const std::string wrong = given(f.llada_only);
@@ -84,10 +113,13 @@ std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, 
   o.alg_temp = f.alg_temp;
   o.eps = f.eps;
   o.seed = f.seed;
+  o.cache = cache_options(f);
+  o.threshold = threshold(f);
   settings = {{"sampler", "dream"}, {"gen_length", o.gen_length}, {"steps", o.steps},
               {"block_length", o.block_length > 0 ? o.block_length : o.gen_length}, {"alg", f.alg},
               {"temperature", o.temperature}, {"top_p", o.top_p}, {"top_k", o.top_k}, {"alg_temp", o.alg_temp},
               {"eps", o.eps}, {"seed", o.seed}};
+  add_cache_settings(o.cache, o.threshold, settings);
   return std::make_unique<DreamSampler>(o);
 }
 
@@ -119,6 +151,16 @@ void run_generate(const GenerateFlags& f) {
     fmt::print(stderr, "mosaic: note: {} tokens is past the {} the model was trained for (config.json "
                "max sequence length); quality may drop\n", total, config.max_seq_len);
 
+  // Every kind of step the generation takes is planned now: a cache that does not fit is
+  // refused before the first step, with the longest sequence that would fit.
+  const int64_t block = settings["block_length"].get<int64_t>();
+  const GenerationPlan gen_plan = s.model().check_generation(
+      cache_options(f), {total, block, block}, settings.value("cfg_scale", 0.0) > 0.0);
+  if (gen_plan.cache_bytes > 0 && !f.quiet)
+    fmt::print(stderr, "mosaic: {} cache: {} (all layers), arena up to {}\n", f.cache,
+               human_bytes(static_cast<double>(gen_plan.cache_bytes)),
+               human_bytes(static_cast<double>(gen_plan.arena_bytes)));
+
   const bool progress = !f.quiet;
   StepStats last_run;  // steps that commit nothing are skipped: report the last that ran
   auto on_step = [&](const StepEvent& ev, const std::vector<int32_t>& x) {
@@ -127,9 +169,9 @@ void run_generate(const GenerateFlags& f) {
       std::vector<int32_t> gen(x.begin() + static_cast<int64_t>(prompt.size()), x.end());
       fmt::print(stderr, "\r[step {}] {}", ev.global_step + 1, s.tokenizer().decode(gen, true));
     }
-    if (progress && ev.step + 1 == ev.steps_per_block)
+    if (progress && ev.block_done)
       fmt::print(stderr, "mosaic: block {}/{} done ({} steps, last model step {:.1f} ms, arena {})\n", ev.block + 1,
-                 ev.num_blocks, ev.steps_per_block, last_run.ms, human_bytes(static_cast<double>(last_run.arena_bytes)));
+                 ev.num_blocks, ev.step + 1, last_run.ms, human_bytes(static_cast<double>(last_run.arena_bytes)));
   };
   Sequence seq = Sequence::start(prompt, f.gen_length, static_cast<int32_t>(config.mask_token_id), f.seed);
   GenerateResult r = run_generation(s.model(), *sampler, seq, on_step);
@@ -168,11 +210,13 @@ void run_generate(const GenerateFlags& f) {
   j["settings"] = settings;
   j["timings"] = {{"total_ms", r.total_ms}, {"model_steps", model_steps},
                   {"ms_per_step", model_steps ? step_ms / model_steps : 0.0},
+                  {"tokens_per_step", static_cast<double>(f.gen_length) / std::max<int64_t>(model_steps, 1)},
                   {"tokens_per_s", f.gen_length / (r.total_ms / 1000)}};
   j["memory"] = {{"weights_bytes", s.backend().weight_bytes()},
                  {"arena_bytes_max", max_arena},
                  {"peak_live_bytes_max", max_peak},
                  {"avg_live_bytes_mean", model_steps ? avg_sum / model_steps : 0.0},
+                 {"cache_bytes", gen_plan.cache_bytes},
                  {"arena_mapped_bytes", s.backend().arena_mapped_bytes()},
                  {"peak_device_bytes", s.backend().peak_device_bytes()}};
   fmt::print("{}\n", j.dump(2));
@@ -215,6 +259,19 @@ void add_generate(CLI::App& app) {
           ->capture_default_str(),
       c->add_option("--eps", f->eps, "Dream: the last timestep of linspace(1, eps, steps + 1)")->capture_default_str(),
   };
+  c->add_option("--cache", f->cache,
+                "Key/value cache: none | prefix | dual (Fast-dLLM: a block's first step stores the keys/values "
+                "before it / of every position, its later steps run only the block) | sparse (Sparse-dLLM: a "
+                "block's second step keeps the most attended positions)")
+      ->capture_default_str();
+  f->threshold_flag = c->add_option("--threshold", f->threshold,
+                "Parallel decoding (Fast-dLLM): each step commits the most confident masked token of the block "
+                "and every other one whose confidence is >= this, in (0, 1]; the block ends when it has no "
+                "masks left. Default: the --steps schedule");
+  c->add_option("--sparse-keep", f->sparse_keep, "sparse cache: the fraction of positions outside the block kept, "
+                "in (0, 1]")->capture_default_str();
+  c->add_option("--sparse-kernel", f->sparse_kernel, "sparse cache: the max-pool width over the attention scores "
+                "(odd)")->capture_default_str();
   c->add_option("--format", f->format, "Output: text | json (json: token ids, text, timings, memory)")
       ->capture_default_str();
   c->add_flag("--stream", f->stream, "Show the partially denoised text on stderr after every step");

@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "models/family.h"
+#include "models/generation_plan.h"
 #include "plan/memory_plan.h"
 
 namespace mosaic::cli {
@@ -19,10 +20,43 @@ namespace {
 
 struct InfoFlags {
   std::string model, config, backend = "auto", memory_budget;
-  int64_t tokens = 4096, masked = 32;
+  int64_t tokens = 4096, masked = 32, block = 32;
   TamingFlags taming;
   bool plan = false, guided = false;
+  std::string cache = "none";
+  double sparse_keep = 0.5;
+  int sparse_kernel = 3;
 };
+
+// `info --cache MODE`: the plan of every kind of step a cached generation takes, the caches'
+// bytes, whether it fits and the longest sequence that would.
+void print_generation_plan(const InfoFlags& f, const io::ModelConfig& config, const GraphOptions& go,
+                           std::optional<size_t> budget) {
+  CacheOptions cache{parse_cache_mode(f.cache), f.sparse_keep, f.sparse_kernel};
+  validate_cache_options(cache);
+  MOSAIC_CHECK(f.block > 0 && f.block < f.tokens, "--block must be in [1, --tokens) (got {})", f.block);
+  GenerationPlanner planner{config, go, cache, budget.value_or(SIZE_MAX), f.taming.min_rows, f.taming.target};
+  const GenerationShape shape{f.tokens, f.block, std::min(f.masked, f.block)};
+  const GenerationPlan gp = planner.plan(shape);
+  fmt::print("\ngeneration  {} tokens, blocks of {}, {} cache{}\n", f.tokens, f.block, cache_mode_name(cache.mode),
+             cache.mode == CacheMode::Sparse ? fmt::format(" (keep {}, kernel {})", cache.sparse_keep, cache.sparse_kernel)
+                                             : std::string());
+  fmt::print("caches      {} (every layer's keys and values{})\n", human_bytes(static_cast<double>(gp.cache_bytes)),
+             go.guided ? ", both trunks" : "");
+  for (const StepKindPlan& k : gp.steps) {
+    const char* name = k.step == CacheStep::Store ? "store" : k.step == CacheStep::Cached ? "cached" : "full";
+    if (k.plan)
+      fmt::print("step {:<7}L={} M={}: arena {}, peak live {}\n", name, k.dims.L, k.dims.M,
+                 human_bytes(static_cast<double>(k.plan->arena_bytes())),
+                 human_bytes(static_cast<double>(k.plan->peak_live)));
+    else
+      fmt::print("step {:<7}L={} M={}: does not fit\n", name, k.dims.L, k.dims.M);
+  }
+  if (!budget) return;
+  fmt::print("fits        {}   (longest sequence that fits with this cache and block: {} tokens)\n",
+             gp.fits ? "yes" : "NO", planner.max_tokens(shape));
+  if (!gp.fits) set_exit_code(3);
+}
 
 void run_info(const InfoFlags& f) {
   MOSAIC_CHECK(f.model.empty() != f.config.empty() || (f.model.empty() && f.config.empty()),
@@ -121,6 +155,8 @@ void run_info(const InfoFlags& f) {
     if (!fits) set_exit_code(3);
   }
 
+  if (f.cache != "none") print_generation_plan(f, config, go, budget);
+
   if (f.plan) {
     fmt::print("\n{:>5}  {:<20} {:<12} {:>12}  timeline\n", "node", "region", "op", "live");
     const double scale = p.peak_live ? 50.0 / static_cast<double>(p.peak_live) : 0;
@@ -149,6 +185,13 @@ void add_info(CLI::App& app) {
                 "Device memory in all (weights + activations), e.g. 80GiB; enables chunking and the fit check");
   c->add_flag("--plan", f->plan, "Print the live-bytes timeline per node");
   add_taming_flags(c, f->taming);
+  c->add_option("--cache", f->cache, "Also plan a cached generation of --tokens in blocks of --block: none | "
+                "prefix | dual | sparse (every kind of step it takes, its caches, and the longest that fits)")
+      ->capture_default_str();
+  c->add_option("--block", f->block, "Block length of the cached generation")->capture_default_str();
+  c->add_option("--sparse-keep", f->sparse_keep, "sparse cache: the fraction of outside positions kept")
+      ->capture_default_str();
+  c->add_option("--sparse-kernel", f->sparse_kernel, "sparse cache: the max-pool width (odd)")->capture_default_str();
   c->add_flag("--guided", f->guided, "Plan the classifier-free-guidance step (two trunks, as generate --cfg-scale > 0 runs)");
   c->callback([f] { run_info(*f); });
 }

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "decode/cached_steps.h"
 #include "decode/schedule.h"
 #include "sampling/counter_noise.h"
 
@@ -38,6 +39,21 @@ void validate_dream_options(const DreamOptions& o) {
   MOSAIC_CHECK(o.eps > 0.0 && o.eps < 1.0, "--eps must be in (0, 1) (got {})", o.eps);
   MOSAIC_CHECK(o.alg_temp == 0.0 || o.alg != DreamAlg::Origin,
                "--alg-temp applies to the confidence algorithms, not to --alg origin");
+  validate_cache_options(o.cache);
+  if (o.threshold != 0.0) {
+    validate_threshold(o.threshold);
+    MOSAIC_CHECK(o.alg_temp == 0.0, "--alg-temp does not apply with --threshold (threshold decoding commits every "
+                 "token whose probability reaches it)");
+  }
+  if (o.cache.mode != CacheMode::None) {
+    MOSAIC_CHECK(o.alg != DreamAlg::Origin || o.threshold > 0.0,
+                 "--cache {} with Dream needs a confidence --alg (maskgit_plus, topk_margin, entropy), not origin",
+                 cache_mode_name(o.cache.mode));
+    const int64_t blocks = o.gen_length / (o.block_length > 0 ? o.block_length : o.gen_length);
+    MOSAIC_CHECK(o.threshold > 0.0 || o.steps / blocks >= 2,
+                 "--cache {} with Dream needs at least 2 steps per block (--steps {} over {} blocks): a block's first "
+                 "step commits only its first token", cache_mode_name(o.cache.mode), o.steps, blocks);
+  }
 }
 
 std::vector<float> linspace_f32(float start, float end, int64_t n) {
@@ -68,10 +84,9 @@ DreamSampler::DreamSampler(const DreamOptions& o) : o_(o) {
 
 void DreamSampler::prepare(const Sequence& s, StepRequest& r) {
   // Candidates: the masked positions of the current block (the prompt is never re-masked).
-  const int64_t begin = s.prompt_length + s.block * block_length();
+  const int64_t begin = block_begin(s);
   std::vector<int32_t> masked = s.masked_in(begin, begin + block_length());
-  const bool last = s.step == steps_per_block() - 1;
-  const float t = timesteps_[s.step], sv = timesteps_[s.step + 1];
+  r.cache = cache_step(o_.cache, s.step, begin, begin + block_length(), s.length());
   r.sample = SampleParams{};
   r.sample.rule = TokenRule::Dream;
   r.sample.temperature = o_.temperature;
@@ -80,6 +95,18 @@ void DreamSampler::prepare(const Sequence& s, StepRequest& r) {
   r.sample.seed = s.seed;
   r.sample.step = static_cast<uint64_t>(s.global_step);
   k_ = 0;
+  threshold_step_ = false;
+  if (first_token_step(s)) {
+    if (!masked.empty() && masked[0] == begin) r.head_pos = {masked[0]}, k_ = 1;
+    return;
+  }
+  if (o_.threshold > 0.0) {
+    threshold_step_ = true;
+    r.head_pos = std::move(masked);
+    return;
+  }
+  const bool last = s.step == steps_per_block() - 1;
+  const float t = timesteps_[s.step], sv = timesteps_[s.step + 1];
   if (o_.alg == DreamAlg::Origin) {
     // Each masked position is committed with probability 1 - s/t (all at the last step);
     // only those need logits.
@@ -92,7 +119,8 @@ void DreamSampler::prepare(const Sequence& s, StepRequest& r) {
   }
   const int64_t n = static_cast<int64_t>(masked.size());
   k_ = last ? n : dream_transfer_count(n, t, sv);
-  if (k_ <= 0) return;  // nothing to commit: no model step
+  // Nothing to commit: no model step, unless it is the one that stores the cache.
+  if (k_ <= 0 && r.cache.step != CacheStep::Store) return;
   r.head_pos = std::move(masked);
   r.sample.confidence = o_.alg == DreamAlg::TopkMargin ? Confidence::Margin
                         : o_.alg == DreamAlg::Entropy  ? Confidence::NegEntropy
@@ -102,7 +130,12 @@ void DreamSampler::prepare(const Sequence& s, StepRequest& r) {
 int64_t DreamSampler::commit(Sequence& s, const StepRequest& r, const StepOutputs& out) {
   const int64_t rows = static_cast<int64_t>(r.head_pos.size());
   if (rows == 0) return 0;
-  if (o_.alg == DreamAlg::Origin) {
+  if (threshold_step_) {
+    const int64_t k = threshold_count(out.order, out.conf, o_.threshold);
+    for (int64_t i = 0; i < k; ++i) s.tokens[r.head_pos[out.order[i]]] = out.token[out.order[i]];
+    return k;
+  }
+  if (o_.alg == DreamAlg::Origin && !first_token_step(s)) {
     for (int64_t i = 0; i < rows; ++i) s.tokens[r.head_pos[i]] = out.token[i];
     return rows;
   }
@@ -128,6 +161,14 @@ int64_t DreamSampler::commit(Sequence& s, const StepRequest& r, const StepOutput
   std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return key[a] > key[b]; });
   for (int64_t i = 0; i < k; ++i) s.tokens[r.head_pos[idx[i]]] = out.token[idx[i]];
   return k;
+}
+
+bool DreamSampler::block_done(const Sequence& s) const {
+  if (o_.threshold > 0.0) {
+    const int64_t begin = block_begin(s);
+    return s.masked_in(begin, begin + block_length()).empty();
+  }
+  return Sampler::block_done(s);
 }
 
 GenerateResult dream_generate(Model& model, const std::vector<int32_t>& prompt, const DreamOptions& o,

@@ -9,7 +9,7 @@ GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, con
   res.prompt_length = seq.prompt_length;
   const auto t_start = std::chrono::steady_clock::now();
   while (!seq.finished) {
-    StepEvent ev{seq.block, sampler.num_blocks(), seq.step, sampler.steps_per_block(), seq.global_step, 0, false, {}};
+    StepEvent ev{seq.block, sampler.num_blocks(), seq.step, sampler.steps_per_block(), seq.global_step};
     StepRequest r;
     r.tokens = &seq.tokens;
     sampler.prepare(seq, r);
@@ -19,7 +19,12 @@ GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, con
       ev.ran_model = true;
     }
     ev.committed = sampler.commit(seq, r, out);
-    seq.advance(sampler.steps_per_block(), sampler.num_blocks());
+    ev.cache_step = r.cache.step;
+    ev.block_done = sampler.block_done(seq);
+    if (ev.block_done)
+      seq.next_block(sampler.num_blocks());
+    else
+      seq.next_step();
     res.steps.push_back(ev);
     if (on_step) on_step(ev, seq.tokens);
   }

@@ -16,6 +16,8 @@ struct StepEvent {
   int64_t global_step = 0;
   int64_t committed = 0;  // tokens committed by this step
   bool ran_model = false;
+  bool block_done = false;  // this step finished its block
+  CacheStep cache_step = CacheStep::Full;
   StepStats stats;
 };
 

@@ -1,6 +1,7 @@
 #include "decode/llada_sampler.h"
 
 #include "core/error.h"
+#include "decode/cached_steps.h"
 #include "decode/schedule.h"
 
 namespace mosaic {
@@ -15,19 +16,23 @@ void validate_generate_options(const GenerateOptions& o) {
   check_block_schedule(o.gen_length, o.block_length, o.steps);
   MOSAIC_CHECK(o.temperature >= 0.0, "--temperature must be >= 0 (got {})", o.temperature);
   MOSAIC_CHECK(o.cfg_scale >= 0.0f, "--cfg-scale must be >= 0 (got {})", o.cfg_scale);
+  validate_cache_options(o.cache);
+  if (o.threshold != 0.0) validate_threshold(o.threshold);
 }
 
 LladaSampler::LladaSampler(const GenerateOptions& o) : o_(o) { validate_generate_options(o_); }
 
 void LladaSampler::prepare(const Sequence& s, StepRequest& r) {
-  if (s.step == 0) {
-    const int64_t begin = s.prompt_length + s.block * o_.block_length;
-    schedule_ = transfer_schedule(static_cast<int64_t>(s.masked_in(begin, block_end(s)).size()), steps_per_block());
-  }
-  if (schedule_[s.step] == 0) return;  // nothing to commit: no model step
+  const bool threshold = o_.threshold > 0.0;
+  if (s.step == 0 && !threshold)
+    schedule_ = transfer_schedule(static_cast<int64_t>(s.masked_in(block_begin(s), block_end(s)).size()),
+                                  steps_per_block());
+  if (!threshold && schedule_[s.step] == 0) return;  // nothing to commit: no model step
+  r.cache = cache_step(o_.cache, s.step, block_begin(s), block_end(s), s.length());
   // Mask-only: only masked positions before the block's end can be committed, so only
-  // those rows reach the LM head.
-  r.head_pos = s.masked_in(0, block_end(s));
+  // those rows reach the LM head; a cached step sees only the block's.
+  r.head_pos = s.masked_in(r.cache.step == CacheStep::Cached ? block_begin(s) : 0, block_end(s));
+  if (r.head_pos.empty()) return;
   r.sample = SampleParams{};
   r.sample.temperature = o_.temperature;
   r.sample.confidence = o_.remasking;
@@ -52,9 +57,15 @@ void LladaSampler::prepare(const Sequence& s, StepRequest& r) {
 int64_t LladaSampler::commit(Sequence& s, const StepRequest& r, const StepOutputs& out) {
   if (r.head_pos.empty()) return 0;
   // out.order ranks the rows by confidence (ties: lower position), as top_k_indices would.
-  const int64_t k = std::min<int64_t>(schedule_[s.step], static_cast<int64_t>(out.order.size()));
+  const int64_t k = o_.threshold > 0.0 ? threshold_count(out.order, out.conf, o_.threshold)
+                                       : std::min<int64_t>(schedule_[s.step], static_cast<int64_t>(out.order.size()));
   for (int64_t i = 0; i < k; ++i) s.tokens[r.head_pos[out.order[i]]] = out.token[out.order[i]];
   return k;
+}
+
+bool LladaSampler::block_done(const Sequence& s) const {
+  if (o_.threshold > 0.0) return s.masked_in(block_begin(s), block_end(s)).empty();
+  return Sampler::block_done(s);
 }
 
 GenerateResult llada_generate(Model& model, const std::vector<int32_t>& prompt, const GenerateOptions& o,

@@ -2,12 +2,15 @@
 // LLaDA's official sampler (ML-GSAI/LLaDA generate.py): semi-autoregressive blocks, a fixed
 // number of tokens committed per step, chosen by confidence (low_confidence) or at random,
 // optional gumbel-max temperature and classifier-free guidance. Same tokens as the reference.
+// With Fast-dLLM's caches and threshold decoding (generate_with_prefix_cache,
+// generate_with_dual_cache, get_transfer_index) and Sparse-dLLM's sparse cache.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "decode/engine.h"
 #include "decode/sampler.h"
+#include "models/kv_cache.h"
 #include "sampling/sample_params.h"
 
 namespace mosaic {
@@ -20,6 +23,8 @@ struct GenerateOptions {
   float cfg_scale = 0.0f;
   Confidence remasking = Confidence::Probability;  // low_confidence; Random: random remasking
   uint64_t seed = 0;
+  CacheOptions cache;      // Fast-dLLM's prefix / dual cache, Sparse-dLLM's sparse cache
+  double threshold = 0.0;  // > 0: Fast-dLLM's threshold decoding instead of the schedule
 };
 
 // Checks the options against the schedule's rules; the messages name the CLI flags.
@@ -34,9 +39,11 @@ class LladaSampler final : public Sampler {
   int64_t steps_per_block() const override { return o_.steps / num_blocks(); }
   void prepare(const Sequence& s, StepRequest& r) override;
   int64_t commit(Sequence& s, const StepRequest& r, const StepOutputs& out) override;
+  bool block_done(const Sequence& s) const override;
 
  private:
-  int64_t block_end(const Sequence& s) const { return s.prompt_length + (s.block + 1) * o_.block_length; }
+  int64_t block_begin(const Sequence& s) const { return s.prompt_length + s.block * o_.block_length; }
+  int64_t block_end(const Sequence& s) const { return block_begin(s) + o_.block_length; }
   GenerateOptions o_;
   std::vector<int64_t> schedule_;  // tokens per step of the current block
   std::vector<bool> prompt_index_;  // guidance: the prompt positions that held tokens at the start

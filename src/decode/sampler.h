@@ -21,6 +21,9 @@ class Sampler {
   // Writes the step's committed tokens into the sequence and returns how many; does not
   // advance it (the engine does).
   virtual int64_t commit(Sequence& s, const StepRequest& r, const StepOutputs& out) = 0;
+  // After a commit: whether the block is finished. By default after its scheduled steps;
+  // threshold decoding ends a block when it has no masks left.
+  virtual bool block_done(const Sequence& s) const { return s.step + 1 >= steps_per_block(); }
 };
 
 }  // namespace mosaic

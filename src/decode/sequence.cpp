@@ -27,8 +27,19 @@ std::vector<int32_t> Sequence::masked_in(int64_t begin, int64_t end) const {
 }
 
 void Sequence::advance(int64_t steps_per_block, int64_t num_blocks) {
+  if (step + 1 < steps_per_block)
+    next_step();
+  else
+    next_block(num_blocks);
+}
+
+void Sequence::next_step() {
   ++global_step;
-  if (++step < steps_per_block) return;
+  ++step;
+}
+
+void Sequence::next_block(int64_t num_blocks) {
+  ++global_step;
   step = 0;
   if (++block >= num_blocks) finished = true;
 }

@@ -27,6 +27,10 @@ struct Sequence {
   // Moves to the next step; past the last step of a block to the next block; past the last
   // block the sequence is finished.
   void advance(int64_t steps_per_block, int64_t num_blocks);
+  // The same, one move at a time: the next step of this block, or the next block's first
+  // step (finished past the last block).
+  void next_step();
+  void next_block(int64_t num_blocks);
 };
 
 }  // namespace mosaic

@@ -17,6 +17,8 @@ std::string SymDim::str() const {
   };
   term(l, "L");
   term(m, "M");
+  term(k, "K");
+  term(b, "B");
   term(c, "");
   return s.empty() ? "0" : s;
 }
@@ -33,6 +35,8 @@ const char* op_name(Op op) {
     case Op::SampleRows: return "sample_rows";
     case Op::CfgCombine: return "cfg_combine";
     case Op::RankRows: return "rank_rows";
+    case Op::ScatterRows: return "scatter_rows";
+    case Op::CacheSelect: return "cache_select";
   }
   return "?";
 }
@@ -109,9 +113,9 @@ void Graph::validate() const {
   std::vector<bool> defined(tensors.size(), false);
   for (const TensorDesc& td : tensors)
     if (td.kind == TensorKind::Persistent)
-      MOSAIC_CHECK(td.region < 0 && td.rows.is_constant() && td.cols.is_constant(),
-                   "graph: persistent tensor '{}' must have constant rows and columns and no region: its "
-                   "offset and contents must survive from one step's plan to the next", td.name);
+      MOSAIC_CHECK(td.region < 0 && td.rows.is_per_generation() && td.cols.is_per_generation(),
+                   "graph: persistent tensor '{}' must have rows and columns constant within a generation (in K) "
+                   "and no region: its offset and contents must survive from one step's plan to the next", td.name);
   for (size_t t = 0; t < tensors.size(); ++t)
     defined[t] = tensors[t].kind == TensorKind::Input || tensors[t].kind == TensorKind::InOut ||
                  tensors[t].kind == TensorKind::Weight || tensors[t].kind == TensorKind::Persistent;
@@ -128,7 +132,9 @@ void Graph::validate() const {
       const TensorDesc& td = tensors[o.tensor];
       MOSAIC_CHECK(td.region < 0 || td.region == n.region,
                    "graph: node {} ({}) uses '{}' local to another region", i, op_name(n.op), td.name);
-      if (td.region < 0 && !o.whole && td.kind != TensorKind::Weight)
+      // A persistent cache may be written in row slices by a region over fewer symbolic rows
+      // (a first step's L rows into a cache of K >= L); the executor checks the bounds.
+      if (td.region < 0 && !o.whole && td.kind != TensorKind::Weight && td.kind != TensorKind::Persistent)
         MOSAIC_CHECK(td.rows == r.rows, "graph: node {} ({}) slices '{}' (rows {}) by region '{}' rows {}",
                      i, op_name(n.op), td.name, td.rows.str(), r.name, r.rows.str());
       if (!is_out)

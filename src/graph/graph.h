@@ -18,7 +18,8 @@ enum class TensorKind : uint8_t {
   InOut,       // both: a hidden state handed from one segment of a step's layers to the next
   // Lives across steps, owned by a sequence (a KV cache): planned in the arena for the whole
   // step, at the arena's start in declaration order, so its offset and contents survive from
-  // one step's plan to the next. Neither uploaded nor read back.
+  // one step's plan to the next (its shape may depend only on K, which a generation fixes).
+  // Neither uploaded nor read back.
   Persistent,
 };
 
@@ -53,6 +54,11 @@ enum class Op : uint8_t {
   SampleRows,  // in: logits[rows, V] (f32), pos[rows] (i32)  out: token[rows] (i32), conf[rows] (f32)
   CfgCombine,  // inout: cond logits; in: uncond logits    cond = un + (s+1)(cond - un)
   RankRows,    // in: conf[M] (whole)  out: order[M] (whole) i32: indices by confidence, ties lower first
+  ScatterRows,  // in: x[rows, d], idx[rows] (i32)   out: y (whole): y[idx[i]] = x[i]
+  // Sparse-dLLM's cache eviction: in: q_block[B, H*hd] (whole), k[L, Hkv*hd] (whole), v (whole),
+  // outside[n] (i32: the rows outside the block, in order); out: k_cache (whole), v_cache (whole),
+  // scores[n + H*hd] (f32 scratch), kept[n] (i32 scratch). Keeps int(n * keep) rows (see Backend).
+  CacheSelect,
 };
 
 const char* op_name(Op op);
@@ -77,6 +83,8 @@ struct Node {
   float scale = 0.f;  // Attention: softmax scale
   int heads = 0, kv_heads = 0, head_dim = 0;
   double theta = 0.0;  // Rope
+  double keep = 0.0;   // CacheSelect: the fraction of rows kept
+  int kernel = 0;      // CacheSelect: max-pool width
   std::string label;
 };
 

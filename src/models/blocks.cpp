@@ -20,6 +20,15 @@ Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
   int tokens_un = o_.guided ? input("tokens_uncond", SymDim::tokens()) : -1;
   head_rows_ = input("head_rows", M);
   int head_pos = input("head_pos", M);
+  if (cached()) {
+    pos_ = input("pos", SymDim::tokens());
+    cache_rows_ = input("cache_rows", SymDim::tokens());
+    head_row_pos_ = input("head_row_pos", M);
+  }
+  if (selects()) {
+    block_rows_ = input("block_rows", SymDim::block());
+    outside_rows_ = input("outside_rows", SymDim{0, 1, 0, 0, -1});
+  }
 
   // Each trunk hands the head only its M rows: the guided head keeps the conditional
   // rows, not the whole [L, d] state, while the unconditional trunk runs.
@@ -83,7 +92,7 @@ int StepGraphBuilder::trunk(int tokens, const std::string& pfx, const LayerFn& l
   const bool whole_model = end == n_layers();
   pfx_ = pfx;
   rows_ = L;
-  positions_ = -1;
+  positions_ = pos_;
   if (o_.first_layer > 0) {
     x_ = g_.add_tensor({"hidden", whole_model ? TensorKind::Input : TensorKind::InOut, ElemType::Act, L,
                         SymDim::constant(d())});
@@ -123,15 +132,31 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   int bk = w.k_bias.empty() ? -1 : vec_weight(w.k_bias, kvd);
   int bv = w.v_bias.empty() ? -1 : vec_weight(w.v_bias, kvd);
 
-  // Keys and values for every row first: all queries attend to all of them.
-  int K = act(lp + "k", L, kvd), Vt = act(lp + "v", L, kvd);
+  // The layer's key/value cache lives across steps; every graph of a cached generation
+  // declares it, in the same order, so it keeps its place in the arena.
+  int kc = -1, vc = -1;
+  if (o_.cache != CacheMode::None) {
+    kc = g_.add_tensor({lp + "k_cache", TensorKind::Persistent, ElemType::Act, SymDim::cache(), SymDim::constant(kvd)});
+    vc = g_.add_tensor({lp + "v_cache", TensorKind::Persistent, ElemType::Act, SymDim::cache(), SymDim::constant(kvd)});
+  }
+
+  // Keys and values for every row first: all queries attend to all of them. A prefix or
+  // dual cache's first step writes them straight into the cache.
+  int K = stores_in_place() ? kc : act(lp + "k", L, kvd);
+  int Vt = stores_in_place() ? vc : act(lp + "v", L, kvd);
   int r = g_.begin_region({lp + "attn_kv", L, true});
   int h = local(lp + "kv.hidden", r, d());
   node(Op::RmsNorm, {{x_}, {attn_norm}}, {{h}}, c_.rms_eps);
   matmul(h, wk, bk, K);
-  rope(K, static_cast<int>(c_.n_kv_heads));
+  rope(K, static_cast<int>(c_.n_kv_heads), pos_);
   matmul(h, wv, bv, Vt);
+  if (cached()) {  // the fresh rows replace theirs in the cache; attention reads the cache
+    node(Op::ScatterRows, {{K}, {cache_rows_}}, {{kc, true}});
+    node(Op::ScatterRows, {{Vt}, {cache_rows_}}, {{vc, true}});
+  }
   g_.end_region();
+  if (selects()) select_cache(l, attn_norm, wq, bq, K, Vt, kc, vc);
+  if (cached()) K = kc, Vt = vc;
 
   // Past the last layer's keys and values only the head's rows matter: its queries,
   // attention output and FFN run on M rows instead of L (bit-identical rows, ~1/n_layers
@@ -140,7 +165,7 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   if (o_.masked_last_layer && l == n_layers() - 1 && end == n_layers()) {
     x_ = gather_head_rows(x_, pfx_);
     rows_ = M;
-    positions_ = head_rows_;
+    positions_ = cached() ? head_row_pos_ : head_rows_;
   }
 
   r = g_.begin_region({lp + "attn_q", rows_, true});
@@ -154,7 +179,7 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   const int ws_rows = static_cast<int>(o_.traits.attn_workspace_rows);
   if (ws_rows > 0) {  // the backend's scratch for one tile of scores
     int ws = g_.add_tensor({lp + "attn.workspace", TensorKind::Activation, ElemType::F32,
-                            SymDim::constant(ws_rows), L});
+                            SymDim::constant(ws_rows), g_.tensors[K].rows});
     outs.push_back({ws, true});
   }
   Node n{Op::Attention, {{q}, {K, true}, {Vt, true}}, outs};
@@ -165,6 +190,35 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   n.layer = l;
   g_.add_node(n);
   residual_matmul(o, weight(w.out, d(), d()), x_);
+  g_.end_region();
+}
+
+// Sparse-dLLM's eviction, on the store step: the block's queries (recomputed for its B rows:
+// the attention below may run on fewer) score every position outside the block, and the
+// cache keeps the best int((L - B) * keep) of them, in order.
+void StepGraphBuilder::select_cache(int l, int attn_norm, int wq, int bq, int K, int V, int kc, int vc) {
+  const std::string lp = fmt::format("{}layer{}.", pfx_, l);
+  const int64_t hq = c_.n_heads * c_.head_dim;
+  int scores = g_.add_tensor({lp + "select.scores", TensorKind::Activation, ElemType::F32,
+                              SymDim{hq, 1, 0, 0, -1}, SymDim::constant(1)});
+  int kept = g_.add_tensor({lp + "select.kept", TensorKind::Activation, ElemType::I32, SymDim{0, 1, 0, 0, -1},
+                            SymDim::constant(1)});
+  int r = g_.begin_region({lp + "cache_select", SymDim::block(), false});
+  int xb = local(lp + "select.hidden", r, d());
+  int qb = local(lp + "select.q", r, hq);
+  node(Op::GatherRows, {{x_, true}, {block_rows_}}, {{xb}});
+  node(Op::RmsNorm, {{xb}, {attn_norm}}, {{xb}}, c_.rms_eps);
+  matmul(xb, wq, bq, qb);
+  rope(qb, static_cast<int>(c_.n_heads), block_rows_);
+  Node n{Op::CacheSelect, {{qb, true}, {K, true}, {V, true}, {outside_rows_, true}},
+         {{kc, true}, {vc, true}, {scores, true}, {kept, true}}};
+  n.heads = static_cast<int>(c_.n_heads);
+  n.kv_heads = static_cast<int>(c_.n_kv_heads);
+  n.head_dim = static_cast<int>(c_.head_dim);
+  n.keep = o_.sparse_keep;
+  n.kernel = o_.sparse_kernel;
+  n.layer = l;
+  g_.add_node(n);
   g_.end_region();
 }
 

@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "graph/graph.h"
 #include "io/model_config.h"
+#include "models/kv_cache.h"
 
 namespace mosaic {
 
@@ -28,6 +29,14 @@ struct GraphOptions {
   // Lets a step too long for one sitting run in pieces (bench --segment).
   int first_layer = 0, end_layer = -1;
   int run_layers = -1;  // > 0: the model is cut to its first layers (bench --layers)
+  // Cached decoding: with a mode, every layer (of every trunk) has a persistent key and value
+  // cache of K rows; `cache_step` says what this step does with it. A Cached step runs L rows
+  // at the positions "pos", writes their keys/values to the cache rows "cache_rows" and attends
+  // to the whole cache. A sparse Store step also selects what the cache keeps (keep, kernel).
+  CacheMode cache = CacheMode::None;
+  CacheStep cache_step = CacheStep::Full;
+  double sparse_keep = 0.0;
+  int sparse_kernel = 0;
   BackendTraits traits = cpu_traits();
 
   // Every field takes part: a runner cached under one set of options is never reused for another.
@@ -78,6 +87,12 @@ class StepGraphBuilder {
   void matmul(int a, int w, int bias, int c);
   void residual_matmul(int a, int w, int x);
   void rope(int t, int heads, int positions = -1);
+  bool cached() const { return o_.cache != CacheMode::None && o_.cache_step == CacheStep::Cached; }
+  bool stores_in_place() const {
+    return (o_.cache == CacheMode::Prefix || o_.cache == CacheMode::Dual) && o_.cache_step == CacheStep::Store;
+  }
+  bool selects() const { return o_.cache == CacheMode::Sparse && o_.cache_step == CacheStep::Store; }
+  void select_cache(int layer, int attn_norm, int wq, int bq, int K, int V, int kc, int vc);
   int64_t d() const { return c_.d_model; }
   int n_layers() const;
 
@@ -85,6 +100,8 @@ class StepGraphBuilder {
   const GraphOptions& o_;
   Graph g_;
   int head_rows_ = -1;
+  // Cached decoding's inputs (-1: not in this graph).
+  int pos_ = -1, cache_rows_ = -1, head_row_pos_ = -1, block_rows_ = -1, outside_rows_ = -1;
   // The trunk being built: its name prefix, hidden state, and the rows its layers run on
   // (L, or M past the last layer's keys and values) with their positions (-1: 0..L-1).
   std::string pfx_;

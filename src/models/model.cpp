@@ -82,7 +82,26 @@ GraphOptions Model::graph_options(const StepRequest& r) const {
   o.masked_last_layer = masked_last_layer_ && (run_layers_ <= 0 || run_layers_ == config_.n_layers);
   o.first_layer = first_layer_;
   o.end_layer = end_layer_;
+  o.cache = r.cache.options.mode;
+  if (o.cache != CacheMode::None) {
+    o.cache_step = r.cache.step;
+    if (o.cache == CacheMode::Sparse && o.cache_step == CacheStep::Store) {
+      o.sparse_keep = r.cache.options.sparse_keep;
+      o.sparse_kernel = r.cache.options.sparse_kernel;
+    }
+  }
   return o;
+}
+
+Dims Model::dims(const StepRequest& r) const {
+  const int64_t S = r.tokens ? static_cast<int64_t>(r.tokens->size()) : 0;
+  Dims d{S, static_cast<int64_t>(r.head_pos.size())};
+  const CacheRequest& c = r.cache;
+  if (c.options.mode == CacheMode::None) return d;
+  d.B = c.block_end - c.block_begin;
+  d.K = cache_rows(c.options, S, d.B);
+  if (c.step == CacheStep::Cached) d.L = c.run_end - c.run_begin;
+  return d;
 }
 
 Model::Runner& Model::runner(const GraphOptions& o) {
@@ -101,6 +120,31 @@ const MemoryPlan& Model::plan(const Dims& d, const StepRequest& req) {
   return r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_, tame_target_);
 }
 
+GenerationPlan Model::check_generation(const CacheOptions& cache, const GenerationShape& shape, bool guided) {
+  StepRequest r;
+  if (guided) r.tokens_uncond = &r.head_pos;  // only guided() is read
+  GenerationPlanner planner{config_, graph_options(r), cache, budget_, chunk_min_rows_, tame_target_};
+  GenerationPlan plan = planner.plan(shape);
+  if (!plan.fits) throw OutOfBudget(describe_misfit(planner, shape, plan));
+  return plan;
+}
+
+void Model::check_cache_request(const StepRequest& req, int64_t L) const {
+  const CacheRequest& c = req.cache;
+  validate_cache_options(c.options);
+  MOSAIC_CHECK(first_layer_ == 0 && end_layer_ < 0, "step: cached decoding runs whole steps, not layer segments");
+  MOSAIC_CHECK(0 <= c.block_begin && c.block_begin < c.block_end && c.block_end <= L,
+               "step: the block [{}, {}) is not inside the {}-token sequence", c.block_begin, c.block_end, L);
+  if (c.step != CacheStep::Cached) return;
+  const int64_t run_end = c.options.mode == CacheMode::Prefix ? L : c.block_end;
+  MOSAIC_CHECK(c.run_begin == c.block_begin && c.run_end == run_end,
+               "step: a {} cache's cached step runs rows [{}, {}), not [{}, {})", cache_mode_name(c.options.mode),
+               c.block_begin, run_end, c.run_begin, c.run_end);
+  for (int32_t p : req.head_pos)
+    MOSAIC_CHECK(p >= c.run_begin && p < c.run_end, "step: head position {} is outside the rows run [{}, {})", p,
+                 c.run_begin, c.run_end);
+}
+
 StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   auto t0 = std::chrono::steady_clock::now();
   MOSAIC_CHECK(req.tokens != nullptr, "step: no token sequence given");
@@ -113,17 +157,61 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
                "step: the guidance sequence has {} tokens, the sequence {}", req.tokens_uncond->size(), L);
   for (int32_t p : req.head_pos)
     MOSAIC_CHECK(p >= 0 && p < L, "step: head position {} is outside the {}-token sequence", p, L);
+  const CacheRequest& cache = req.cache;
+  const bool use_cache = cache.options.mode != CacheMode::None;
+  const bool cached = use_cache && cache.step == CacheStep::Cached;
+  if (use_cache) check_cache_request(req, L);
   Runner& r = runner(graph_options(req));
-  Dims d{L, static_cast<int64_t>(req.head_pos.size())};
+  const Dims d = dims(req);
   const MemoryPlan& plan = r.plans.get(r.graph, d, be_.traits().act_size, budget_, chunk_min_rows_, tame_target_);
-  be_.reserve_arena(plan.arena_bytes(), plan.persistent_bytes());
+  // A step whose graph has no caches, or other ones, may overwrite them.
+  CacheState state{cache.options.mode, L, cache.block_begin, cache.block_end, d.K, req.guided()};
+  if (!use_cache || cache_state_.mode != state.mode || cache_state_.rows != state.rows ||
+      cache_state_.tokens != state.tokens || cache_state_.guided != state.guided)
+    cache_state_ = {};
+  MOSAIC_CHECK(!cached || cache_state_ == state,
+               "step: a cached step of the block at {} found no cache stored for it (a block's first step stores it)",
+               cache.block_begin);
+  be_.reserve_arena(plan.arena_bytes(), use_cache ? plan.persistent_bytes() : 0);
 
-  std::vector<int32_t> rows(req.head_pos.size());
-  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(family_->head_row(req.head_pos[i]));
-  InputBindings in{{"tokens", HostInput::of(tokens)}, {"head_rows", HostInput::of(rows)},
+  // The rows this step runs: the whole sequence, or a cached step's [run_begin, run_end).
+  const int64_t r0 = cached ? cache.run_begin : 0;
+  std::vector<int32_t> run_tokens, run_uncond;
+  if (cached) {
+    run_tokens.assign(tokens.begin() + r0, tokens.begin() + cache.run_end);
+    if (req.guided()) run_uncond.assign(req.tokens_uncond->begin() + r0, req.tokens_uncond->begin() + cache.run_end);
+  }
+  // Each head position's row, in the rows run; a cached step that does not run a shifted
+  // family's row p - 1 reads row p (as Fast-dLLM and Sparse-dLLM do for the block's first row).
+  std::vector<int32_t> rows(req.head_pos.size()), row_pos(req.head_pos.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t row = std::max<int64_t>(family_->head_row(req.head_pos[i]), r0);
+    row_pos[i] = static_cast<int32_t>(row);
+    rows[i] = static_cast<int32_t>(row - r0);
+  }
+  InputBindings in{{"tokens", HostInput::of(cached ? run_tokens : tokens)}, {"head_rows", HostInput::of(rows)},
                    {"head_pos", HostInput::of(req.head_pos)}};
-  if (req.guided()) in["tokens_uncond"] = HostInput::of(*req.tokens_uncond);
+  if (req.guided()) in["tokens_uncond"] = HostInput::of(cached ? run_uncond : *req.tokens_uncond);
   if (req.hidden_in) in["hidden"] = HostInput::of(*req.hidden_in);
+  std::vector<int32_t> pos, cache_rows_in, block_rows, outside_rows;
+  if (cached) {
+    // Prefix and dual caches hold every position at its own row; a sparse cache holds its
+    // kept rows, then the block.
+    const int64_t base = cache.options.mode == CacheMode::Sparse ? d.K - d.B - cache.block_begin : 0;
+    for (int64_t p = cache.run_begin; p < cache.run_end; ++p) {
+      pos.push_back(static_cast<int32_t>(p));
+      cache_rows_in.push_back(static_cast<int32_t>(base + p));
+    }
+    in["pos"] = HostInput::of(pos);
+    in["cache_rows"] = HostInput::of(cache_rows_in);
+    in["head_row_pos"] = HostInput::of(row_pos);
+  }
+  if (cache.options.mode == CacheMode::Sparse && cache.step == CacheStep::Store) {
+    for (int64_t p = 0; p < L; ++p)
+      (p >= cache.block_begin && p < cache.block_end ? block_rows : outside_rows).push_back(static_cast<int32_t>(p));
+    in["block_rows"] = HostInput::of(block_rows);
+    in["outside_rows"] = HostInput::of(outside_rows);
+  }
   OutputBuffers buffers;
   r.exec->set_op_times(op_times_);
   r.exec->run(plan, in, req.sample, &buffers);
@@ -136,6 +224,7 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   }
   if (buffers.has("logits")) out.logits = buffers.as<float>("logits");
   if (buffers.has("hidden")) out.hidden = std::move(buffers.bytes.at("hidden"));
+  if (use_cache && cache.step == CacheStep::Store) cache_state_ = state;
   if (stats) {
     stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     stats->arena_bytes = plan.arena_bytes();

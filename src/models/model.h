@@ -14,6 +14,8 @@
 #include "io/model_config.h"
 #include "models/blocks.h"
 #include "models/family.h"
+#include "models/generation_plan.h"
+#include "models/kv_cache.h"
 #include "plan/memory_plan.h"
 
 namespace mosaic {
@@ -32,6 +34,14 @@ struct StepStats {
   std::vector<int> chunks;
 };
 
+// What a step of a cached generation does with the key/value caches (models/kv_cache.h).
+struct CacheRequest {
+  CacheOptions options;  // mode None: no cache
+  CacheStep step = CacheStep::Full;
+  int64_t block_begin = 0, block_end = 0;  // the block being denoised
+  int64_t run_begin = 0, run_end = 0;      // a Cached step's rows: the block, or (prefix) the block to the end
+};
+
 // One denoising step. The graph it runs follows from the request (guidance, logits) and the
 // model's settings (segment, masked last layer, layers run); each combination has its own
 // cached graph.
@@ -42,6 +52,7 @@ struct StepRequest {
   SampleParams sample;
   bool emit_logits = false;  // the head returns logits [M, V] instead of tokens and confidences
   const std::vector<std::byte>* hidden_in = nullptr;  // a segment after the first: the hidden state [L, d]
+  CacheRequest cache;
   bool guided() const { return tokens_uncond != nullptr; }
 };
 
@@ -90,8 +101,15 @@ class Model {
   GraphOptions graph_options(const StepRequest& r) const;
   const Graph& graph(const StepRequest& r = {});
   const MemoryPlan& plan(const Dims& d, const StepRequest& r = {});
+  // The dims a request runs with: L rows, M head rows, and with a cache its K and B.
+  Dims dims(const StepRequest& r) const;
 
   StepOutputs step(const StepRequest& r, StepStats* stats = nullptr);
+
+  // Plans every kind of step a generation of this shape takes under the activation budget,
+  // before it starts; throws OutOfBudget, naming the longest sequence that fits, when one
+  // does not (a cache never runs out of memory mid-generation).
+  GenerationPlan check_generation(const CacheOptions& cache, const GenerationShape& shape, bool guided);
 
  private:
   struct Runner {
@@ -100,6 +118,7 @@ class Model {
     PlanCache plans;
   };
   Runner& runner(const GraphOptions& o);
+  void check_cache_request(const StepRequest& r, int64_t L) const;
 
   std::string dir_;
   Backend& be_;
@@ -117,6 +136,15 @@ class Model {
   bool masked_last_layer_ = true;
   OpTimes* op_times_ = nullptr;
   int first_layer_ = 0, end_layer_ = -1;
+  // What the arena's persistent prefix holds: the caches a Store step wrote, for which
+  // generation shape and block; a Cached step must find its own there.
+  struct CacheState {
+    CacheMode mode = CacheMode::None;
+    int64_t tokens = 0, block_begin = 0, block_end = 0, rows = 0;
+    bool guided = false;
+    bool operator==(const CacheState&) const = default;
+  };
+  CacheState cache_state_;
 };
 
 // Uploads the weights graph `g` names, once per checkpoint tensor, checking shapes and

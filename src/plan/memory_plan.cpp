@@ -313,7 +313,7 @@ int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t b
 
 const MemoryPlan& PlanCache::get(const Graph& g, const Dims& d, size_t act_size, size_t budget,
                                  int64_t tame_min_rows, double tame_target) {
-  auto key = std::make_tuple(d.L, d.M, budget, tame_min_rows, tame_target);
+  auto key = std::make_tuple(d, budget, tame_min_rows, tame_target);
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
   auto p = std::make_unique<MemoryPlan>(plan_for_budget(g, d, act_size, budget, tame_min_rows, tame_target));

@@ -73,7 +73,7 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
 int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t budget,
                             int64_t upper = int64_t{1} << 26);
 
-// Plans by (L, M, budget, taming floor and goal): a graph serves every step, a plan every
+// Plans by (dims, budget, taming floor and goal): a graph serves every step, a plan every
 // step of one shape.
 class PlanCache {
  public:
@@ -82,7 +82,7 @@ class PlanCache {
   size_t size() const { return plans_.size(); }
 
  private:
-  std::map<std::tuple<int64_t, int64_t, size_t, int64_t, double>, std::unique_ptr<MemoryPlan>> plans_;
+  std::map<std::tuple<Dims, size_t, int64_t, double>, std::unique_ptr<MemoryPlan>> plans_;
 };
 
 }  // namespace mosaic

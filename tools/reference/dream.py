@@ -18,13 +18,15 @@ logits = cat([logits[:, :1], logits[:, :-1]], 1), so that row i holds the predic
 token i made from position i-1. `forward(..., shift=True)` (the default) returns that.
 
 Usage: m = Dream.from_pretrained(dir, dtype="float64"); logits = m(ids)
+       m.forward_rows(ids, positions, attend): raw logits of some rows at explicit positions that
+       attend to keys/values chosen per layer (cached_generate.py)
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +91,8 @@ class Dream:
     def _lin(self, x, name, bias=True):
         return linear(x, self.t[name + ".weight"], self.t.get(name + ".bias") if bias else None)
 
-    def layer(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def layer_qkv(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Layer i's post-rope q [B, H, R, hd] and k, v [B, Hkv, R, hd] of the rows in x [B, R, d]."""
         c = self.cfg
         B, L, _ = x.shape
         h = rms_norm(x, self.t[L_(i, "input_layernorm.weight")], c.rms_norm_eps)
@@ -99,10 +102,17 @@ class Dream:
         del h
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        return q, k, v
+
+    def layer_out(self, i: int, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The rest of layer i: the rows' queries attend to k, v (any number of keys, kv heads)."""
+        c = self.cfg
+        B, L, _ = x.shape
+        N = k.shape[2]
         g = c.n_heads // c.n_kv_heads
         if g > 1:  # repeat_kv: expand on a new dim 2 then flatten -> head h uses kv head h // g
-            k = k[:, :, None].expand(B, c.n_kv_heads, g, L, c.head_dim).reshape(B, c.n_heads, L, c.head_dim)
-            v = v[:, :, None].expand(B, c.n_kv_heads, g, L, c.head_dim).reshape(B, c.n_heads, L, c.head_dim)
+            k = k[:, :, None].expand(B, c.n_kv_heads, g, N, c.head_dim).reshape(B, c.n_heads, N, c.head_dim)
+            v = v[:, :, None].expand(B, c.n_kv_heads, g, N, c.head_dim).reshape(B, c.n_heads, N, c.head_dim)
         a = attention(q, k, v)
         del q, k, v
         a = a.transpose(1, 2).reshape(B, L, c.hidden_size)
@@ -114,6 +124,39 @@ class Dream:
         del h
         return x + self._lin(gt, L_(i, "mlp.down_proj"), bias=False)
 
+    def layer(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.layer_qkv(i, x, cos, sin)
+        return self.layer_out(i, x, q, k, v)
+
+    def rope_tables(self, positions: torch.Tensor):
+        """cos, sin [1, 1, R, hd] for absolute positions; HF: computed in float32 (float64 in a
+        float64 run), returned in the model dtype, the rotation done in the model dtype."""
+        c = self.cfg
+        ang = rope_angles(positions.to(self.device), c.head_dim, c.rope_theta)
+        if self.dtype == torch.float64:
+            ang = ang.to(torch.float64)
+        return ang.cos().to(self.dtype)[None, None], ang.sin().to(self.dtype)[None, None]
+
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
+        x = rms_norm(x, self.t["model.norm.weight"], self.cfg.rms_norm_eps)
+        head = self.t["model.embed_tokens.weight"] if self.cfg.tie else self.t["lm_head.weight"]
+        return linear(x, head)
+
+    @torch.no_grad()
+    def forward_rows(self, ids: torch.Tensor, positions: torch.Tensor, attend) -> torch.Tensor:
+        """RAW (unshifted) logits [R, vocab] of R rows (ids [R] at absolute positions [R]) whose
+        queries attend to what attend(layer, q, k, v) -> (K, V) returns per layer (q [1, H, R, hd],
+        k, v [1, Hkv, R, hd] the rows' own post-rope ones; K, V [1, Hkv, N, hd])."""
+        ids = ids.reshape(1, -1).to(self.device)
+        cos, sin = self.rope_tables(torch.as_tensor(positions))
+        x = F.embedding(ids, self.t["model.embed_tokens.weight"])
+        for i in range(self.cfg.n_layers):
+            q, k, v = self.layer_qkv(i, x, cos, sin)
+            ka, va = attend(i, q, k, v)
+            x = self.layer_out(i, x, q, ka, va)
+            del q, k, v, ka, va
+        return self._final(x)[0]
+
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor, shift: bool = True) -> torch.Tensor:
         """input_ids [B, L] -> logits [B, L, vocab_size]; shift=True applies Dream's sampler shift."""
@@ -121,19 +164,11 @@ class Dream:
         if input_ids.dim() == 1:
             input_ids = input_ids.unsqueeze(0)
         input_ids = input_ids.to(self.device)
-        L = input_ids.shape[1]
-        ang = rope_angles(torch.arange(L, device=self.device), c.head_dim, c.rope_theta)
-        if self.dtype == torch.float64:
-            ang = ang.to(torch.float64)
-        # HF: cos/sin computed in float32, returned as x.dtype, rotation done in the model dtype.
-        cos = ang.cos().to(self.dtype)[None, None]
-        sin = ang.sin().to(self.dtype)[None, None]
+        cos, sin = self.rope_tables(torch.arange(input_ids.shape[1], device=self.device))
         x = F.embedding(input_ids, self.t["model.embed_tokens.weight"])
         for i in range(c.n_layers):
             x = self.layer(i, x, cos, sin)
-        x = rms_norm(x, self.t["model.norm.weight"], c.rms_norm_eps)
-        head = self.t["model.embed_tokens.weight"] if c.tie else self.t["lm_head.weight"]
-        logits = linear(x, head)
+        logits = self._final(x)
         if shift:
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         return logits

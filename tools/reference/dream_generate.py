@@ -361,6 +361,21 @@ class GenerateResult:
     steps: List[StepInfo] = field(default_factory=list)
 
 
+def selection_keys(conf: torch.Tensor, alg_temp: Optional[float], seed: int, g: int,
+                   cand: Sequence[int]) -> np.ndarray:
+    """float64 keys whose k largest (stable: ties -> lower position) are the positions to commit:
+    the confidences, or with alg_temp > 0 the multinomial-without-replacement keys w / E
+    (w = softmax(conf / alg_temp) over the candidates, E = -log counter_uniform(ALG, g, pos))."""
+    conf = conf.to(torch.float64).numpy()
+    if alg_temp is None or alg_temp == 0:
+        return conf
+    z = conf / alg_temp
+    w = np.exp(z - z.max())
+    w = w / w.sum()
+    e = -np.log(noise.counter_uniform(seed, noise.ALG, g, np.asarray(cand, dtype=np.uint64), 0))
+    return w / e
+
+
 CONFIDENCE = {"origin": "prob", "maskgit_plus": "prob", "topk_margin": "margin", "entropy": "neg_entropy"}
 
 
@@ -416,16 +431,7 @@ def generate(model, prompt, gen_length: int = 32, steps: int = 16, block_length:
                         raise AssertionError("float32 transfer count disagrees with torch")
                     if k > 0:
                         rs = sample_tokens(rows, temperature, top_p, top_k, CONFIDENCE[alg], seed, g, cand)
-                        conf = rs.conf.to(torch.float64).numpy()
-                        if alg_temp is None or alg_temp == 0:
-                            keys = conf
-                        else:
-                            z = conf / alg_temp
-                            w = np.exp(z - z.max())
-                            w = w / w.sum()
-                            e = -np.log(noise.counter_uniform(seed, noise.ALG, g,
-                                                              np.asarray(cand, dtype=np.uint64), 0))
-                            keys = w / e
+                        keys = selection_keys(rs.conf, alg_temp, seed, g, cand)
                         order = np.argsort(-keys, kind="stable")     # ties -> lower position
                         sel = order[:k]
                         margin = min(float(rs.score_gap.min()), float(rs.cut_gap.min()))

@@ -104,6 +104,32 @@ def _top2_gap(scores: torch.Tensor) -> torch.Tensor:
     return t[..., 0] - t[..., 1]
 
 
+def score_candidates(cl: torch.Tensor, positions: List[int], temperature: float, remasking: str,
+                     seed: int, gstep: int, softmax_dtype: str = "model"):
+    """The candidates' logits cl [C, V] (model dtype) at absolute positions -> x0 [C], confidence
+    [C] (float64) and the noisy score [C, V] (float64) whose top1 - top2 is margin (a)."""
+    V = cl.shape[-1]
+    if temperature == 0:
+        x0c = torch.argmax(cl, dim=-1)
+        noisy_log = cl.to(torch.float64)
+    else:
+        u = noise.uniform_rows(seed, noise.GUMBEL, gstep, positions, V, device=cl.device)
+        lg = cl.to(torch.float64)
+        gumbel_noise = (-torch.log(u)) ** temperature
+        x0c = torch.argmax(lg.exp() / gumbel_noise, dim=-1)   # the official formula
+        noisy_log = lg - temperature * torch.log(-torch.log(u))
+        del u, gumbel_noise
+    if remasking == "low_confidence":
+        src = cl.to(torch.float64) if softmax_dtype == "float64" else cl
+        pr = torch.softmax(src, dim=-1)
+        conf_c = torch.gather(pr, -1, x0c[:, None])[:, 0].to(torch.float64)
+        del pr
+    else:
+        conf_c = noise.uniform_rows(seed, noise.REMASK, gstep, positions, 1,
+                                    device=cl.device)[:, 0].to(torch.float64)
+    return x0c, conf_c, noisy_log
+
+
 @torch.no_grad()
 def generate(model, prompt, steps: int = 128, gen_length: int = 128, block_length: int = 128,
              temperature: float = 0.0, cfg_scale: float = 0.0, remasking: str = "low_confidence",
@@ -138,28 +164,11 @@ def generate(model, prompt, steps: int = 128, gen_length: int = 128, block_lengt
                 del both, un_logits
             else:
                 logits = model(x)
-            V = logits.shape[-1]
             # Rows that can be committed: masked and before the block's end.
             cand = torch.nonzero(mask_index[0, :b1], as_tuple=False).flatten()
             cl = logits[0, cand]                                   # [C, V], model dtype
-            if temperature == 0:
-                x0c = torch.argmax(cl, dim=-1)
-                noisy_log = cl.to(torch.float64)
-            else:
-                u = noise.uniform_rows(seed, noise.GUMBEL, gstep, cand.tolist(), V, device=cl.device)
-                lg = cl.to(torch.float64)
-                gumbel_noise = (-torch.log(u)) ** temperature
-                x0c = torch.argmax(lg.exp() / gumbel_noise, dim=-1)   # the official formula
-                noisy_log = lg - temperature * torch.log(-torch.log(u))
-                del u, gumbel_noise
-            if remasking == "low_confidence":
-                src = cl.to(torch.float64) if softmax_dtype == "float64" else cl
-                pr = torch.softmax(src, dim=-1)
-                conf_c = torch.gather(pr, -1, x0c[:, None])[:, 0].to(torch.float64)
-                del pr
-            else:
-                conf_c = noise.uniform_rows(seed, noise.REMASK, gstep, cand.tolist(), 1,
-                                            device=cl.device)[:, 0].to(torch.float64)
+            x0c, conf_c, noisy_log = score_candidates(cl, cand.tolist(), temperature, remasking, seed,
+                                                      gstep, softmax_dtype)
             k = schedule[i]
             # Stable descending sort: ties -> lower position first (cand is ascending).
             order = np.argsort(-conf_c.cpu().numpy(), kind="stable")

@@ -29,6 +29,8 @@ everything after are float64.
 Usage:
     m = LLaDA.from_pretrained(dir, dtype="float64", device="cpu")
     logits = m(torch.tensor([[...token ids...]]))      # [B, L, embedding_size]
+    m.forward_rows(ids, positions, attend)             # some rows at explicit positions, attending to
+                                                       # keys/values chosen per layer (cached_generate.py)
     python3 tools/reference/llada.py DIR --tokens 1,2,3 [--dtype float64]
 """
 from __future__ import annotations
@@ -197,7 +199,9 @@ class LLaDA:
         xf = x.to(cos.dtype)
         return ((xf * cos) + (rotate_half(xf) * sin)).to(x.dtype)
 
-    def block(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def layer_qkv(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Layer i's post-rope q [B, H, R, hd] and k, v [B, Hkv, R, hd] of the rows in x [B, R, d]
+        (cos/sin: the rows' rope tables, see rope_tables)."""
         c = self.cfg
         B, L, _ = x.shape
         h = rms_norm(x, self.t[P(i, "attn_norm.weight")], c.rms_norm_eps, self._b(P(i, "attn_norm.bias")))
@@ -208,6 +212,13 @@ class LLaDA:
         v = v.reshape(B, L, c.n_kv_heads, c.head_dim).transpose(1, 2)
         q = self._rope(q, cos, sin)
         k = self._rope(k, cos, sin)
+        return q, k, v
+
+    def layer_out(self, i: int, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The rest of layer i: the rows' queries q attend to the keys/values k, v (any number of
+        them, kv heads), then attn_out, residual, feed-forward."""
+        c = self.cfg
+        B, L, _ = x.shape
         rep = c.n_heads // c.n_kv_heads
         if rep > 1:
             k = k.repeat_interleave(rep, dim=1)
@@ -226,19 +237,51 @@ class LLaDA:
         del u
         return x + linear(g, self.t[P(i, "ff_out.weight")], self._b(P(i, "ff_out.bias")))
 
-    @torch.no_grad()
-    def hidden(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def block(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.layer_qkv(i, x, cos, sin)
+        return self.layer_out(i, x, q, k, v)
+
+    def rope_tables(self, positions: torch.Tensor):
+        """cos, sin [1, 1, R, hd] for the given absolute positions (float32 angles; float64 in a
+        float64 run, else float32, as rope_full_precision)."""
         c = self.cfg
+        ang = rope_angles(positions.to(self.device), c.head_dim, c.rope_theta)
+        rdt = torch.float64 if self.dtype == torch.float64 else torch.float32
+        ang = ang.to(rdt)
+        return ang.cos()[None, None], ang.sin()[None, None]
+
+    def _check_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         if input_ids.dim() == 1:
             input_ids = input_ids.unsqueeze(0)
         input_ids = input_ids.to(self.device)
-        if int(input_ids.max()) >= c.embedding_size or int(input_ids.min()) < 0:
-            raise ValueError(f"token id outside [0, {c.embedding_size})")
-        L = input_ids.shape[1]
-        ang = rope_angles(torch.arange(L, device=self.device), c.head_dim, c.rope_theta)
-        rdt = torch.float64 if self.dtype == torch.float64 else torch.float32
-        ang = ang.to(rdt)
-        cos, sin = ang.cos()[None, None], ang.sin()[None, None]
+        if int(input_ids.max()) >= self.cfg.embedding_size or int(input_ids.min()) < 0:
+            raise ValueError(f"token id outside [0, {self.cfg.embedding_size})")
+        return input_ids
+
+    @torch.no_grad()
+    def forward_rows(self, ids: torch.Tensor, positions: torch.Tensor, attend) -> torch.Tensor:
+        """Logits [R, embedding_size] of R rows (token ids [R] at absolute positions [R]) whose
+        queries attend to keys/values chosen per layer by attend(layer, q, k, v) -> (K, V):
+        q [1, H, R, hd], k, v [1, Hkv, R, hd] are the rows' own (post-rope), K, V [1, Hkv, N, hd]
+        what they attend to (return (k, v) for a plain forward over the rows alone)."""
+        c = self.cfg
+        ids = self._check_ids(ids.reshape(1, -1))
+        cos, sin = self.rope_tables(torch.as_tensor(positions))
+        x = F.embedding(ids, self.t["model.transformer.wte.weight"])
+        for i in range(c.n_layers):
+            q, k, v = self.layer_qkv(i, x, cos, sin)
+            ka, va = attend(i, q, k, v)
+            x = self.layer_out(i, x, q, ka, va)
+            del q, k, v, ka, va
+        x = rms_norm(x, self.t["model.transformer.ln_f.weight"], c.rms_norm_eps,
+                     self._b("model.transformer.ln_f.bias"))
+        return self.lm_head(x)[0]
+
+    @torch.no_grad()
+    def hidden(self, input_ids: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        input_ids = self._check_ids(input_ids)
+        cos, sin = self.rope_tables(torch.arange(input_ids.shape[1], device=self.device))
         x = F.embedding(input_ids, self.t["model.transformer.wte.weight"])
         for i in range(c.n_layers):
             x = self.block(i, x, cos, sin)

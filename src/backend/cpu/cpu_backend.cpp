@@ -80,6 +80,15 @@ class CpuBackend final : public Backend {
   void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
     cpu::gather_rows(f(x), d, idx, rows, f(out));
   }
+  void scatter_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
+    cpu::scatter_rows(f(x), d, idx, rows, f(out));
+  }
+  void cache_select(const void* q_block, int64_t block_rows, const void* k, const void* v, const int32_t* outside,
+                    int64_t n, int heads, int kv_heads, int hd, int kernel, int64_t keep, float* scores,
+                    int32_t* kept, void* k_cache, void* v_cache) override {
+    cpu::cache_select(f(q_block), block_rows, f(k), f(v), outside, n, heads, kv_heads, hd, kernel, keep, scores, kept,
+                      f(k_cache), f(v_cache));
+  }
   void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
     cpu::cfg_combine(cond, uncond, n, scale);
   }

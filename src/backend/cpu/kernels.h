@@ -22,6 +22,16 @@ void attention(const float* q, int64_t rows, const float* k, const float* v, int
                int kv_heads, int hd, float scale, float* out, float* workspace);
 void swiglu(float* g, const float* u, int64_t n);
 void gather_rows(const float* x, int64_t d, const int32_t* idx, int64_t rows, float* out);
+void scatter_rows(const float* x, int64_t d, const int32_t* idx, int64_t rows, float* out);
+// Sparse-dLLM's eviction scores (see Backend::cache_select): pooled[j] for the n outside rows.
+// qbar: heads*hd floats of scratch.
+void cache_scores(const float* q_block, int64_t block_rows, const float* k, const int32_t* outside, int64_t n,
+                  int heads, int kv_heads, int hd, int kernel, float* qbar, float* pooled);
+// The `keep` indices j of the largest scores (ties: lower j), ascending.
+void top_rows(const float* scores, int64_t n, int64_t keep, int32_t* kept);
+void cache_select(const float* q_block, int64_t block_rows, const float* k, const float* v, const int32_t* outside,
+                  int64_t n, int heads, int kv_heads, int hd, int kernel, int64_t keep, float* scores, int32_t* kept,
+                  float* k_cache, float* v_cache);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale);
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
                  int32_t* token, float* conf);

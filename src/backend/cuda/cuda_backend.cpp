@@ -196,6 +196,48 @@ class CudaBackend final : public Backend {
   void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
     embed(idx, rows, x, d, out);
   }
+  void scatter_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
+    if (f32_) cuda::scatter_rows_f32(f(x), d, idx, rows, f(out), stream_);
+    else cuda::scatter_rows(b(x), d, idx, rows, b(out), stream_);
+  }
+  void cache_select(const void* q_block, int64_t block_rows, const void* k, const void* v, const int32_t* outside,
+                    int64_t n, int heads, int kv_heads, int hd, int kernel, int64_t keep, float* scores,
+                    int32_t* kept, void* k_cache, void* v_cache) override {
+    MOSAIC_CHECK(keep >= 0 && keep <= n, "cache_select: keep {} of {} rows", keep, n);
+    // The rows are gathered in parallel: compacting a cache in place would race.
+    MOSAIC_CHECK(k != k_cache && v != v_cache, "cache_select: the cache cannot be its own source on CUDA");
+    // 1-2. The mean query into scores[n..), the raw scores into `kept` (n 4-byte slots of
+    // scratch, free until step 3), max-pooled from there into scores[0..n).
+    float* qbar = scores + n;
+    float* raw = reinterpret_cast<float*>(kept);
+    if (f32_) cuda::cache_scores_f32(f(q_block), block_rows, f(k), outside, n, heads, kv_heads, hd, kernel, qbar, raw,
+                                     scores, stream_);
+    else cuda::cache_scores(b(q_block), block_rows, b(k), outside, n, heads, kv_heads, hd, kernel, qbar, raw, scores,
+                            stream_);
+    if (keep == 0) return;
+    // 3. The top `keep` on the host, as the CPU picks them (n floats and ints across PCIe
+    // once per layer per store step), then the source rows outside[kept[r]] back into `kept`.
+    // host_kept_ is touched only after a synchronize, so its previous upload is done by then.
+    const size_t nn = static_cast<size_t>(n);
+    host_scores_.resize(nn);
+    host_outside_.resize(nn);
+    download(host_scores_.data(), scores, nn * 4);
+    download(host_outside_.data(), outside, nn * 4);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    host_kept_.resize(static_cast<size_t>(keep));
+    cpu::top_rows(host_scores_.data(), n, keep, host_kept_.data());
+    for (auto& j : host_kept_) j = host_outside_[static_cast<size_t>(j)];
+    upload(kept, host_kept_.data(), static_cast<size_t>(keep) * 4);
+    // 4. Rows 0..keep-1 of the caches.
+    const int64_t kvd = static_cast<int64_t>(kv_heads) * hd;
+    if (f32_) {
+      cuda::gather_rows_f32(kept, keep, f(k), kvd, f(k_cache), stream_);
+      cuda::gather_rows_f32(kept, keep, f(v), kvd, f(v_cache), stream_);
+    } else {
+      cuda::embed(kept, keep, b(k), kvd, b(k_cache), stream_);
+      cuda::embed(kept, keep, b(v), kvd, b(v_cache), stream_);
+    }
+  }
   void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
     cuda::cfg_combine(cond, uncond, n, scale, stream_);
   }
@@ -286,6 +328,8 @@ class CudaBackend final : public Backend {
 #endif
   std::vector<float> host_conf_, host_logits_;
   std::vector<int32_t> host_order_, host_pos_, host_token_;
+  std::vector<float> host_scores_;                 // cache_select's pooled scores
+  std::vector<int32_t> host_outside_, host_kept_;  // its outside rows, and the rows it keeps
 };
 
 }  // namespace

@@ -37,6 +37,19 @@ void dream_sample_rows(const float* logits, int64_t rows, int64_t vocab, const i
 constexpr int64_t kMaxRankRows = 8192;
 void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s);
 
+// Key/value cache kernels (kv_cache.cu). out[idx[i]] = x[i] for rows of d elements.
+void scatter_rows(const bf16* x, int64_t d, const int32_t* idx, int64_t rows, bf16* out, cudaStream_t s);
+void scatter_rows_f32(const float* x, int64_t d, const int32_t* idx, int64_t rows, float* out, cudaStream_t s);
+// Sparse-dLLM's eviction scores, bit for bit cpu::cache_scores (Backend::cache_select):
+// qbar [heads*hd] the mean query, raw [n] the unpooled scores, pooled [n] the max-pooled ones;
+// all device fp32, raw and pooled distinct buffers. q_block [block_rows, heads*hd] and
+// k [*, kv_heads*hd] in the mode's activation type.
+void cache_scores(const bf16* q_block, int64_t block_rows, const bf16* k, const int32_t* outside, int64_t n, int heads,
+                  int kv_heads, int hd, int kernel, float* qbar, float* raw, float* pooled, cudaStream_t s);
+void cache_scores_f32(const float* q_block, int64_t block_rows, const float* k, const int32_t* outside, int64_t n,
+                      int heads, int kv_heads, int hd, int kernel, float* qbar, float* raw, float* pooled,
+                      cudaStream_t s);
+
 // Flash-style bidirectional attention: q [rows, heads*hd], k/v [kv_rows, kv_heads*hd],
 // out [rows, heads*hd]; never materialises the rows x kv_rows scores. hd in {64, 128}.
 void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, int heads,

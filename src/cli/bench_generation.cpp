@@ -1,0 +1,125 @@
+// mosaic bench --cache MODES: whole generations instead of single steps. For every length
+// and cache mode, a random prompt of L - gen_length tokens is denoised with the family's
+// sampler, one token per step (steps = gen_length: a fixed schedule, so random weights do not
+// change the work), and the table gives tokens/s, the time of each kind of step, the caches'
+// bytes and the speedup over the first mode listed.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include "cli/bench_internal.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "decode/dream_sampler.h"
+#include "decode/engine.h"
+#include "decode/llada_sampler.h"
+
+namespace mosaic::cli {
+
+namespace {
+
+std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n) {
+  std::mt19937 rng(1234);
+  const int64_t vocab = std::min(c.vocab_size, c.mask_token_id > 0 ? c.mask_token_id : c.vocab_size);
+  std::vector<int32_t> x(static_cast<size_t>(n));
+  for (auto& t : x) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
+  return x;
+}
+
+std::unique_ptr<Sampler> bench_sampler(const Model& m, const BenchFlags& f, const CacheOptions& cache) {
+  if (m.family().default_sampler() == SamplerKind::Llada) {
+    GenerateOptions o;
+    o.gen_length = f.gen_length;
+    o.steps = f.gen_length;
+    o.block_length = f.block_length;
+    o.cache = cache;
+    return std::make_unique<LladaSampler>(o);
+  }
+  DreamOptions o;
+  o.gen_length = f.gen_length;
+  o.steps = f.gen_length;
+  o.block_length = f.block_length;
+  o.alg = DreamAlg::Entropy;
+  o.cache = cache;
+  return std::make_unique<DreamSampler>(o);
+}
+
+struct KindTime {
+  int64_t steps = 0;
+  double ms = 0;
+};
+
+}  // namespace
+
+std::vector<CacheMode> parse_cache_modes(const std::string& s) {
+  std::vector<CacheMode> modes;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) modes.push_back(parse_cache_mode(item));
+  MOSAIC_CHECK(!modes.empty(), "--cache is empty: give modes such as none,dual");
+  return modes;
+}
+
+nlohmann::json bench_generations(Model& m, const BenchFlags& f, const std::vector<int64_t>& lengths) {
+  const std::vector<CacheMode> modes = parse_cache_modes(f.cache);
+  nlohmann::json results = nlohmann::json::array();
+  fmt::print("{:>9} {:>7} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10} {:>11} {:>11}\n", "tokens", "cache", "total s",
+             "tokens/s", "vs " + cache_mode_name(modes.front()), "full ms", "store ms", "cached ms", "caches", "arena");
+  for (int64_t L : lengths) {
+    MOSAIC_CHECK(L > f.gen_length, "--tokens {} leaves no prompt before --gen-length {}", L, f.gen_length);
+    const std::vector<int32_t> prompt = random_prompt(m.config(), L - f.gen_length);
+    double base_tps = 0;
+    for (CacheMode mode : modes) {
+      CacheOptions cache{mode, f.sparse_keep, f.sparse_kernel};
+      nlohmann::json jr = {{"tokens", L}, {"cache", cache_mode_name(mode)}, {"gen_length", f.gen_length},
+                           {"block_length", f.block_length}};
+      try {
+        const GenerationPlan plan = m.check_generation(cache, {L, f.block_length, f.block_length}, false);
+        std::map<CacheStep, KindTime> kinds;
+        size_t arena = 0;
+        GenerateResult r;
+        for (int rep = 0; rep <= f.warmup_generations; ++rep) {  // the first ones warm up
+          kinds.clear();
+          Sequence seq =
+              Sequence::start(prompt, f.gen_length, static_cast<int32_t>(m.config().mask_token_id), 0);
+          auto s = bench_sampler(m, f, cache);
+          r = run_generation(m, *s, seq, [&](const StepEvent& ev, const std::vector<int32_t>&) {
+            if (!ev.ran_model) return;
+            kinds[ev.cache_step].steps += 1;
+            kinds[ev.cache_step].ms += ev.stats.ms;
+            arena = std::max(arena, ev.stats.arena_bytes);
+          });
+        }
+        const double tps = static_cast<double>(f.gen_length) / (r.total_ms / 1000);
+        if (mode == modes.front()) base_tps = tps;
+        auto avg = [&](CacheStep k) { return kinds[k].steps ? kinds[k].ms / kinds[k].steps : 0.0; };
+        fmt::print("{:>9} {:>7} {:>9.2f} {:>9.2f} {:>6.2f}x {:>10.2f} {:>10.2f} {:>10.2f} {:>11} {:>11}\n", L,
+                   cache_mode_name(mode), r.total_ms / 1000, tps, base_tps > 0 ? tps / base_tps : 0.0,
+                   avg(CacheStep::Full), avg(CacheStep::Store), avg(CacheStep::Cached),
+                   human_bytes(static_cast<double>(plan.cache_bytes)), human_bytes(static_cast<double>(arena)));
+        jr["total_ms"] = r.total_ms;
+        jr["tokens_per_s"] = tps;
+        jr["speedup_vs_first"] = base_tps > 0 ? tps / base_tps : 0.0;
+        jr["cache_bytes"] = plan.cache_bytes;
+        jr["arena_bytes"] = arena;
+        for (auto k : {CacheStep::Full, CacheStep::Store, CacheStep::Cached}) {
+          const char* name = k == CacheStep::Full ? "full" : k == CacheStep::Store ? "store" : "cached";
+          jr["steps"][name] = {{"count", kinds[k].steps}, {"ms_mean", avg(k)}};
+        }
+        jr["output_head"] = std::vector<int32_t>(r.tokens.begin() + r.prompt_length,
+                                                 r.tokens.begin() + r.prompt_length + std::min<int64_t>(16, f.gen_length));
+      } catch (const Error& e) {
+        fmt::print("{:>9} {:>7}  failed: {}\n", L, cache_mode_name(mode), e.what());
+        jr["error"] = e.what();
+      }
+      results.push_back(jr);
+    }
+  }
+  return results;
+}
+
+}  // namespace mosaic::cli

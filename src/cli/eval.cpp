@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "core/error.h"
+#include "cli/eval_internal.h"
 #include "decode/diffusion_loss.h"
 
 namespace mosaic::cli {
@@ -19,6 +20,10 @@ struct EvalFlags {
   SessionFlags session;
   std::string text_path, format = "text";
   LossOptions opt;
+  // --generate: score generations per cache mode instead of the loss.
+  bool generate = false;
+  std::string cache = "none,prefix,dual,sparse";
+  GenerationEvalOptions gen;
 };
 
 void run_eval(const EvalFlags& f) {
@@ -31,6 +36,13 @@ void run_eval(const EvalFlags& f) {
     text.assign(std::istreambuf_iterator<char>(in), {});
   }
   auto tokens = s.tokenizer().encode(text, false);
+  if (f.generate) {
+    GenerationEvalOptions o = f.gen;
+    o.modes = parse_eval_modes(f.cache);
+    validate_cache_options({CacheMode::Sparse, o.sparse_keep, o.sparse_kernel});
+    eval_generations(s, tokens, o, f.format);
+    return;
+  }
   auto t0 = std::chrono::steady_clock::now();
   LossResult r = diffusion_loss(s.model(), tokens, f.opt, s.tokenizer().bos_id);
   double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -62,6 +74,26 @@ void add_eval(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--seed", f->opt.seed, "Seed of the masks")->capture_default_str();
   c->add_option("--format", f->format, "text | json")->capture_default_str();
+  c->add_flag("--generate", f->generate,
+              "Score generations instead: each window's first --prompt-length tokens are the prompt, the model "
+              "generates --gen-length more (greedy) with each --cache mode; reports the fraction equal to the "
+              "text, the agreement with the first mode, and the model steps taken");
+  c->add_option("--cache", f->cache,
+                "With --generate: the configurations to compare, each a cache mode with an optional threshold "
+                "after '@' (e.g. none,none@0.3,dual@0.3); the first is the agreement's baseline")
+      ->capture_default_str();
+  c->add_option("--prompt-length", f->gen.prompt_length, "With --generate: prompt tokens per window")
+      ->capture_default_str();
+  c->add_option("--gen-length", f->gen.gen_length, "With --generate: tokens generated per window")
+      ->capture_default_str();
+  c->add_option("--steps", f->gen.steps, "With --generate: denoising steps")->capture_default_str();
+  c->add_option("--block-length", f->gen.block_length, "With --generate: block length")->capture_default_str();
+  c->add_option("--windows", f->gen.max_windows, "With --generate: at most this many windows (0 = all)")
+      ->capture_default_str();
+  c->add_option("--sparse-keep", f->gen.sparse_keep, "With --generate: the sparse cache's kept fraction")
+      ->capture_default_str();
+  c->add_option("--sparse-kernel", f->gen.sparse_kernel, "With --generate: the sparse cache's pool width")
+      ->capture_default_str();
   c->callback([f] { run_eval(*f); });
 }
 

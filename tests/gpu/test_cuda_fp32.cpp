@@ -135,5 +135,33 @@ TEST(CudaFp32, DreamGoldensEqual) {
   }
 }
 
+// Cached decoding (prefix, dual, sparse, threshold) in cuda-fp32: the reference's tokens.
+TEST(CudaFp32, CacheGoldensEqual) {
+  auto gpu = make_cuda_backend(0, true);
+  for (const char* fixture : {"llada_tiny", "dream_tiny"}) {
+    const auto dir = test::fixtures_dir() / fixture;
+    Model m(dir.string(), *gpu);
+    auto g = nlohmann::json::parse(test::read_file(dir / "cache_goldens.json"));
+    ASSERT_GE(g["cases"].size(), 15u);
+    for (const auto& c : g["cases"]) {
+      const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
+      GenerateResult r;
+      if (m.family().default_sampler() == SamplerKind::Llada) {
+        GenerateOptions o = test::golden_options(c);
+        o.cache = test::golden_cache(c);
+        o.threshold = test::golden_threshold(c);
+        r = llada_generate(m, prompt, o);
+      } else {
+        DreamOptions o = test::dream_golden_options(c);
+        o.cache = test::golden_cache(c);
+        o.threshold = test::golden_threshold(c);
+        r = dream_generate(m, prompt, o);
+      }
+      EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>())
+          << fixture << " " << c["name"] << " (min margin " << c["min_margin"] << ")";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mosaic

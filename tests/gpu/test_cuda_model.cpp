@@ -58,6 +58,27 @@ TEST(CudaModel, LogitsMatchTheCpuBackend) {
   }
 }
 
+// Cached steps in bf16: the caches written by the store step (in place, or selected by the
+// sparse eviction) and read by the cached step give the CPU's logits. (A sparse cache that
+// keeps half may keep other rows at near-ties in bf16; cuda-fp32 runs its goldens exactly.)
+TEST(CudaModel, CachedStepLogitsMatchTheCpuBackend) {
+  auto cpu = make_cpu_backend();
+  auto gpu = make_cuda_backend(0);
+  for (const char* fixture : {"llada_tiny", "dream_tiny"}) {
+    const auto dir = (test::fixtures_dir() / fixture).string();
+    Model mc(dir, *cpu), mg(dir, *gpu);
+    auto t = sample_tokens(300);
+    for (int64_t i = 200; i < 300; ++i) t[i] = static_cast<int32_t>(mc.config().mask_token_id);
+    for (CacheOptions c : {CacheOptions{CacheMode::Prefix}, CacheOptions{CacheMode::Dual},
+                           CacheOptions{CacheMode::Sparse, 1.0, 3}}) {
+      auto a = test::cached_block_logits(mc, t, c, 232, 264, 233);
+      auto b = test::cached_block_logits(mg, t, c, 232, 264, 233);
+      ASSERT_EQ(a.size(), b.size());
+      EXPECT_LT(rel_err(b, a), 1e-2) << fixture << " " << cache_mode_name(c.mode) << " keep " << c.sparse_keep;
+    }
+  }
+}
+
 TEST(CudaModel, DreamLogitsMatchTheCpuBackend) {
   auto cpu = make_cpu_backend();
   auto gpu = make_cuda_backend(0);

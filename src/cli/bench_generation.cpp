@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cli/bench_internal.h"
+#include "cli/commands.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "decode/dream_sampler.h"
@@ -115,6 +116,7 @@ nlohmann::json bench_generations(Model& m, const BenchFlags& f, const std::vecto
       } catch (const Error& e) {
         fmt::print("{:>9} {:>7}  failed: {}\n", L, cache_mode_name(mode), e.what());
         jr["error"] = e.what();
+        set_exit_code(1);
       }
       results.push_back(jr);
     }

@@ -86,7 +86,12 @@ void eval_generations(Session& s, const std::vector<int32_t>& text, const Genera
                text.size(), window);
   Model& m = s.model();
   const int32_t mask = static_cast<int32_t>(m.config().mask_token_id);
-  for (const EvalMode& mode : modes) eval_sampler(m, o, mode);  // options are checked before the first window
+  // Options and memory are checked before the first window: a cache that does not fit is refused now.
+  for (const EvalMode& mode : modes) {
+    eval_sampler(m, o, mode);
+    const int64_t tokens = static_cast<int64_t>(bos.has_value()) + window;
+    m.check_generation({mode.cache, o.sparse_keep, o.sparse_kernel}, {tokens, o.block_length, o.block_length}, false);
+  }
 
   std::vector<ModeScore> score(modes.size());
   for (int64_t w = 0; w < windows; ++w) {

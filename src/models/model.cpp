@@ -121,8 +121,9 @@ const MemoryPlan& Model::plan(const Dims& d, const StepRequest& req) {
 }
 
 GenerationPlan Model::check_generation(const CacheOptions& cache, const GenerationShape& shape, bool guided) {
-  StepRequest r;
-  if (guided) r.tokens_uncond = &r.head_pos;  // only guided() is read
+  StepRequest r;  // only its kind matters: guided or not
+  const std::vector<int32_t> no_tokens;
+  if (guided) r.tokens_uncond = &no_tokens;
   GenerationPlanner planner{config_, graph_options(r), cache, budget_, chunk_min_rows_, tame_target_};
   GenerationPlan plan = planner.plan(shape);
   if (!plan.fits) throw OutOfBudget(describe_misfit(planner, shape, plan));

@@ -122,8 +122,14 @@ TEST(CliCache, BenchTimesWholeGenerationsPerMode) {
                               " --tokens 128 --gen-length 32 --block-length 8 --cache none,dual,sparse "
                               "--warmup-generations 0"));
   ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.find("failed"), std::string::npos) << r.out;
   for (const char* mode : {"none", "dual", "sparse"}) EXPECT_NE(r.out.find(mode), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("vs none"), std::string::npos) << r.out;
+  // A mode that cannot run (Dream's cached blocks need two steps) fails the command.
+  r = run_command(mosaic("bench --backend cpu --model " + fixture("dream_tiny") +
+                         " --tokens 64 --gen-length 8 --block-length 1 --cache none,dual --warmup-generations 0"));
+  EXPECT_NE(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("failed"), std::string::npos) << r.out;
 }
 
 }  // namespace

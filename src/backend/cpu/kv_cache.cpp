@@ -50,7 +50,9 @@ void cache_scores(const float* q_block, int64_t block_rows, const float* k, cons
 void top_rows(const float* scores, int64_t n, int64_t keep, int32_t* kept) {
   std::vector<int32_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
-  auto before = [&](int32_t a, int32_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); };
+  // NaN scores (a diverged model) rank last, so the order stays a strict weak one.
+  auto key = [&](int32_t i) { return std::isnan(scores[i]) ? -std::numeric_limits<float>::infinity() : scores[i]; };
+  auto before = [&](int32_t a, int32_t b) { return key(a) > key(b) || (key(a) == key(b) && a < b); };
   std::nth_element(idx.begin(), idx.begin() + keep, idx.end(), before);
   std::sort(idx.begin(), idx.begin() + keep);
   std::copy(idx.begin(), idx.begin() + keep, kept);

@@ -15,9 +15,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/format.h"
-#include "decode/dream_sampler.h"
 #include "decode/engine.h"
-#include "decode/llada_sampler.h"
 
 namespace mosaic::cli {
 
@@ -29,24 +27,6 @@ std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n) {
   std::vector<int32_t> x(static_cast<size_t>(n));
   for (auto& t : x) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
   return x;
-}
-
-std::unique_ptr<Sampler> bench_sampler(const Model& m, const BenchFlags& f, const CacheOptions& cache) {
-  if (m.family().default_sampler() == SamplerKind::Llada) {
-    GenerateOptions o;
-    o.gen_length = f.gen_length;
-    o.steps = f.gen_length;
-    o.block_length = f.block_length;
-    o.cache = cache;
-    return std::make_unique<LladaSampler>(o);
-  }
-  DreamOptions o;
-  o.gen_length = f.gen_length;
-  o.steps = f.gen_length;
-  o.block_length = f.block_length;
-  o.alg = DreamAlg::Entropy;
-  o.cache = cache;
-  return std::make_unique<DreamSampler>(o);
 }
 
 struct KindTime {
@@ -87,7 +67,7 @@ nlohmann::json bench_generations(Model& m, const BenchFlags& f, const std::vecto
           kinds.clear();
           Sequence seq =
               Sequence::start(prompt, f.gen_length, static_cast<int32_t>(m.config().mask_token_id), 0);
-          auto s = bench_sampler(m, f, cache);
+          auto s = default_sampler(m, f.gen_length, f.gen_length, f.block_length, cache);
           r = run_generation(m, *s, seq, [&](const StepEvent& ev, const std::vector<int32_t>&) {
             if (!ev.ran_model) return;
             kinds[ev.cache_step].steps += 1;

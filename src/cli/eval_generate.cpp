@@ -13,32 +13,15 @@
 #include "cli/eval_internal.h"
 #include "core/error.h"
 #include "decode/cached_steps.h"
-#include "decode/dream_sampler.h"
 #include "decode/engine.h"
-#include "decode/llada_sampler.h"
 
 namespace mosaic::cli {
 
 namespace {
 
 std::unique_ptr<Sampler> eval_sampler(const Model& m, const GenerationEvalOptions& o, const EvalMode& mode) {
-  const CacheOptions cache{mode.cache, o.sparse_keep, o.sparse_kernel};
-  if (m.family().default_sampler() == SamplerKind::Llada) {
-    GenerateOptions g;
-    g.gen_length = o.gen_length;
-    g.steps = o.steps;
-    g.block_length = o.block_length;
-    g.cache = cache;
-    g.threshold = mode.threshold;
-    return std::make_unique<LladaSampler>(g);
-  }
-  DreamOptions d;
-  d.gen_length = o.gen_length;
-  d.steps = o.steps;
-  d.block_length = o.block_length;
-  d.cache = cache;
-  d.threshold = mode.threshold;
-  return std::make_unique<DreamSampler>(d);
+  return default_sampler(m, o.gen_length, o.steps, o.block_length, {mode.cache, o.sparse_keep, o.sparse_kernel},
+                         mode.threshold);
 }
 
 struct ModeScore {

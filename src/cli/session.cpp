@@ -6,6 +6,8 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "decode/dream_sampler.h"
+#include "decode/llada_sampler.h"
 
 namespace mosaic::cli {
 
@@ -75,6 +77,27 @@ std::vector<int32_t> Session::encode_plain(const std::string& text) const {
   auto body = tok.encode(text, true);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;
+}
+
+std::unique_ptr<Sampler> default_sampler(const Model& m, int64_t gen_length, int64_t steps, int64_t block_length,
+                                         const CacheOptions& cache, double threshold) {
+  if (m.family().default_sampler() == SamplerKind::Llada) {
+    GenerateOptions o;
+    o.gen_length = gen_length;
+    o.steps = steps;
+    o.block_length = block_length;
+    o.cache = cache;
+    o.threshold = threshold;
+    return std::make_unique<LladaSampler>(o);
+  }
+  DreamOptions o;
+  o.gen_length = gen_length;
+  o.steps = steps;
+  o.block_length = block_length;
+  o.alg = DreamAlg::Entropy;
+  o.cache = cache;
+  o.threshold = threshold;
+  return std::make_unique<DreamSampler>(o);
 }
 
 }  // namespace mosaic::cli

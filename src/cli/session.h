@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "cli/commands.h"
 #include "io/tokenizer.h"
+#include "decode/sampler.h"
 #include "models/model.h"
 
 namespace mosaic::cli {
@@ -42,5 +43,10 @@ class Session {
   std::unique_ptr<io::Tokenizer> tokenizer_;
   size_t total_budget_ = 0;
 };
+
+// The model family's sampler with its defaults (greedy; Dream: entropy), for measuring whole
+// generations (bench --cache, eval --generate).
+std::unique_ptr<Sampler> default_sampler(const Model& m, int64_t gen_length, int64_t steps, int64_t block_length,
+                                         const CacheOptions& cache, double threshold = 0.0);
 
 }  // namespace mosaic::cli

@@ -68,18 +68,7 @@ int64_t GenerationPlanner::max_tokens(const GenerationShape& s) const {
     t.tokens = n;
     return fast.plan(t).fits;
   };
-  int64_t lo = std::max<int64_t>(s.block + 1, 2), hi = std::max<int64_t>(s.tokens, lo + 1);
-  if (!fits(lo)) return 0;
-  while (fits(hi)) {
-    lo = hi;
-    if (hi >= (int64_t{1} << 32)) return hi;
-    hi *= 2;
-  }
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    (fits(mid) ? lo : hi) = mid;
-  }
-  return lo;
+  return largest_fitting(std::max<int64_t>(s.block + 1, 2), s.tokens, fits);
 }
 
 std::string describe_misfit(const GenerationPlanner& p, const GenerationShape& s, const GenerationPlan& plan) {

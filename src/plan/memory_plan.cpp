@@ -297,7 +297,11 @@ int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t b
   auto fits = [&](int64_t L) {
     return try_plan_for_budget(g, Dims{L, std::min(M, L)}, act_size, budget, kTameMinRows, 0.0).has_value();
   };
-  int64_t lo = std::max<int64_t>(M, 1), hi = std::max(upper, lo + 1);
+  return largest_fitting(std::max<int64_t>(M, 1), upper, fits);
+}
+
+int64_t largest_fitting(int64_t lo, int64_t upper, const std::function<bool(int64_t)>& fits) {
+  int64_t hi = std::max(upper, lo + 1);
   if (!fits(lo)) return 0;
   while (fits(hi)) {  // grow past a too-small guess
     lo = hi;

@@ -1,6 +1,7 @@
 #pragma once
 // A step's memory plan: chunk counts, lifetimes, offsets and the figures we report.
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,6 +69,10 @@ MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_
 std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, size_t act_size,
                                               size_t budget, int64_t tame_min_rows = kTameMinRows,
                                               double tame_target = kTameTarget);
+
+// The largest n >= lo with fits(n), for a `fits` that holds up to some n and not past it; 0
+// when fits(lo) fails. Doubles from `upper` while it fits, then bisects.
+int64_t largest_fitting(int64_t lo, int64_t upper, const std::function<bool(int64_t)>& fits);
 
 // Largest L (with the given M) whose plan fits `budget`, or 0. Binary search on L.
 int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t budget,

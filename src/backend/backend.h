@@ -18,6 +18,13 @@ namespace io {
 struct TensorInfo;
 }
 
+// Keys and values attention reads: k and v [rows, kv_heads*hd] each, in backend memory.
+struct KvRows {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t rows = 0;
+};
+
 // What the planner must know about a backend without creating one (so `mosaic info
 // --config` can plan a CUDA step on a laptop).
 struct BackendTraits {
@@ -67,9 +74,11 @@ class Backend {
   // (i32, backend memory) when given, else pos0 + i.
   virtual void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta,
                     const int32_t* positions) = 0;
-  // Bidirectional attention of `rows` queries over `kv_rows` keys; GQA when kv_heads < heads.
-  virtual void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows,
-                         int heads, int kv_heads, int hd, float scale, void* out, void* workspace) = 0;
+  // Bidirectional attention of `rows` queries over the keys of kv, then those of more (rows 0:
+  // none; a sparse cache's kept rows and the block's fresh ones, which live apart); GQA when
+  // kv_heads < heads. workspace: [attn_workspace_rows, kv.rows + more.rows] floats, if any.
+  virtual void attention(const void* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd,
+                         float scale, void* out, void* workspace) = 0;
   virtual void swiglu(void* g, const void* u, int64_t n) = 0;
   virtual void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
   // out[idx[i]] = x[i] for i < rows (rows of d activations): fresh keys and values into a cache.

@@ -170,8 +170,10 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
     }
     case Op::Attention: {
       View q = in(0), k = in(1), v = in(2), o = out(0);
+      KvRows more;
+      if (n.in.size() > 3) more = {in(3).p, in(4).p, in(3).rows};
       void* ws = n.out.size() > 1 ? out(1).p : nullptr;
-      be_.attention(q.p, rows, k.p, v.p, k.rows, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws);
+      be_.attention(q.p, rows, {k.p, v.p, k.rows}, more, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws);
       break;
     }
     case Op::SwiGlu: {

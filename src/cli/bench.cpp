@@ -3,6 +3,7 @@
 // memory; --max-tokens searches the longest sequence whose step fits.
 //
 // This file holds the flags and runs the steps in order; the bench_*.cpp files do each part.
+#include <algorithm>
 #include <memory>
 #include <sstream>
 
@@ -34,11 +35,13 @@ void run_bench(const BenchFlags& f) {
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
   check_segment_flags(f);
   if (!f.cache.empty()) {
-    parse_cache_modes(f.cache);
+    const std::vector<CacheMode> modes = parse_cache_modes(f.cache);
     validate_cache_options({CacheMode::Sparse, f.sparse_keep, f.sparse_kernel});
-    MOSAIC_CHECK(!f.max_tokens && f.segment.empty() && f.layers <= 0 && !f.op_times,
-                 "--cache runs whole generations: it does not combine with --max-tokens, --segment, --layers or "
-                 "--op-times");
+    check_sparse_flags(f.sparse_flags, std::find(modes.begin(), modes.end(), CacheMode::Sparse) != modes.end());
+    MOSAIC_CHECK(!f.max_tokens && f.segment.empty() && f.layers <= 0 && !f.op_times && f.profile_path.empty() &&
+                     std::none_of(f.step_flags.begin(), f.step_flags.end(), [](CLI::Option* o) { return o->count(); }),
+                 "--cache runs whole generations: it does not combine with --max-tokens, --segment, --layers, "
+                 "--op-times, --profile, --warmup or --iters (use --warmup-generations)");
     MOSAIC_CHECK(f.gen_length % f.block_length == 0, "--gen-length must be a multiple of --block-length");
   }
   Session s(f.session, true, f.layers);
@@ -85,8 +88,8 @@ void add_bench(CLI::App& app) {
   c->add_option("--gen-length", f->gen_length, "Masked tokens at the end of the sequence")->capture_default_str();
   c->add_option("--block-length", f->block_length, "Rows the head samples (the first block's masks)")
       ->capture_default_str();
-  c->add_option("--warmup", f->warmup, "Untimed steps first")->capture_default_str();
-  c->add_option("--iters", f->iters, "Timed steps; the median is reported")->capture_default_str();
+  f->step_flags = {c->add_option("--warmup", f->warmup, "Untimed steps first")->capture_default_str(),
+                   c->add_option("--iters", f->iters, "Timed steps; the median is reported")->capture_default_str()};
   c->add_option("--layers", f->layers,
                 "Run only the first N layers (all weights stay resident): to confirm the memory of very long "
                 "steps quickly; times then cover N layers");
@@ -106,10 +109,12 @@ void add_bench(CLI::App& app) {
                 "Time whole generations instead of single steps, for each listed cache mode (e.g. "
                 "none,prefix,dual,sparse): one token per step, steps = --gen-length, blocks of --block-length; "
                 "reports tokens/s and the speedup over the first mode")->capture_default_str();
-  c->add_option("--sparse-keep", f->sparse_keep, "With --cache sparse: the fraction of outside positions kept")
-      ->capture_default_str();
-  c->add_option("--sparse-kernel", f->sparse_kernel, "With --cache sparse: the max-pool width (odd)")
-      ->capture_default_str();
+  f->sparse_flags = {
+      c->add_option("--sparse-keep", f->sparse_keep, "With --cache sparse: the fraction of outside positions kept")
+          ->capture_default_str(),
+      c->add_option("--sparse-kernel", f->sparse_kernel, "With --cache sparse: the max-pool width (odd)")
+          ->capture_default_str(),
+  };
   c->add_option("--warmup-generations", f->warmup_generations, "With --cache: untimed generations first")
       ->capture_default_str();
   c->add_option("--json", f->json_path, "Also write the results as JSON");

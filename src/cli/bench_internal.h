@@ -1,6 +1,7 @@
 #pragma once
 // What the files of `mosaic bench` share: its flags, one length's measurement, and the
 // functions each file gives the others (bench.cpp runs them in order).
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -27,6 +28,8 @@ struct BenchFlags {
   std::string cache;
   double sparse_keep = 0.5;
   int sparse_kernel = 3;
+  std::vector<CLI::Option*> sparse_flags;
+  std::vector<CLI::Option*> step_flags;  // --warmup, --iters: single steps only
   int warmup_generations = 1;
 };
 

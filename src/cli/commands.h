@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "core/format.h"
@@ -35,6 +36,10 @@ struct TamingFlags {
 };
 void add_taming_flags(CLI::App* c, TamingFlags& f);
 void check_taming(const TamingFlags& f);
+
+// --sparse-keep / --sparse-kernel given while no --cache mode is sparse would do nothing:
+// refused, naming the flag.
+void check_sparse_flags(const std::vector<CLI::Option*>& flags, bool sparse);
 
 // Device memory a backend keeps outside weights and arena (context, BLAS/DNN workspaces).
 size_t backend_overhead(const std::string& backend);

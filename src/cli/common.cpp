@@ -80,6 +80,12 @@ size_t parse_memory(const std::string& text, std::optional<size_t> free_bytes, c
   return static_cast<size_t>(v * mul);
 }
 
+void check_sparse_flags(const std::vector<CLI::Option*>& flags, bool sparse) {
+  for (const CLI::Option* o : flags)
+    MOSAIC_CHECK(sparse || o->count() == 0, "{} applies to the sparse cache only: it needs --cache sparse",
+                 o->get_name());
+}
+
 size_t backend_overhead(const std::string& backend) {
   // CUDA context, cuBLASLt and cuDNN workspaces: measured on H100, rounded up.
   return backend == "cpu" ? 0 : (size_t{1} << 30);

@@ -3,8 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/session.h"
@@ -24,10 +26,18 @@ struct EvalFlags {
   bool generate = false;
   std::string cache = "none,prefix,dual,sparse";
   GenerationEvalOptions gen;
+  std::vector<CLI::Option*> sparse_flags;
 };
 
 void run_eval(const EvalFlags& f) {
   MOSAIC_CHECK(f.format == "text" || f.format == "json", "--format '{}': use text or json", f.format);
+  GenerationEvalOptions o = f.gen;
+  if (f.generate) {  // the flags first, before the model loads
+    o.modes = parse_eval_modes(f.cache);
+    validate_cache_options({CacheMode::Sparse, o.sparse_keep, o.sparse_kernel});
+    check_sparse_flags(f.sparse_flags, std::any_of(o.modes.begin(), o.modes.end(),
+                                                   [](const EvalMode& m) { return m.cache == CacheMode::Sparse; }));
+  }
   Session s(f.session, f.format == "text");
   std::string text;
   {
@@ -37,9 +47,6 @@ void run_eval(const EvalFlags& f) {
   }
   auto tokens = s.tokenizer().encode(text, false);
   if (f.generate) {
-    GenerationEvalOptions o = f.gen;
-    o.modes = parse_eval_modes(f.cache);
-    validate_cache_options({CacheMode::Sparse, o.sparse_keep, o.sparse_kernel});
     eval_generations(s, tokens, o, f.format);
     return;
   }
@@ -68,32 +75,45 @@ void add_eval(CLI::App& app) {
   CLI::App* c = app.add_subcommand("eval", "Diffusion loss and masked-token accuracy on held-out text");
   add_session_flags(c, f->session);
   c->add_option("--text", f->text_path, "Held-out text file")->required();
-  c->add_option("--seq-len", f->opt.seq_len, "Tokens per window (BOS included)")->capture_default_str();
-  c->add_option("--t-draws", f->opt.t_draws, "Masking levels per window, t = (j+0.5)/n")->capture_default_str();
-  c->add_option("--max-windows", f->opt.max_windows, "Score at most this many windows (0 = all)")
-      ->capture_default_str();
-  c->add_option("--seed", f->opt.seed, "Seed of the masks")->capture_default_str();
+  std::vector<CLI::Option*> loss_only = {
+      c->add_option("--seq-len", f->opt.seq_len, "Tokens per window (BOS included)")->capture_default_str(),
+      c->add_option("--t-draws", f->opt.t_draws, "Masking levels per window, t = (j+0.5)/n")->capture_default_str(),
+      c->add_option("--max-windows", f->opt.max_windows, "Score at most this many windows (0 = all)")
+          ->capture_default_str(),
+      c->add_option("--seed", f->opt.seed, "Seed of the masks")->capture_default_str(),
+  };
   c->add_option("--format", f->format, "text | json")->capture_default_str();
-  c->add_flag("--generate", f->generate,
-              "Score generations instead: each window's first --prompt-length tokens are the prompt, the model "
-              "generates --gen-length more (greedy) with each --cache mode; reports the fraction equal to the "
-              "text, the agreement with the first mode, and the model steps taken");
-  c->add_option("--cache", f->cache,
-                "With --generate: the configurations to compare, each a cache mode with an optional threshold "
-                "after '@' (e.g. none,none@0.3,dual@0.3); the first is the agreement's baseline")
-      ->capture_default_str();
-  c->add_option("--prompt-length", f->gen.prompt_length, "With --generate: prompt tokens per window")
-      ->capture_default_str();
-  c->add_option("--gen-length", f->gen.gen_length, "With --generate: tokens generated per window")
-      ->capture_default_str();
-  c->add_option("--steps", f->gen.steps, "With --generate: denoising steps")->capture_default_str();
-  c->add_option("--block-length", f->gen.block_length, "With --generate: block length")->capture_default_str();
-  c->add_option("--windows", f->gen.max_windows, "With --generate: at most this many windows (0 = all)")
-      ->capture_default_str();
-  c->add_option("--sparse-keep", f->gen.sparse_keep, "With --generate: the sparse cache's kept fraction")
-      ->capture_default_str();
-  c->add_option("--sparse-kernel", f->gen.sparse_kernel, "With --generate: the sparse cache's pool width")
-      ->capture_default_str();
+  CLI::Option* generate =
+      c->add_flag("--generate", f->generate,
+                  "Score generations instead: each window's first --prompt-length tokens are the prompt, the model "
+                  "generates --gen-length more (greedy) with each --cache mode; reports the fraction equal to the "
+                  "text, the agreement with the first mode, and the model steps taken");
+  // A flag of the other mode would be silently ignored: refuse it instead.
+  for (CLI::Option* o : loss_only) o->excludes(generate);
+  for (CLI::Option* o : {
+           c->add_option("--cache", f->cache,
+                         "With --generate: the configurations to compare, each a cache mode with an optional "
+                         "threshold after '@' (e.g. none,none@0.3,dual@0.3); the first is the agreement's baseline")
+               ->capture_default_str(),
+           c->add_option("--prompt-length", f->gen.prompt_length, "With --generate: prompt tokens per window")
+               ->capture_default_str(),
+           c->add_option("--gen-length", f->gen.gen_length, "With --generate: tokens generated per window")
+               ->capture_default_str(),
+           c->add_option("--steps", f->gen.steps, "With --generate: denoising steps")->capture_default_str(),
+           c->add_option("--block-length", f->gen.block_length, "With --generate: block length")
+               ->capture_default_str(),
+           c->add_option("--windows", f->gen.max_windows, "With --generate: at most this many windows (0 = all)")
+               ->capture_default_str(),
+       })
+    o->needs(generate);
+  f->sparse_flags = {
+      c->add_option("--sparse-keep", f->gen.sparse_keep, "With --generate: the sparse cache's kept fraction")
+          ->capture_default_str()
+          ->needs(generate),
+      c->add_option("--sparse-kernel", f->gen.sparse_kernel, "With --generate: the sparse cache's pool width")
+          ->capture_default_str()
+          ->needs(generate),
+  };
   c->callback([f] { run_eval(*f); });
 }
 

@@ -33,6 +33,7 @@ struct GenerateFlags {
   double threshold = 0.0, sparse_keep = 0.5;
   int sparse_kernel = 3;
   CLI::Option* threshold_flag = nullptr;
+  std::vector<CLI::Option*> sparse_flags;
   // Flags that belong to one sampler: given on a model of the other family, they are an error.
   std::vector<CLI::Option*> llada_only, dream_only;
   CLI::Option* block_length_flag = nullptr;  // not given: each sampler's default
@@ -59,6 +60,7 @@ std::vector<int32_t> parse_token_list(const std::string& s, int64_t limit) {
 CacheOptions cache_options(const GenerateFlags& f) {
   CacheOptions c{parse_cache_mode(f.cache), f.sparse_keep, f.sparse_kernel};
   validate_cache_options(c);
+  check_sparse_flags(f.sparse_flags, c.mode == CacheMode::Sparse);
   return c;
 }
 
@@ -268,10 +270,13 @@ void add_generate(CLI::App& app) {
                 "Parallel decoding (Fast-dLLM): each step commits the most confident masked token of the block "
                 "and every other one whose confidence is >= this, in (0, 1]; the block ends when it has no "
                 "masks left. Default: the --steps schedule");
-  c->add_option("--sparse-keep", f->sparse_keep, "sparse cache: the fraction of positions outside the block kept, "
-                "in (0, 1]")->capture_default_str();
-  c->add_option("--sparse-kernel", f->sparse_kernel, "sparse cache: the max-pool width over the attention scores "
-                "(odd)")->capture_default_str();
+  f->sparse_flags = {
+      c->add_option("--sparse-keep", f->sparse_keep,
+                    "sparse cache: the fraction of positions outside the block kept, in (0, 1]")
+          ->capture_default_str(),
+      c->add_option("--sparse-kernel", f->sparse_kernel, "sparse cache: the max-pool width over the attention scores "
+                    "(odd)")->capture_default_str(),
+  };
   c->add_option("--format", f->format, "Output: text | json (json: token ids, text, timings, memory)")
       ->capture_default_str();
   c->add_flag("--stream", f->stream, "Show the partially denoised text on stderr after every step");

@@ -21,6 +21,8 @@ namespace {
 struct InfoFlags {
   std::string model, config, backend = "auto", memory_budget;
   int64_t tokens = 4096, masked = 32, block = 32;
+  std::vector<CLI::Option*> sparse_flags;
+  CLI::Option* block_flag = nullptr;
   TamingFlags taming;
   bool plan = false, guided = false;
   std::string cache = "none";
@@ -63,6 +65,10 @@ void run_info(const InfoFlags& f) {
                "give --model DIR or --config FILE, not both");
   MOSAIC_CHECK(f.tokens > 0, "--tokens must be positive");
   MOSAIC_CHECK(f.masked >= 0 && f.masked <= f.tokens, "--masked must be in [0, --tokens]");
+  const CacheMode cache = parse_cache_mode(f.cache);
+  MOSAIC_CHECK(cache != CacheMode::None || f.block_flag->count() == 0,
+               "--block plans a cached generation: it needs --cache prefix, dual or sparse");
+  check_sparse_flags(f.sparse_flags, cache == CacheMode::Sparse);
   std::string backend = f.backend;
   if (backend == "auto") backend = f.config.empty() ? resolve_backend("auto") : "cuda";
   const BackendTraits traits = traits_of(backend);
@@ -188,10 +194,13 @@ void add_info(CLI::App& app) {
   c->add_option("--cache", f->cache, "Also plan a cached generation of --tokens in blocks of --block: none | "
                 "prefix | dual | sparse (every kind of step it takes, its caches, and the longest that fits)")
       ->capture_default_str();
-  c->add_option("--block", f->block, "Block length of the cached generation")->capture_default_str();
-  c->add_option("--sparse-keep", f->sparse_keep, "sparse cache: the fraction of outside positions kept")
-      ->capture_default_str();
-  c->add_option("--sparse-kernel", f->sparse_kernel, "sparse cache: the max-pool width (odd)")->capture_default_str();
+  f->block_flag = c->add_option("--block", f->block, "Block length of the cached generation")->capture_default_str();
+  f->sparse_flags = {
+      c->add_option("--sparse-keep", f->sparse_keep, "sparse cache: the fraction of outside positions kept")
+          ->capture_default_str(),
+      c->add_option("--sparse-kernel", f->sparse_kernel, "sparse cache: the max-pool width (odd)")
+          ->capture_default_str(),
+  };
   c->add_flag("--guided", f->guided, "Plan the classifier-free-guidance step (two trunks, as generate --cfg-scale > 0 runs)");
   c->callback([f] { run_info(*f); });
 }

@@ -48,7 +48,9 @@ enum class Op : uint8_t {
   RmsNorm,     // in: x, weight(W)                     out: y (may alias x)
   MatMul,      // in: a[rows, k], w(W)[n, k], bias(W)? out: c[rows, n] = a w^T + bias (+= if accumulate)
   Rope,        // inout: x[rows, heads*hd]; in: pos[rows] (i32)?  positions = pos, else region row offset + i
-  Attention,   // in: q[rows, H*hd], k[L, Hkv*hd] (whole), v (whole)   out: o, workspace (whole)?
+  // in: q[rows, H*hd], k[n, Hkv*hd] (whole), v (whole), then k2, v2 (whole)?: keys in a second
+  // place (a sparse cache's block); out: o, workspace (whole)?
+  Attention,
   SwiGlu,      // inout: g; in: u            g = silu(g) * u
   GatherRows,  // in: x[L, d] (whole), idx[rows] (i32)   out: y[rows, d] = x[idx]
   SampleRows,  // in: logits[rows, V] (f32), pos[rows] (i32)  out: token[rows] (i32), conf[rows] (f32)

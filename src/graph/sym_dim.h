@@ -29,6 +29,7 @@ struct SymDim {
   bool is_constant() const { return l == 0 && m == 0 && k == 0 && b == 0; }
   // Constant within one generation: the same in every step's plan (persistent tensors).
   bool is_per_generation() const { return l == 0 && m == 0 && b == 0; }
+  SymDim operator+(const SymDim& o) const { return {c + o.c, l + o.l, m + o.m, k + o.k, b + o.b}; }
   bool operator==(const SymDim&) const = default;
   std::string str() const;
 };

@@ -22,7 +22,7 @@ Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
   int head_pos = input("head_pos", M);
   if (cached()) {
     pos_ = input("pos", SymDim::tokens());
-    cache_rows_ = input("cache_rows", SymDim::tokens());
+    if (!attends_apart()) cache_rows_ = input("cache_rows", SymDim::tokens());
     head_row_pos_ = input("head_row_pos", M);
   }
   if (selects()) {
@@ -150,13 +150,19 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   matmul(h, wk, bk, K);
   rope(K, static_cast<int>(c_.n_kv_heads), pos_);
   matmul(h, wv, bv, Vt);
-  if (cached()) {  // the fresh rows replace theirs in the cache; attention reads the cache
+  if (cached() && !attends_apart()) {  // the fresh rows replace theirs in the cache; attention reads the cache
     node(Op::ScatterRows, {{K}, {cache_rows_}}, {{kc, true}});
     node(Op::ScatterRows, {{Vt}, {cache_rows_}}, {{vc, true}});
   }
   g_.end_region();
   if (selects()) select_cache(l, attn_norm, wq, bq, K, Vt, kc, vc);
-  if (cached()) K = kc, Vt = vc;
+  // The keys attention reads: the fresh ones, the cache, or (sparse) the kept rows and then the
+  // block's fresh ones, which the cache does not hold.
+  std::vector<Operand> kv = {{K, true}, {Vt, true}};
+  if (attends_apart()) kv = {{kc, true}, {vc, true}, {K, true}, {Vt, true}};
+  else if (cached()) kv = {{kc, true}, {vc, true}};
+  SymDim kv_rows = g_.tensors[kv[0].tensor].rows;
+  if (kv.size() > 2) kv_rows = kv_rows + g_.tensors[kv[2].tensor].rows;
 
   // Past the last layer's keys and values only the head's rows matter: its queries,
   // attention output and FFN run on M rows instead of L (bit-identical rows, ~1/n_layers
@@ -179,10 +185,12 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   const int ws_rows = static_cast<int>(o_.traits.attn_workspace_rows);
   if (ws_rows > 0) {  // the backend's scratch for one tile of scores
     int ws = g_.add_tensor({lp + "attn.workspace", TensorKind::Activation, ElemType::F32,
-                            SymDim::constant(ws_rows), g_.tensors[K].rows});
+                            SymDim::constant(ws_rows), kv_rows});
     outs.push_back({ws, true});
   }
-  Node n{Op::Attention, {{q}, {K, true}, {Vt, true}}, outs};
+  std::vector<Operand> in = {{q}};
+  in.insert(in.end(), kv.begin(), kv.end());
+  Node n{Op::Attention, std::move(in), outs};
   n.heads = static_cast<int>(c_.n_heads);
   n.kv_heads = static_cast<int>(c_.n_kv_heads);
   n.head_dim = static_cast<int>(c_.head_dim);

@@ -92,6 +92,9 @@ class StepGraphBuilder {
     return (o_.cache == CacheMode::Prefix || o_.cache == CacheMode::Dual) && o_.cache_step == CacheStep::Store;
   }
   bool selects() const { return o_.cache == CacheMode::Sparse && o_.cache_step == CacheStep::Store; }
+  // A sparse cache holds only the kept rows: a cached step attends to them and to the block's
+  // fresh keys, which stay apart.
+  bool attends_apart() const { return cached() && o_.cache == CacheMode::Sparse; }
   void select_cache(int layer, int attn_norm, int wq, int bq, int K, int V, int kc, int vc);
   int64_t d() const { return c_.d_model; }
   int n_layers() const;

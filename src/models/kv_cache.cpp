@@ -39,7 +39,7 @@ int64_t cache_rows(const CacheOptions& o, int64_t tokens, int64_t block) {
     case CacheMode::None: return 0;
     case CacheMode::Prefix:
     case CacheMode::Dual: return tokens;
-    case CacheMode::Sparse: return sparse_kept_rows(tokens - block, o.sparse_keep) + block;
+    case CacheMode::Sparse: return sparse_kept_rows(tokens - block, o.sparse_keep);
   }
   return 0;
 }

@@ -35,7 +35,8 @@ void validate_cache_options(const CacheOptions& o);
 
 // Rows of each layer's key (and value) cache for a sequence of `tokens` denoised in blocks of
 // `block` rows: every position for prefix and dual (a prefix cache's cached steps write the
-// block and what follows it behind the prefix), int((tokens - block) * keep) + block for sparse.
+// block and what follows it behind the prefix), int((tokens - block) * keep) for sparse (the
+// block's fresh keys stay apart from the cache: attention reads both).
 int64_t cache_rows(const CacheOptions& o, int64_t tokens, int64_t block);
 // Sparse-dLLM's count of kept outside positions: int(n * keep), as Python computes it.
 int64_t sparse_kept_rows(int64_t outside, double keep);

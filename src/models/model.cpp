@@ -194,17 +194,13 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
                    {"head_pos", HostInput::of(req.head_pos)}};
   if (req.guided()) in["tokens_uncond"] = HostInput::of(cached ? run_uncond : *req.tokens_uncond);
   if (req.hidden_in) in["hidden"] = HostInput::of(*req.hidden_in);
-  std::vector<int32_t> pos, cache_rows_in, block_rows, outside_rows;
+  std::vector<int32_t> pos, block_rows, outside_rows;
   if (cached) {
-    // Prefix and dual caches hold every position at its own row; a sparse cache holds its
-    // kept rows, then the block.
-    const int64_t base = cache.options.mode == CacheMode::Sparse ? d.K - d.B - cache.block_begin : 0;
-    for (int64_t p = cache.run_begin; p < cache.run_end; ++p) {
-      pos.push_back(static_cast<int32_t>(p));
-      cache_rows_in.push_back(static_cast<int32_t>(base + p));
-    }
+    for (int64_t p = cache.run_begin; p < cache.run_end; ++p) pos.push_back(static_cast<int32_t>(p));
     in["pos"] = HostInput::of(pos);
-    in["cache_rows"] = HostInput::of(cache_rows_in);
+    // Prefix and dual caches hold every position at its own row, where the fresh keys go; a
+    // sparse cache holds only its kept rows.
+    if (cache.options.mode != CacheMode::Sparse) in["cache_rows"] = HostInput::of(pos);
     in["head_row_pos"] = HostInput::of(row_pos);
   }
   if (cache.options.mode == CacheMode::Sparse && cache.step == CacheStep::Store) {

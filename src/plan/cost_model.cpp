@@ -8,8 +8,10 @@ double node_flops(const Graph& g, const Node& n, const Dims& d, double rows) {
   switch (n.op) {
     case Op::MatMul:
       return 2.0 * rows * cols(n.in[0]) * wrows(n.in[1]);
-    case Op::Attention:
-      return 4.0 * rows * wrows(n.in[1]) * n.heads * n.head_dim;
+    case Op::Attention: {
+      const double kv = wrows(n.in[1]) + (n.in.size() > 3 ? wrows(n.in[3]) : 0.0);
+      return 4.0 * rows * kv * n.heads * n.head_dim;
+    }
     default:
       return 0.0;
   }
@@ -35,7 +37,7 @@ Work node_work(const Graph& g, const Node& n, const Dims& d, size_t act_size) {
       break;
     }
     case Op::Attention: {
-      const double kv = wrows(n.in[1]);
+      const double kv = wrows(n.in[1]) + (n.in.size() > 3 ? wrows(n.in[3]) : 0.0);
       bytes = a * (2.0 * rows * n.heads * n.head_dim + 2.0 * kv * n.kv_heads * n.head_dim);
       break;
     }

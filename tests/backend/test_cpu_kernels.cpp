@@ -2,6 +2,9 @@
 // they are the oracle every other backend is held to.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <omp.h>
 #include <random>
 #include <vector>
 
@@ -54,6 +57,35 @@ TEST(CpuKernels, AccumulatingProductEqualsProductThenAdd) {
       EXPECT_EQ(got, expect) << "rows " << rows << (b ? " with bias" : "");
     }
   }
+}
+
+// Keys in two places (a sparse cache's kept rows, then the block's fresh ones) attend as the
+// same keys in one array would: the same softmax over both, up to the order of the sums.
+TEST(CpuKernels, AttentionOverTwoKeySourcesEqualsOverTheirConcatenation) {
+  const int heads = 8, kv_heads = 2, hd = 32;
+  const int64_t rows = 70, n1 = 45, n2 = 19, kv_w = kv_heads * hd, q_w = heads * hd;  // rows > one tile
+  auto q = random_floats(static_cast<size_t>(rows * q_w), 6);
+  auto k = random_floats(static_cast<size_t>((n1 + n2) * kv_w), 7);
+  auto v = random_floats(static_cast<size_t>((n1 + n2) * kv_w), 8);
+  std::vector<float> ws(static_cast<size_t>(cpu::kAttentionTile * omp_get_max_threads() * (n1 + n2)));
+  const float scale = 0.3f;
+  std::vector<float> whole(static_cast<size_t>(rows * q_w)), split(whole.size(), NAN);
+  cpu::attention(q.data(), rows, k.data(), v.data(), n1 + n2, heads, kv_heads, hd, scale, whole.data(), ws.data());
+  // The second source in its own buffer, as the block's keys are.
+  std::vector<float> k2(k.begin() + n1 * kv_w, k.end()), v2(v.begin() + n1 * kv_w, v.end());
+  cpu::attention(q.data(), rows, {k.data(), v.data(), n1}, {k2.data(), v2.data(), n2}, heads, kv_heads, hd, scale,
+                 split.data(), ws.data());
+  for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(split[i], whole[i], 1e-5f) << "element " << i;
+  // Without the second source the result is another one: the test can tell them apart.
+  std::vector<float> first(whole.size());
+  cpu::attention(q.data(), rows, k.data(), v.data(), n1, heads, kv_heads, hd, scale, first.data(), ws.data());
+  float diff = 0.f;
+  for (size_t i = 0; i < whole.size(); ++i) diff = std::max(diff, std::fabs(first[i] - whole[i]));
+  EXPECT_GT(diff, 1e-2f);
+  // Only a second source, the first empty: still the same attention.
+  cpu::attention(q.data(), rows, {nullptr, nullptr, 0}, {k.data(), v.data(), n1 + n2}, heads, kv_heads, hd, scale,
+                 split.data(), ws.data());
+  for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(split[i], whole[i], 1e-5f) << "element " << i;
 }
 
 }  // namespace

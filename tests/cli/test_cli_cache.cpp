@@ -79,6 +79,28 @@ TEST(CliCache, BadFlagsAreNamed) {
     EXPECT_NE(r.rc, 0) << flags;
     EXPECT_NE(r.err.find(message), std::string::npos) << flags << ": " << r.err;
   }
+  // Flags that would do nothing are refused, naming the flag.
+  const std::string m = " --model " + fixture("llada_tiny");
+  const std::string text = (test::fixtures_dir() / "llada_tiny" / "config.json").string();
+  const std::pair<std::string, const char*> unused[] = {
+      {base + "--sparse-keep 0.3", "--sparse-keep applies to the sparse cache only"},
+      {base + "--cache dual --sparse-kernel 5", "--sparse-kernel applies to the sparse cache only"},
+      {"info" + m + " --block 64", "--block plans a cached generation"},
+      {"info" + m + " --cache dual --sparse-keep 0.3", "--sparse-keep applies to the sparse cache only"},
+      {"bench --backend cpu" + m + " --tokens 64 --gen-length 16 --block-length 8 --cache none,dual --iters 3",
+       "does not combine with"},
+      {"bench --backend cpu" + m + " --tokens 64 --gen-length 16 --block-length 8 --cache none,dual --sparse-keep 0.3",
+       "--sparse-keep applies to the sparse cache only"},
+      {"eval --backend cpu" + m + " --text " + text + " --prompt-length 8", "--prompt-length requires --generate"},
+      {"eval --backend cpu" + m + " --text " + text + " --generate --seq-len 8", "--seq-len excludes --generate"},
+      {"eval --backend cpu" + m + " --text " + text + " --generate --cache none,dual --sparse-kernel 5",
+       "--sparse-kernel applies to the sparse cache only"},
+  };
+  for (const auto& [args, message] : unused) {
+    auto r = run_command(mosaic(args));
+    EXPECT_NE(r.rc, 0) << args;
+    EXPECT_NE((r.err + r.out).find(message), std::string::npos) << args << ": " << r.err << r.out;
+  }
   // Dream's cached schedule needs two steps per block (the first commits the block's first token).
   auto r = run_command(mosaic("generate --backend cpu --model " + fixture("dream_tiny") +
                               " --prompt-tokens 1,2,3 --gen-length 16 --steps 2 --block-length 8 --cache dual"));

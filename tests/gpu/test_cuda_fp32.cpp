@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -53,11 +54,18 @@ TEST(CudaFp32, AttentionMatchesTheCpuKernel) {
       CUDA_CHECK(cudaMemcpy(*d, h->data(), h->size() * 4, cudaMemcpyHostToDevice));
     }
     CUDA_CHECK(cudaMalloc(&dout, got.size() * 4));
-    CUDA_CHECK(cudaMemset(dout, 0xff, got.size() * 4));  // NaN poison
-    cuda::attention_f32(dq, s.rows, dk, dv, s.kv_rows, s.heads, s.kv_heads, s.hd, scale, dout, nullptr);
-    CUDA_CHECK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
+    // All keys in one place, then the last 5 as a second source (a sparse cache's block).
+    const int64_t kv_w = static_cast<int64_t>(s.kv_heads) * s.hd, n2 = std::min<int64_t>(5, s.kv_rows);
+    for (int64_t second : {int64_t{0}, n2}) {
+      CUDA_CHECK(cudaMemset(dout, 0xff, got.size() * 4));  // NaN poison
+      const int64_t n1 = s.kv_rows - second;
+      cuda::attention_f32(dq, s.rows, dk, dv, n1, dk + n1 * kv_w, dv + n1 * kv_w, second, s.heads, s.kv_heads, s.hd,
+                          scale, dout, nullptr);
+      CUDA_CHECK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
+      EXPECT_LT(max_rel_err(got, want), 1e-5)
+          << s.rows << "x" << s.kv_rows << " heads " << s.heads << "/" << s.kv_heads << ", " << second << " apart";
+    }
     for (float* p : {dq, dk, dv, dout}) CUDA_CHECK(cudaFree(p));
-    EXPECT_LT(max_rel_err(got, want), 1e-5) << s.rows << "x" << s.kv_rows << " heads " << s.heads << "/" << s.kv_heads;
   }
 }
 

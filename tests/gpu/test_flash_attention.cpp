@@ -19,6 +19,7 @@
 #include "backend/cuda/kernels.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "gpu/bf16_buffers.h"
 
 // Internal entry points of backend/cuda/flash_attention.cu (tests and tuning only).
 namespace mosaic::cuda::detail {
@@ -36,56 +37,11 @@ namespace {
 
 std::mt19937 fa_rng(20240611);
 
-struct HostBf16 {
-  std::vector<uint16_t> bits;
-  std::vector<float> f;  // the floats the bits represent
-};
+using test::DevBuf;
+using test::HostBf16;
+using test::rel_err;
 
-HostBf16 random_bf16(size_t n, float stddev) {
-  std::normal_distribution<float> dist(0.f, stddev);
-  HostBf16 h;
-  h.bits.resize(n);
-  h.f.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    h.bits[i] = f32_to_bf16(dist(fa_rng));
-    h.f[i] = bf16_to_f32(h.bits[i]);
-  }
-  return h;
-}
-
-struct DevBuf {
-  uint16_t* p = nullptr;
-  size_t n = 0;
-  explicit DevBuf(size_t count) : n(count) { CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * 2)); }
-  explicit DevBuf(const std::vector<uint16_t>& h) : DevBuf(h.size()) {
-    CUDA_CHECK(cudaMemcpy(p, h.data(), n * 2, cudaMemcpyHostToDevice));
-  }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  ~DevBuf() { cudaFree(p); }
-  void poison() { CUDA_CHECK(cudaMemset(p, 0xFF, n * 2)); }  // 0xFFFF: a bf16 NaN
-  std::vector<float> get() const {
-    std::vector<uint16_t> h(n);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaMemcpy(h.data(), p, n * 2, cudaMemcpyDeviceToHost));
-    std::vector<float> f(n);
-    for (size_t i = 0; i < n; ++i) f[i] = bf16_to_f32(h[i]);
-    return f;
-  }
-  cuda::bf16* bf() const { return reinterpret_cast<cuda::bf16*>(p); }
-};
-
-// ||got - ref|| / ||ref||; infinite when any element of got is NaN/Inf (e.g. never written).
-double rel_err(const std::vector<float>& got, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    const double d = static_cast<double>(got[i]) - ref[i];
-    num += d * d;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+HostBf16 random_bf16(size_t n, float stddev) { return test::random_bf16(fa_rng, n, stddev); }
 
 std::vector<float> oracle(const HostBf16& q, int64_t rows, const HostBf16& k, const HostBf16& v, int64_t kv_rows,
                           int heads, int kv_heads, int hd, float scale) {

@@ -1,5 +1,6 @@
 // Bidirectional attention, one query tile at a time so the scores never exceed
-// tile x L floats: S = q k^T * scale (BLAS), row softmax, o = S v (BLAS).
+// tile x L floats: S = q k^T * scale (BLAS), row softmax, o = S v (BLAS). The keys may come
+// from two places (kv, then more): each fills its own columns of the tile's scores.
 #include <cblas.h>
 #include <omp.h>
 
@@ -10,38 +11,57 @@
 
 namespace mosaic::cpu {
 
-void attention(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
-               int kv_heads, int hd, float scale, float* out, float* workspace) {
+void attention(const float* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
+               float* out, float* workspace) {
   const int64_t tile = kAttentionTile;
   const int group = heads / kv_heads;
   const int q_ld = heads * hd, kv_ld = kv_heads * hd;
+  const int64_t n = kv.rows + more.rows;
+  const KvRows parts[2] = {kv, more};
+  if (n == 0) {  // softmax over no keys: define the output as zeros
+    std::fill(out, out + rows * q_ld, 0.0f);
+    return;
+  }
   // Heads in parallel, each thread with its own tile of scores in the workspace.
 #pragma omp parallel for schedule(dynamic)
   for (int h = 0; h < heads; ++h) {
-    float* s = workspace + static_cast<int64_t>(omp_get_thread_num()) * tile * kv_rows;
-    const int kvh = h / group;
-    const float* kh = k + static_cast<int64_t>(kvh) * hd;
-    const float* vh = v + static_cast<int64_t>(kvh) * hd;
+    float* s = workspace + static_cast<int64_t>(omp_get_thread_num()) * tile * n;
+    const int64_t head_off = static_cast<int64_t>(h / group) * hd;
     for (int64_t r0 = 0; r0 < rows; r0 += tile) {
       const int64_t tr = std::min(tile, rows - r0);
       const float* qt = q + r0 * q_ld + static_cast<int64_t>(h) * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tr), static_cast<int>(kv_rows), hd,
-                  scale, qt, q_ld, kh, kv_ld, 0.0f, s, static_cast<int>(kv_rows));
+      int64_t col = 0;
+      for (const KvRows& p : parts) {
+        if (p.rows > 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tr), static_cast<int>(p.rows), hd,
+                      scale, qt, q_ld, static_cast<const float*>(p.k) + head_off, kv_ld, 0.0f, s + col,
+                      static_cast<int>(n));
+        col += p.rows;
+      }
       for (int64_t i = 0; i < tr; ++i) {
-        float* sr = s + i * kv_rows;
+        float* sr = s + i * n;
         float mx = -INFINITY;
-        for (int64_t j = 0; j < kv_rows; ++j) mx = std::max(mx, sr[j]);
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sr[j]);
         double sum = 0;
-        for (int64_t j = 0; j < kv_rows; ++j) {
+        for (int64_t j = 0; j < n; ++j) {
           sr[j] = std::exp(sr[j] - mx);
           sum += sr[j];
         }
         const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t j = 0; j < kv_rows; ++j) sr[j] *= inv;
+        for (int64_t j = 0; j < n; ++j) sr[j] *= inv;
       }
       float* ot = out + r0 * q_ld + static_cast<int64_t>(h) * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tr), hd, static_cast<int>(kv_rows),
-                  1.0f, s, static_cast<int>(kv_rows), vh, kv_ld, 0.0f, ot, q_ld);
+      col = 0;
+      float beta = 0.0f;
+      for (const KvRows& p : parts) {
+        if (p.rows > 0) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tr), hd, static_cast<int>(p.rows),
+                      1.0f, s + col, static_cast<int>(n), static_cast<const float*>(p.v) + head_off, kv_ld, beta, ot,
+                      q_ld);
+          beta = 1.0f;
+        }
+        col += p.rows;
+      }
     }
   }
 }

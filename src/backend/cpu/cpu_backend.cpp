@@ -72,9 +72,9 @@ class CpuBackend final : public Backend {
     if (it == inv_freq_.end()) it = inv_freq_.emplace(key, rope_inv_freq(theta, hd)).first;
     cpu::rope(f(x), rows, heads, hd, pos0, it->second.data(), positions);
   }
-  void attention(const void* q, int64_t rows, const void* k, const void* v, int64_t kv_rows, int heads,
-                 int kv_heads, int hd, float scale, void* out, void* workspace) override {
-    cpu::attention(f(q), rows, f(k), f(v), kv_rows, heads, kv_heads, hd, scale, f(out), f(workspace));
+  void attention(const void* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
+                 void* out, void* workspace) override {
+    cpu::attention(f(q), rows, kv, more, heads, kv_heads, hd, scale, f(out), f(workspace));
   }
   void swiglu(void* g, const void* u, int64_t n) override { cpu::swiglu(f(g), f(u), n); }
   void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {

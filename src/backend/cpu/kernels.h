@@ -18,8 +18,13 @@ void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* 
 // Query rows per tile of scores; the workspace holds one tile per OpenMP thread:
 // cpu_traits().attn_workspace_rows = kAttentionTile * threads rows of kv_rows floats.
 constexpr int64_t kAttentionTile = 64;
-void attention(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
-               int kv_heads, int hd, float scale, float* out, float* workspace);
+// Over kv's keys, then more's (Backend::attention); the scores of a tile span both.
+void attention(const float* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
+               float* out, float* workspace);
+inline void attention(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
+                      int kv_heads, int hd, float scale, float* out, float* workspace) {
+  attention(q, rows, {k, v, kv_rows}, {}, heads, kv_heads, hd, scale, out, workspace);
+}
 void swiglu(float* g, const float* u, int64_t n);
 void gather_rows(const float* x, int64_t d, const int32_t* idx, int64_t rows, float* out);
 void scatter_rows(const float* x, int64_t d, const int32_t* idx, int64_t rows, float* out);

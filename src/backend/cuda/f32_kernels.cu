@@ -1,6 +1,7 @@
 // The fp32 verification mode's kernels (`--backend cuda-fp32`): the same math as the CPU
 // kernels (backend/cpu/), in fp32 on the GPU, so that a GPU run can be held to the golden
 // fixtures token for token. Written for clarity over speed; the bf16 kernels are the product.
+// (The plain attention kernel also serves bf16 where the tiled ones do not apply.)
 #include <cmath>
 
 #include "backend/cuda/block_sum.cuh"
@@ -59,36 +60,49 @@ __global__ void swiglu_f32_kernel(float* __restrict__ g, const float* __restrict
 // softmax-weighted sum of values; each lane owns hd/32 output dims. Never stores scores.
 constexpr int kMaxDimsPerLane = 8;  // hd <= 256
 
-__global__ void attention_f32_kernel(const float* __restrict__ q, int64_t rows, const float* __restrict__ k,
-                                     const float* __restrict__ v, int64_t kv_rows, int heads, int kv_heads, int hd,
-                                     float scale, float* __restrict__ out) {
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ void store(float* p, float x) { *p = x; }
+__device__ __forceinline__ void store(bf16* p, float x) { *p = __float2bfloat16(x); }
+
+// One warp per (row, head), fp32 math whatever T is: cuda-fp32's attention, and bf16's where the
+// tiled kernels do not apply (head dims other than 64 and 128 with keys in two places).
+template <class T>
+__global__ void attention_plain_kernel(const T* __restrict__ q, int64_t rows, const T* __restrict__ k,
+                                       const T* __restrict__ v, int64_t kv_rows, const T* __restrict__ k2,
+                                       const T* __restrict__ v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
+                                       float scale, T* __restrict__ out) {
   const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
   const int lane = threadIdx.x & 31;
   if (warp >= rows * heads) return;
   const int64_t row = warp / heads;
   const int h = static_cast<int>(warp % heads), kvh = h / (heads / kv_heads);
-  const float* qr = q + (row * heads + h) * hd;
-  const int64_t kv_ld = static_cast<int64_t>(kv_heads) * hd;
+  const T* qr = q + (row * heads + h) * hd;
+  const int64_t kv_ld = static_cast<int64_t>(kv_heads) * hd, n = kv_rows + kv_rows2;
+  // Key j is row j of (k, v), then row j - kv_rows of (k2, v2).
+  auto key = [&](const T* first, const T* second, int64_t j) {
+    return (j < kv_rows ? first + j * kv_ld : second + (j - kv_rows) * kv_ld) + static_cast<int64_t>(kvh) * hd;
+  };
   auto score = [&](int64_t j) {
-    const float* kr = k + j * kv_ld + static_cast<int64_t>(kvh) * hd;
+    const T* kr = key(k, k2, j);
     float s = 0.f;
-    for (int i = lane; i < hd; i += 32) s += qr[i] * kr[i];
+    for (int i = lane; i < hd; i += 32) s += to_f(qr[i]) * to_f(kr[i]);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     return s * scale;
   };
   float mx = -INFINITY;
-  for (int64_t j = 0; j < kv_rows; ++j) mx = fmaxf(mx, score(j));
+  for (int64_t j = 0; j < n; ++j) mx = fmaxf(mx, score(j));
   double sum = 0;
   float acc[kMaxDimsPerLane] = {};
-  for (int64_t j = 0; j < kv_rows; ++j) {
+  for (int64_t j = 0; j < n; ++j) {
     const float p = expf(score(j) - mx);
     sum += p;
-    const float* vr = v + j * kv_ld + static_cast<int64_t>(kvh) * hd;
-    for (int i = lane, c = 0; i < hd; i += 32, ++c) acc[c] += p * vr[i];
+    const T* vr = key(v, v2, j);
+    for (int i = lane, c = 0; i < hd; i += 32, ++c) acc[c] += p * to_f(vr[i]);
   }
-  const float inv = static_cast<float>(1.0 / sum);
-  float* o = out + (row * heads + h) * hd;
-  for (int i = lane, c = 0; i < hd; i += 32, ++c) o[i] = acc[c] * inv;
+  const float inv = n > 0 ? static_cast<float>(1.0 / sum) : 0.f;
+  T* o = out + (row * heads + h) * hd;
+  for (int i = lane, c = 0; i < hd; i += 32, ++c) store(o + i, acc[c] * inv);
 }
 
 }  // namespace
@@ -119,16 +133,33 @@ void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s) {
   CUDA_CHECK_LAUNCH();
 }
 
-void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
-                   int kv_heads, int hd, float scale, float* out, cudaStream_t s) {
+namespace {
+
+template <class T>
+void attention_plain(const T* q, int64_t rows, const T* k, const T* v, int64_t kv_rows, const T* k2, const T* v2,
+                     int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, T* out, cudaStream_t s) {
   if (rows == 0) return;
   CUDA_REQUIRE(hd <= 32 * kMaxDimsPerLane && heads % kv_heads == 0,
-               "cuda-fp32 attention: head dim " + std::to_string(hd) + " over 256, or heads " +
-                   std::to_string(heads) + " not a multiple of kv heads " + std::to_string(kv_heads));
+               "plain attention: head dim " + std::to_string(hd) + " over 256, or heads " + std::to_string(heads) +
+                   " not a multiple of kv heads " + std::to_string(kv_heads));
   const int64_t threads = rows * heads * 32;
-  attention_f32_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, s>>>(q, rows, k, v, kv_rows, heads,
-                                                                                  kv_heads, hd, scale, out);
+  attention_plain_kernel<T><<<static_cast<unsigned>((threads + 255) / 256), 256, 0, s>>>(
+      q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out);
   CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, const float* k2,
+                   const float* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, float* out,
+                   cudaStream_t s) {
+  attention_plain(q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out, s);
+}
+
+void attention_plain_bf16(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, const bf16* k2,
+                          const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, bf16* out,
+                          cudaStream_t s) {
+  attention_plain(q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out, s);
 }
 
 }  // namespace mosaic::cuda

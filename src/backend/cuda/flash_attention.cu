@@ -20,6 +20,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -135,6 +136,15 @@ struct Params {
   int group;            // heads / kv_heads
   int n_tiles;          // ceil(kv_rows / BC)
   float sl2;            // scale * log2(e)
+  // Split-KV (flash_attention_split): CTA z < splits runs `per` key tiles of (k, v) from tile
+  // z * per; a CTA z >= splits runs `per2` tiles of a second source (k2, v2, kv_rows2). Each
+  // writes its rows' O / l in fp32 to o_part[z] and log2 of its softmax sum to lse[z].
+  const bf16* k2 = nullptr;
+  const bf16* v2 = nullptr;
+  int64_t kv_rows2 = 0;
+  int splits = 0, per = 0, per2 = 0;
+  float* o_part = nullptr;  // [z][rows][heads * HD]
+  float* lse = nullptr;     // [z][heads][rows]
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -261,7 +271,7 @@ __device__ __forceinline__ void pv_tile(const float (&s)[C::MT][C::NS][4], float
 // The kernel
 // ---------------------------------------------------------------------------------------------
 
-template <class C>
+template <class C, bool SPLIT = false>
 __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Params p) {
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = smem_addr(smem_raw);
@@ -274,7 +284,18 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
   const int h = blockIdx.y;
   const int kvh = h / p.group;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * C::BR;
-  const int nt = p.n_tiles;
+  // The keys this CTA runs: tiles [tile0, tile0 + nt) of one source.
+  const bf16* k_base = p.k;
+  const bf16* v_base = p.v;
+  int64_t kv_rows = p.kv_rows;
+  int tile0 = 0, nt = p.n_tiles;
+  if constexpr (SPLIT) {
+    const bool second = static_cast<int>(blockIdx.z) >= p.splits;
+    if (second) k_base = p.k2, v_base = p.v2, kv_rows = p.kv_rows2;
+    const int per = second ? p.per2 : p.per;
+    tile0 = (static_cast<int>(blockIdx.z) - (second ? p.splits : 0)) * per;
+    nt = min(per, static_cast<int>((kv_rows + C::BC - 1) / C::BC) - tile0);
+  }
 
   // ---- cooperative cp.async loaders: thread -> (row ld_row + it*RPP, chunk ld_ch)
   const int ld_row = tid / C::CPR, ld_ch = tid % C::CPR;
@@ -289,19 +310,19 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
       cp_async_16(s_q + ld_soff + it * C::RPP * C::ROW_BYTES, src + (ok ? row : 0) * p.q_ld, ok);
     }
   }
-  const bf16* k_src = p.k + static_cast<int64_t>(kvh) * C::HD + ld_ch * 8;
-  const bf16* v_src = p.v + static_cast<int64_t>(kvh) * C::HD + ld_ch * 8;
-  // Tile t (processing order) holds keys [(nt-1-t)*BC, +BC); it lives in stage t % STAGES.
+  const bf16* k_src = k_base + static_cast<int64_t>(kvh) * C::HD + ld_ch * 8;
+  const bf16* v_src = v_base + static_cast<int64_t>(kvh) * C::HD + ld_ch * 8;
+  // Tile t (processing order) holds keys [(tile0+nt-1-t)*BC, +BC); it lives in stage t % STAGES.
   auto stage_of = [&](int t) -> uint32_t {
     return s_kv + static_cast<uint32_t>(t % C::STAGES) * C::STAGE_BYTES;
   };
   auto load_kv = [&](int t) {
     const uint32_t dst = stage_of(t) + ld_soff;
-    const int64_t kv0 = static_cast<int64_t>(nt - 1 - t) * C::BC;
+    const int64_t kv0 = static_cast<int64_t>(tile0 + nt - 1 - t) * C::BC;
 #pragma unroll
     for (int it = 0; it < C::BC / C::RPP; ++it) {
       const int64_t row = kv0 + ld_row + it * C::RPP;
-      const bool ok = row < p.kv_rows;
+      const bool ok = row < kv_rows;
       const int64_t off = (ok ? row : 0) * p.kv_ld;
       cp_async_16(dst + it * C::RPP * C::ROW_BYTES, k_src + off, ok);
       cp_async_16(dst + C::KV_TILE_BYTES + it * C::RPP * C::ROW_BYTES, v_src + off, ok);
@@ -356,7 +377,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
   float sa[C::MT][C::NS][4];
   qk_tile<C>(sa, qf, q_lane, stage_of(0) + b_off);
   {
-    const int64_t tail = p.kv_rows - static_cast<int64_t>(nt - 1) * C::BC;  // 1 .. BC keys in tile 0
+    // 1 .. BC keys in tile 0 when it is the source's last tile; more (a full tile) otherwise.
+    const int64_t tail = kv_rows - static_cast<int64_t>(tile0 + nt - 1) * C::BC;
     if (tail < C::BC) mask_tail<C>(sa, static_cast<int>(tail), lane);
   }
 
@@ -396,8 +418,32 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
     if (i < nt) step(sa, sb, i);
   }
 
-  // ---- epilogue: O / l -> bf16, staged through this warp's own rows of the Q tile, 16-byte stores
   const int g = lane >> 2, t4 = lane & 3;
+  if constexpr (SPLIT) {
+    // ---- split epilogue: this CTA's O / l in fp32 and log2 of its row sums, for split_combine
+    const int64_t q_ld = p.q_ld;
+    float* const o_part = p.o_part + static_cast<int64_t>(blockIdx.z) * p.rows * q_ld + static_cast<int64_t>(h) * C::HD;
+    float* const lse = p.lse + (static_cast<int64_t>(blockIdx.z) * gridDim.y + h) * p.rows;
+#pragma unroll
+    for (int mt = 0; mt < C::MT; ++mt) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float lt = l[mt][r];
+        lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+        lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+        const int64_t grow = q0 + warp * C::MW + mt * 16 + g + 8 * r;
+        if (grow >= p.rows) continue;
+        const float inv = __frcp_rn(lt);
+#pragma unroll
+        for (int j = 0; j < C::NO; ++j)
+          *reinterpret_cast<float2*>(o_part + grow * q_ld + j * 8 + t4 * 2) =
+              make_float2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+        if (t4 == 0) lse[grow] = m[mt][r] * p.sl2 + log2f(lt);
+      }
+    }
+    return;
+  }
+  // ---- epilogue: O / l -> bf16, staged through this warp's own rows of the Q tile, 16-byte stores
   __syncwarp();  // this warp's Q reads (Q_SMEM) are complete before its rows are overwritten
 #pragma unroll
   for (int mt = 0; mt < C::MT; ++mt) {
@@ -905,6 +951,108 @@ void launch_wg(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_
   launch<C, flash_wgmma_kernel<C>>(q, rows, k, v, kv_rows, heads, kv_heads, scale, out, s);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Split-KV: few query rows over many keys (a cached step's block), or keys in two places (a
+// sparse cache's kept rows and the block's fresh ones). The keys are cut into splits, one CTA
+// per (query tile, head, split), so that a block of 32 rows still fills the GPU; each writes its
+// normalised O and the log2 of its softmax sum, and split_combine merges them.
+// ---------------------------------------------------------------------------------------------
+
+// out = sum_z w_z O_z / sum_z w_z with w_z = 2^(lse_z - max_z lse_z).
+__global__ void split_combine_kernel(const float* __restrict__ o_part, const float* __restrict__ lse, int splits,
+                                     int64_t rows, int heads, int hd, bf16* __restrict__ out) {
+  const int64_t row = blockIdx.x;
+  const int h = blockIdx.y, c = threadIdx.x;
+  const int64_t ld = static_cast<int64_t>(heads) * hd;
+  float mx = -INFINITY;
+  for (int z = 0; z < splits; ++z) mx = fmaxf(mx, lse[(static_cast<int64_t>(z) * heads + h) * rows + row]);
+  float acc = 0.f, sum = 0.f;
+  for (int z = 0; z < splits; ++z) {
+    const float w = exp2f(lse[(static_cast<int64_t>(z) * heads + h) * rows + row] - mx);
+    sum += w;
+    acc = fmaf(w, o_part[(static_cast<int64_t>(z) * rows + row) * ld + h * hd + c], acc);
+  }
+  out[row * ld + h * hd + c] = __float2bfloat16(acc / sum);
+}
+
+//                  HD  warps MT  BC  Q_SMEM STAGES PIPE MINB
+using Split128 = Cfg<128, 4, 1, 64, false, 2, false, 2>;
+using Split64 = Cfg<64, 4, 1, 64, false, 2, false, 2>;
+constexpr int kMaxSplits = 64;
+
+int sm_count() {
+  static thread_local int cached_dev = -1, cached = 0;
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev != cached_dev) {
+    CUDA_CHECK(cudaDeviceGetAttribute(&cached, cudaDevAttrMultiProcessorCount, dev));
+    cached_dev = dev;
+  }
+  return cached;
+}
+
+struct KvSrc {
+  const bf16* k;
+  const bf16* v;
+  int64_t rows;
+};
+
+template <class C>
+void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int kv_heads, float scale, bf16* out,
+                  float* ws, size_t ws_bytes, int want, cudaStream_t s) {
+  if (a.rows == 0) std::swap(a, b);
+  const int64_t tiles_a = (a.rows + C::BC - 1) / C::BC, tiles_b = (b.rows + C::BC - 1) / C::BC;
+  const int64_t q_tiles = (rows + C::BR - 1) / C::BR;
+  const int least = b.rows > 0 ? 2 : 1;
+  if (want <= 0) {  // auto: two CTAs per SM
+    const int64_t ctas = q_tiles * heads;
+    want = static_cast<int>(std::min<int64_t>(kMaxSplits, (2 * sm_count() + ctas - 1) / ctas));
+  }
+  want = static_cast<int>(std::clamp<int64_t>(want, least, std::max<int64_t>(least, std::min<int64_t>(kMaxSplits, tiles_a + tiles_b))));
+  // Splits per source in proportion to its tiles, then as few as cover it with `per` tiles each.
+  int sa = want, sb = 0;
+  if (b.rows > 0) {
+    sa = static_cast<int>(std::clamp<int64_t>((want * tiles_a + (tiles_a + tiles_b) / 2) / (tiles_a + tiles_b), 1,
+                                              want - 1));
+    sb = want - sa;
+  }
+  const int per_a = static_cast<int>((tiles_a + sa - 1) / sa);
+  sa = static_cast<int>((tiles_a + per_a - 1) / per_a);
+  const int per_b = sb > 0 ? static_cast<int>((tiles_b + sb - 1) / sb) : 0;
+  if (sb > 0) sb = static_cast<int>((tiles_b + per_b - 1) / per_b);
+  const int splits = sa + sb;
+  // Query rows per launch, so that the splits' partial outputs fit the workspace.
+  const size_t row_bytes = static_cast<size_t>(splits) * heads * (C::HD + 1) * sizeof(float);
+  int64_t chunk = std::min<int64_t>(rows, static_cast<int64_t>(ws_bytes / row_bytes));
+  CUDA_REQUIRE(chunk >= 1, "flash_attention_split: a " + std::to_string(ws_bytes) +
+                               "-byte workspace holds no query row of " + std::to_string(splits) + " splits");
+  if (chunk < rows && chunk >= C::BR) chunk = chunk / C::BR * C::BR;
+  auto kernel = flash_fwd_kernel<C, true>;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES));
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  cudaSharedmemCarveoutMaxShared));
+  const int64_t q_ld = static_cast<int64_t>(heads) * C::HD;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t n = std::min(chunk, rows - r0);
+    Params p = make_params<C>(q + r0 * q_ld, n, a.k, a.v, a.rows, heads, kv_heads, scale, out + r0 * q_ld);
+    p.k2 = b.k;
+    p.v2 = b.v;
+    p.kv_rows2 = b.rows;
+    p.splits = sa;
+    p.per = per_a;
+    p.per2 = per_b;
+    p.o_part = ws;
+    p.lse = ws + static_cast<int64_t>(splits) * n * q_ld;
+    const dim3 grid(static_cast<unsigned>((n + C::BR - 1) / C::BR), static_cast<unsigned>(heads),
+                    static_cast<unsigned>(splits));
+    kernel<<<grid, C::THREADS, C::SMEM_BYTES, s>>>(p);
+    CUDA_CHECK_LAUNCH();
+    split_combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(heads)), C::HD, 0, s>>>(
+        p.o_part, p.lse, splits, n, heads, C::HD, p.o);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
 bool always() { return true; }
 // The wgmma kernels have a body only when this file was compiled for sm_90a (e.g.
 // -gencode=arch=compute_90a,code=sm_90a or CMAKE_CUDA_ARCHITECTURES=90a); a plain sm_90 build leaves
@@ -1088,6 +1236,26 @@ void flash_attention_variant(int variant, const bf16* q, int64_t rows, const bf1
 void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, int heads,
                      int kv_heads, int hd, float scale, bf16* out, cudaStream_t s) {
   detail::flash_attention_variant(-1, q, rows, k, v, kv_rows, heads, kv_heads, hd, scale, out, s);
+}
+
+void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows,
+                           const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
+                           float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
+                           int splits) {
+  check_args(q, rows, k, v, kv_rows, heads, kv_heads, hd, scale, out);
+  CUDA_REQUIRE(kv_rows2 >= 0, "flash_attention_split: negative kv_rows2 (" + std::to_string(kv_rows2) + ")");
+  CUDA_REQUIRE(kv_rows2 == 0 || ((reinterpret_cast<uintptr_t>(k2) | reinterpret_cast<uintptr_t>(v2)) & 15u) == 0,
+               std::string("flash_attention_split: k2 and v2 must be 16-byte aligned"));
+  CUDA_REQUIRE(workspace != nullptr && (reinterpret_cast<uintptr_t>(workspace) & 15u) == 0,
+               std::string("flash_attention_split: the workspace must be 16-byte aligned device memory"));
+  if (rows == 0) return;
+  if (kv_rows + kv_rows2 == 0) {  // softmax over no keys: define the output as zeros
+    CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(rows) * heads * hd * sizeof(bf16), s));
+    return;
+  }
+  const KvSrc a{k, v, kv_rows}, b{k2, v2, kv_rows2};
+  if (hd == 128) launch_split<Split128>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s);
+  else launch_split<Split64>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s);
 }
 
 }  // namespace mosaic::cuda

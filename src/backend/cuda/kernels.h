@@ -54,6 +54,14 @@ void cache_scores_f32(const float* q_block, int64_t block_rows, const float* k, 
 // out [rows, heads*hd]; never materialises the rows x kv_rows scores. hd in {64, 128}.
 void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, int heads,
                      int kv_heads, int hd, float scale, bf16* out, cudaStream_t s);
+// The same over the keys of (k, v, kv_rows) and then (k2, v2, kv_rows2) (0 rows: none), with
+// the keys cut into splits whose softmaxes are merged at the end: for keys in two places, and
+// for few query rows over many keys. workspace: device fp32 scratch for the splits' partial
+// outputs (query rows run in chunks that fit it); splits: 0 picks enough to fill the GPU.
+void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows,
+                           const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
+                           float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
+                           int splits = 0);
 
 // The fp32 verification mode (f32_kernels.cu): the CPU kernels' math in fp32.
 void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s);
@@ -61,7 +69,13 @@ void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float
 void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
               const int32_t* positions, cudaStream_t s);
 void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s);
-void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, int heads,
-                   int kv_heads, int hd, float scale, float* out, cudaStream_t s);
+// Over the keys of (k, v, kv_rows), then those of (k2, v2, kv_rows2) when kv_rows2 > 0.
+void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, const float* k2,
+                   const float* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, float* out,
+                   cudaStream_t s);
+// The same kernel on bf16 (fp32 math): keys in two places at head dims the tiled kernels lack.
+void attention_plain_bf16(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, const bf16* k2,
+                          const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, bf16* out,
+                          cudaStream_t s);
 
 }  // namespace mosaic::cuda

@@ -1,0 +1,180 @@
+// cuda::flash_attention_split against the CPU oracle: keys in two places (a sparse cache's kept
+// rows, then the block's fresh ones) and few query rows over many keys, with the splits chosen
+// automatically or forced, and a workspace small enough to run the query rows in chunks. Plus
+// the cached-step shapes timed against the one-CTA-per-query-tile paths (printed, not asserted).
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+#include "core/error.h"
+#include "gpu/bf16_buffers.h"
+#if defined(MOSAIC_CUDNN)
+#include "backend/cuda/cudnn_attention.h"
+#endif
+
+namespace mosaic {
+namespace {
+
+using test::DevBuf;
+using test::HostBf16;
+
+std::mt19937 rng(20261203);
+
+struct Case {
+  int64_t rows, n1, n2;
+  int heads, kv_heads, hd;
+};
+
+// The oracle runs over the two sources concatenated, as one array of keys.
+std::vector<float> oracle(const HostBf16& q, const Case& c, const HostBf16& k, const HostBf16& v, float scale) {
+  std::vector<float> ref(static_cast<size_t>(c.rows) * c.heads * c.hd);
+  std::vector<float> ws(static_cast<size_t>(cpu_traits().attn_workspace_rows) * (c.n1 + c.n2));
+  cpu::attention(q.f.data(), c.rows, k.f.data(), v.f.data(), c.n1 + c.n2, c.heads, c.kv_heads, c.hd, scale,
+                 ref.data(), ws.data());
+  return ref;
+}
+
+struct Workspace {
+  float* p = nullptr;
+  size_t bytes;
+  explicit Workspace(size_t b) : bytes(b) { CUDA_CHECK(cudaMalloc(&p, bytes)); }
+  ~Workspace() { cudaFree(p); }
+};
+
+TEST(SplitAttention, TwoKeySourcesMatchTheCpuOracle) {
+  std::vector<Case> cases;
+  for (int hd : {64, 128})
+    for (auto [heads, kv_heads] : {std::pair{4, 4}, std::pair{28, 4}})
+      for (int64_t rows : {1, 32, 100})
+        for (auto [n1, n2] : {std::pair<int64_t, int64_t>{37, 32}, {1000, 32}, {0, 69}, {300, 0}, {2160, 5}})
+          cases.push_back({rows, n1, n2, heads, kv_heads, hd});
+  cases.push_back({32, 2160, 32, 32, 32, 128});  // LLaDA-8B's sparse cached step at a 4k context
+  Workspace ws(size_t{64} << 20);
+  for (const Case& c : cases) {
+    const int64_t qn = c.rows * c.heads * c.hd, kv_w = static_cast<int64_t>(c.kv_heads) * c.hd;
+    const HostBf16 q = test::random_bf16(rng, qn, 1.f), k = test::random_bf16(rng, (c.n1 + c.n2) * kv_w, 1.f),
+                   v = test::random_bf16(rng, (c.n1 + c.n2) * kv_w, 1.f);
+    const float scale = 1.f / std::sqrt(static_cast<float>(c.hd));
+    const std::vector<float> ref = oracle(q, c, k, v, scale);
+    // The second source in a buffer of its own, as the block's fresh keys are.
+    auto part = [&](const HostBf16& x, int64_t from, int64_t to) {
+      return std::vector<uint16_t>(x.bits.begin() + from * kv_w, x.bits.begin() + to * kv_w);
+    };
+    DevBuf dq(q.bits), dk1(part(k, 0, c.n1)), dv1(part(v, 0, c.n1)), dk2(part(k, c.n1, c.n1 + c.n2)),
+        dv2(part(v, c.n1, c.n1 + c.n2)), out(qn);
+    for (int splits : {0, 2, 7}) {
+      out.poison();
+      cuda::flash_attention_split(dq.bf(), c.rows, dk1.bf(), dv1.bf(), c.n1, dk2.bf(), dv2.bf(), c.n2, c.heads,
+                                  c.kv_heads, c.hd, scale, out.bf(), ws.p, ws.bytes, 0, splits);
+      CUDA_CHECK(cudaGetLastError());
+      EXPECT_LT(test::rel_err(out.get(), ref), 1e-2)
+          << "rows " << c.rows << " keys " << c.n1 << " + " << c.n2 << " heads " << c.heads << "/" << c.kv_heads
+          << " hd " << c.hd << " splits " << splits;
+    }
+  }
+}
+
+// A workspace for a few query rows only: the rows run in several launches and still all get
+// written, each with its own softmax.
+TEST(SplitAttention, ASmallWorkspaceRunsTheRowsInChunks) {
+  const Case c{300, 500, 40, 8, 2, 128};
+  const int64_t qn = c.rows * c.heads * c.hd, kv_w = static_cast<int64_t>(c.kv_heads) * c.hd;
+  const HostBf16 q = test::random_bf16(rng, qn, 2.f), k = test::random_bf16(rng, (c.n1 + c.n2) * kv_w, 1.f),
+                 v = test::random_bf16(rng, (c.n1 + c.n2) * kv_w, 1.f);
+  const float scale = 1.f / std::sqrt(static_cast<float>(c.hd));
+  const std::vector<float> ref = oracle(q, c, k, v, scale);
+  DevBuf dq(q.bits), dk(k.bits), dv(v.bits), out(qn);
+  const int splits = 4;
+  const size_t row_bytes = static_cast<size_t>(splits) * c.heads * (c.hd + 1) * sizeof(float);
+  for (size_t rows_fit : {size_t{1}, size_t{70}, size_t{64}}) {
+    Workspace ws(rows_fit * row_bytes);
+    out.poison();
+    const cuda::bf16* k2 = dk.bf() + c.n1 * kv_w;
+    const cuda::bf16* v2 = dv.bf() + c.n1 * kv_w;
+    cuda::flash_attention_split(dq.bf(), c.rows, dk.bf(), dv.bf(), c.n1, k2, v2, c.n2, c.heads, c.kv_heads, c.hd,
+                                scale, out.bf(), ws.p, ws.bytes, 0, splits);
+    EXPECT_LT(test::rel_err(out.get(), ref), 1e-2) << "a workspace for " << rows_fit << " rows";
+  }
+  Workspace tiny(row_bytes / 2);
+  EXPECT_THROW(cuda::flash_attention_split(dq.bf(), c.rows, dk.bf(), dv.bf(), c.n1, dk.bf(), dv.bf(), c.n2, c.heads,
+                                           c.kv_heads, c.hd, scale, out.bf(), tiny.p, tiny.bytes, 0, splits),
+               Error);
+}
+
+// The attention of a cached step (a block of 32 query rows over the whole cache) on each path,
+// timed: the split kernel, mosaic's flash kernel and cuDNN (one CTA per query tile and head).
+TEST(SplitAttention, CachedStepShapesTimed) {
+  struct Shape {
+    int64_t rows, n1, n2;
+    int heads, kv_heads;
+  };
+  Workspace ws(size_t{64} << 20);
+#if defined(MOSAIC_CUDNN)
+  cuda::CudnnAttention dnn(nullptr);
+#endif
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  for (const Shape s : {Shape{32, 4352, 0, 32, 32}, Shape{32, 2160, 32, 32, 32}, Shape{32, 131104, 0, 32, 32},
+                        Shape{32, 65536, 32, 32, 32}, Shape{32, 4352, 0, 28, 4}, Shape{256, 4352, 0, 32, 32}}) {
+    const int hd = 128;
+    const int64_t qn = s.rows * s.heads * hd, kvn = (s.n1 + s.n2) * s.kv_heads * hd;
+    const HostBf16 q = test::random_bf16(rng, qn, 1.f), k = test::random_bf16(rng, kvn, 1.f),
+                   v = test::random_bf16(rng, kvn, 1.f);
+    DevBuf dq(q.bits), dk(k.bits), dv(v.bits), out(qn), out_split(qn);
+    const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+    const int64_t kv_w = static_cast<int64_t>(s.kv_heads) * hd;
+    auto time = [&](auto&& launch) {
+      for (int i = 0; i < 3; ++i) launch();
+      CUDA_CHECK(cudaDeviceSynchronize());
+      std::vector<float> ms;
+      for (int i = 0; i < 20; ++i) {
+        CUDA_CHECK(cudaEventRecord(e0, 0));
+        launch();
+        CUDA_CHECK(cudaEventRecord(e1, 0));
+        CUDA_CHECK(cudaEventSynchronize(e1));
+        float t = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+        ms.push_back(t);
+      }
+      std::sort(ms.begin(), ms.end());
+      return 0.5 * (ms[9] + ms[10]);
+    };
+    const double split_ms = time([&] {
+      cuda::flash_attention_split(dq.bf(), s.rows, dk.bf(), dv.bf(), s.n1, dk.bf() + s.n1 * kv_w,
+                                  dv.bf() + s.n1 * kv_w, s.n2, s.heads, s.kv_heads, hd, scale, out_split.bf(), ws.p,
+                                  ws.bytes, 0);
+    });
+    const int64_t n = s.n1 + s.n2;
+    const double flash_ms = time([&] {
+      cuda::flash_attention(dq.bf(), s.rows, dk.bf(), dv.bf(), n, s.heads, s.kv_heads, hd, scale, out.bf(), 0);
+    });
+    const double diff = test::rel_err(out_split.get(), out.get());
+    EXPECT_LT(diff, 1e-2) << "split and flash disagree";
+    double dnn_ms = NAN;
+#if defined(MOSAIC_CUDNN)
+    if (dnn.run(dq.p, s.rows, dk.p, dv.p, n, s.heads, s.kv_heads, hd, scale, out.p, ws.p, ws.bytes))
+      dnn_ms = time([&] { dnn.run(dq.p, s.rows, dk.p, dv.p, n, s.heads, s.kv_heads, hd, scale, out.p, ws.p, ws.bytes); });
+#endif
+    const double gb = 2.0 * static_cast<double>(kvn) * 1e-9;  // K and V read once, bf16
+    std::printf("rows %4lld keys %7lld + %3lld heads %d/%d: split %.4f ms (%.0f GB/s)  flash %.4f ms  cudnn %.4f ms"
+                "  (split vs flash %.2e)\n",
+                static_cast<long long>(s.rows), static_cast<long long>(s.n1), static_cast<long long>(s.n2), s.heads,
+                s.kv_heads, split_ms, gb / (split_ms * 1e-3), flash_ms, dnn_ms, diff);
+  }
+  std::fflush(stdout);
+  CUDA_CHECK(cudaEventDestroy(e0));
+  CUDA_CHECK(cudaEventDestroy(e1));
+}
+
+}  // namespace
+}  // namespace mosaic

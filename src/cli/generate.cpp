@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -156,8 +157,10 @@ void run_generate(const GenerateFlags& f) {
   // Every kind of step the generation takes is planned now: a cache that does not fit is
   // refused before the first step, with the longest sequence that would fit.
   const int64_t block = settings["block_length"].get<int64_t>();
+  // A whole-sequence step's head rows: the block's masks and any the prompt holds.
+  const int64_t prompt_masks = std::count(prompt.begin(), prompt.end(), static_cast<int32_t>(config.mask_token_id));
   const GenerationPlan gen_plan = s.model().check_generation(
-      cache_options(f), {total, block, block}, settings.value("cfg_scale", 0.0) > 0.0);
+      cache_options(f), {total, block, std::min(total, block + prompt_masks)}, settings.value("cfg_scale", 0.0) > 0.0);
   if (gen_plan.cache_bytes > 0 && !f.quiet)
     fmt::print(stderr, "mosaic: {} cache: {} (all layers), arena up to {}\n", f.cache,
                human_bytes(static_cast<double>(gen_plan.cache_bytes)),

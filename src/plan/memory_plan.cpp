@@ -279,9 +279,14 @@ std::optional<MemoryPlan> try_plan_for_budget(const Graph& g, const Dims& d, siz
 MemoryPlan plan_for_budget(const Graph& g, const Dims& d, size_t act_size, size_t budget, int64_t tame_min_rows,
                            double tame_target) {
   if (auto p = try_plan_for_budget(g, d, act_size, budget, tame_min_rows, tame_target)) return std::move(*p);
-  int64_t fit = max_tokens_that_fit(g, d.M, act_size, budget, std::max<int64_t>(d.L, 2));
-  const std::string largest = fit > 0 ? fmt::format("the largest L that fits is {}", fit)
-                                      : fmt::format("not even L=M fits with M={} head rows (lower --block-length)", d.M);
+  // A step of a cached generation (K, B set) has caches sized by the whole generation, which a
+  // search over this graph's L alone would keep fixed: the generation's planner says what fits.
+  std::string largest = "`mosaic info --cache` gives the longest generation that fits";
+  if (d.K == 0 && d.B == 0) {
+    const int64_t fit = max_tokens_that_fit(g, d.M, act_size, budget, std::max<int64_t>(d.L, 2));
+    largest = fit > 0 ? fmt::format("the largest L that fits is {}", fit)
+                      : fmt::format("not even L=M fits with M={} head rows (lower --block-length)", d.M);
+  }
   MemoryPlan unchunked = make_plan(g, d, std::vector<int>(g.regions.size(), 1), act_size);
   throw OutOfBudget(fmt::format(
       "the step at L={} tokens (M={} head rows) does not fit the activation budget of {} even with "

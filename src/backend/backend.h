@@ -25,6 +25,14 @@ struct KvRows {
   int64_t rows = 0;
 };
 
+// Which keys each query may see. block > 0: block-causal (LLaDA2.0), a query at position p sees
+// keys 0 .. (p / block + 1) * block - 1; query i's position is positions[i], or pos0 + i.
+struct AttentionMask {
+  int64_t block = 0;
+  const int32_t* positions = nullptr;  // backend memory
+  int64_t pos0 = 0;
+};
+
 // What the planner must know about a backend without creating one (so `mosaic info
 // --config` can plan a CUDA step on a laptop).
 struct BackendTraits {
@@ -70,15 +78,16 @@ class Backend {
   // accumulate: c += the product (a residual add fused into the product).
   virtual void matmul(const void* a, int64_t rows, int64_t k, const void* w, const void* bias, int64_t n,
                       void* c, ElemType c_type, bool accumulate) = 0;
-  // Rotary embedding in place on `heads` heads of size hd; row i has position positions[i]
-  // (i32, backend memory) when given, else pos0 + i.
-  virtual void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta,
+  // Rotary embedding in place on the first `rot` dims of each of `heads` heads of size hd
+  // (rotate-half over those dims, the rest unchanged); row i has position positions[i] (i32,
+  // backend memory) when given, else pos0 + i.
+  virtual void rope(void* x, int64_t rows, int heads, int hd, int rot, int64_t pos0, double theta,
                     const int32_t* positions) = 0;
   // Bidirectional attention of `rows` queries over the keys of kv, then those of more (rows 0:
   // none; a sparse cache's kept rows and the block's fresh ones, which live apart); GQA when
   // kv_heads < heads. workspace: [attn_workspace_rows, kv.rows + more.rows] floats, if any.
   virtual void attention(const void* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd,
-                         float scale, void* out, void* workspace) = 0;
+                         float scale, void* out, void* workspace, const AttentionMask& mask = {}) = 0;
   virtual void swiglu(void* g, const void* u, int64_t n) = 0;
   virtual void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
   // out[idx[i]] = x[i] for i < rows (rows of d activations): fresh keys and values into a cache.
@@ -94,6 +103,17 @@ class Backend {
   virtual void cache_select(const void* q_block, int64_t block_rows, const void* k, const void* v,
                             const int32_t* outside, int64_t n, int heads, int kv_heads, int hd, int kernel,
                             int64_t keep, float* scores, int32_t* kept, void* k_cache, void* v_cache) = 0;
+  // Mixture of experts. moe_route: each row's top_k experts (ids, in the router's order) and
+  // their weights, from h [rows, d] and the router's gate [experts, d] (+ bias [experts], may be
+  // null); logits: rows x experts floats of scratch. moe_experts: x[r] += sum_j weights[r, j] *
+  // down(silu(gate(h[r])) * up(h[r])) of expert ids[r, j]; expert e's weights are
+  // experts[3e .. 3e+2] (gate and up [ffn, d], down [d, ffn]); workspace: rows x (2d + 2ffn)
+  // floats of scratch.
+  virtual void moe_route(const void* h, int64_t rows, int64_t d, const void* gate, const void* bias,
+                         const MoeRouting& r, int32_t* ids, float* weights, float* logits) = 0;
+  virtual void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,
+                           int top_k, int64_t ffn, const std::vector<const void*>& experts, void* x,
+                           void* workspace) = 0;
   virtual void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) = 0;
   // Per row: the token to commit (argmax, or gumbel-max with temperature, noise from the
   // counter source at (seed, step, pos[i], column)) and its confidence.

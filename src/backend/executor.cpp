@@ -154,7 +154,10 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
     }
     case Op::RmsNorm: {
       View x = in(0), w = in(1), y = out(0);
-      be_.rms_norm(x.p, rows, x.cols, w.p, n.eps, y.p);
+      if (n.heads > 0)  // per head: the rows' heads are rows of head_dim
+        be_.rms_norm(x.p, rows * n.heads, n.head_dim, w.p, n.eps, y.p);
+      else
+        be_.rms_norm(x.p, rows, x.cols, w.p, n.eps, y.p);
       break;
     }
     case Op::MatMul: {
@@ -165,15 +168,19 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
     }
     case Op::Rope: {
       const void* pos = n.in.size() > 1 ? in(1).p : nullptr;
-      be_.rope(out(0).p, rows, n.heads, n.head_dim, r0, n.theta, static_cast<const int32_t*>(pos));
+      be_.rope(out(0).p, rows, n.heads, n.head_dim, n.rotary_dim > 0 ? n.rotary_dim : n.head_dim, r0, n.theta,
+               static_cast<const int32_t*>(pos));
       break;
     }
     case Op::Attention: {
       View q = in(0), k = in(1), v = in(2), o = out(0);
+      const size_t kv_inputs = n.in.size() - (n.has_positions ? 1 : 0);
       KvRows more;
-      if (n.in.size() > 3) more = {in(3).p, in(4).p, in(3).rows};
+      if (kv_inputs > 3) more = {in(3).p, in(4).p, in(3).rows};
+      AttentionMask mask{n.block, nullptr, r0};
+      if (n.has_positions) mask.positions = static_cast<const int32_t*>(in(n.in.size() - 1).p);
       void* ws = n.out.size() > 1 ? out(1).p : nullptr;
-      be_.attention(q.p, rows, {k.p, v.p, k.rows}, more, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws);
+      be_.attention(q.p, rows, {k.p, v.p, k.rows}, more, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws, mask);
       break;
     }
     case Op::SwiGlu: {
@@ -199,6 +206,21 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
       be_.cache_select(q.p, q.rows, k.p, v.p, static_cast<const int32_t*>(outside.p), outside.rows, n.heads,
                        n.kv_heads, n.head_dim, n.kernel, keep, static_cast<float*>(scores.p),
                        static_cast<int32_t*>(kept.p), kc.p, vc.p);
+      break;
+    }
+    case Op::MoeRoute: {
+      View h = in(0), gate = in(1), ids = out(0), w = out(1), logits = out(2);
+      const void* bias = n.in.size() > 2 ? in(2).p : nullptr;
+      be_.moe_route(h.p, rows, h.cols, gate.p, bias, n.moe, static_cast<int32_t*>(ids.p), static_cast<float*>(w.p),
+                    static_cast<float*>(logits.p));
+      break;
+    }
+    case Op::MoeExperts: {
+      View h = in(0), ids = in(1), w = in(2), x = out(0), ws = out(1);
+      std::vector<const void*> experts(n.in.size() - 3);
+      for (size_t e = 3; e < n.in.size(); ++e) experts[e - 3] = in(e).p;
+      be_.moe_experts(h.p, rows, h.cols, static_cast<const int32_t*>(ids.p), static_cast<const float*>(w.p),
+                      n.moe.top_k, in(3).rows, experts, x.p, ws.p);
       break;
     }
     case Op::CfgCombine: {

@@ -37,6 +37,8 @@ const char* op_name(Op op) {
     case Op::RankRows: return "rank_rows";
     case Op::ScatterRows: return "scatter_rows";
     case Op::CacheSelect: return "cache_select";
+    case Op::MoeRoute: return "moe_route";
+    case Op::MoeExperts: return "moe_experts";
   }
   return "?";
 }

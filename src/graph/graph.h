@@ -2,6 +2,7 @@
 // The model as data: tensors with symbolic shapes, nodes in execution order, and regions
 // (runs of nodes that may be executed in row chunks). A model is a function
 // `config -> Graph`; the planner and the executor only ever look at this structure.
+#include <compare>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,11 +46,13 @@ struct TensorDesc {
 
 enum class Op : uint8_t {
   Embed,       // in: ids[rows], table(W)             out: x[rows, d]
-  RmsNorm,     // in: x, weight(W)                     out: y (may alias x)
+  RmsNorm,     // in: x, weight(W)                     out: y (may alias x); heads > 0: per head of head_dim
   MatMul,      // in: a[rows, k], w(W)[n, k], bias(W)? out: c[rows, n] = a w^T + bias (+= if accumulate)
-  Rope,        // inout: x[rows, heads*hd]; in: pos[rows] (i32)?  positions = pos, else region row offset + i
+  Rope,        // inout: x[rows, heads*hd]; in: pos[rows] (i32)?  positions = pos, else region row offset + i;
+               // the first rotary_dim of each head's hd rotate
   // in: q[rows, H*hd], k[n, Hkv*hd] (whole), v (whole), then k2, v2 (whole)?: keys in a second
-  // place (a sparse cache's block); out: o, workspace (whole)?
+  // place (a sparse cache's block), then pos[rows] (i32)? when block > 0: the queries' positions
+  // (else the region row offset + i); out: o, workspace (whole)?
   Attention,
   SwiGlu,      // inout: g; in: u            g = silu(g) * u
   GatherRows,  // in: x[L, d] (whole), idx[rows] (i32)   out: y[rows, d] = x[idx]
@@ -61,6 +64,31 @@ enum class Op : uint8_t {
   // outside[n] (i32: the rows outside the block, in order); out: k_cache (whole), v_cache (whole),
   // scores[n + H*hd] (f32 scratch), kept[n] (i32 scratch). Keeps int(n * keep) rows (see Backend).
   CacheSelect,
+  // Mixture-of-experts routing: in: h[rows, d], gate(W)[E, d], expert_bias(W)[E]?  out: ids[rows, k]
+  // (i32), weights[rows, k] (f32), logits[rows, E] (f32 scratch). `router` picks the rule.
+  MoeRoute,
+  // x += sum_j weights[:, j] * expert_{ids[:, j]}(h): in: h[rows, d], ids, weights, then each expert's
+  // gate(W), up(W), down(W) in expert order; inout: x; out: workspace[rows, ...] (f32 scratch).
+  MoeExperts,
+};
+
+// How a router turns its logits into experts and weights.
+enum class Router : uint8_t {
+  // LLaDA2.0 (DeepSeek-V3 style): sigmoid scores; the choice on scores + expert_bias, within the
+  // top_groups groups of experts (a group scored by the sum of its two best); weights = the chosen
+  // scores, normalised (k > 1), x routed_scale.
+  SigmoidGroups,
+  // OLMoE style (LLaDA-MoE): softmax over all experts (+ expert_bias); the top k probabilities are
+  // the weights, normalised only when `renormalize`, x routed_scale.
+  Softmax,
+};
+
+struct MoeRouting {
+  Router router = Router::SigmoidGroups;
+  int experts = 0, top_k = 0, groups = 1, top_groups = 1;
+  bool renormalize = true;
+  float routed_scale = 1.0f;
+  auto operator<=>(const MoeRouting&) const = default;
 };
 
 const char* op_name(Op op);
@@ -87,6 +115,12 @@ struct Node {
   double theta = 0.0;  // Rope
   double keep = 0.0;   // CacheSelect: the fraction of rows kept
   int kernel = 0;      // CacheSelect: max-pool width
+  int rotary_dim = 0;  // Rope: the rotated dims of each head (0: all of head_dim)
+  // Attention: > 0 makes it block-causal: a query at position p sees keys 0 .. (p / block + 1) * block - 1
+  // (LLaDA2.0's generate()); the keys are positions 0, 1, ... in order.
+  int64_t block = 0;
+  bool has_positions = false;  // Attention with block > 0: its last input holds the queries' positions
+  MoeRouting moe;  // MoeRoute / MoeExperts
   std::string label;
 };
 

@@ -60,7 +60,15 @@ std::string apply_chat_template(std::string_view family,
     if (add_generation_prompt) out += "<|im_start|>assistant\n";
     return out;
   }
-  MOSAIC_FAIL("unknown chat template family \"{}\" (mosaic knows: llada, dream)", family);
+  if (family == "llada2") {
+    for (const auto& [role, content] : messages) {
+      const std::string r = role == "user" ? "HUMAN" : role == "system" ? "SYSTEM" : "ASSISTANT";
+      out += "<role>" + r + "</role>" + content + "<|role_end|>";
+    }
+    if (add_generation_prompt) out += "<role>ASSISTANT</role>";
+    return out;
+  }
+  MOSAIC_FAIL("unknown chat template family \"{}\" (mosaic knows: llada, dream, llada2)", family);
 }
 
 }  // namespace mosaic::io

@@ -20,6 +20,9 @@ namespace mosaic::io {
 //   <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n unless the first message is
 //   a system message, then <|im_start|>{role}\n{content}<|im_end|>\n per message, and
 //   <|im_start|>assistant\n when add_generation_prompt.
+// "llada2" (inclusionAI LLaDA2.0, Ling-2.0 format as dInfer's prompts write it; the model's own
+//   template was not available): <role>{SYSTEM|HUMAN|ASSISTANT}</role>{content}<|role_end|> per
+//   message, and <role>ASSISTANT</role> when add_generation_prompt.
 // The result is meant for Tokenizer::encode(text, /*parse_special=*/true).
 // Throws mosaic::Error for an unknown family.
 std::string apply_chat_template(std::string_view family,

@@ -54,11 +54,16 @@ bool ConfigFields::has(const std::string& key) const {
 }
 
 int64_t ModelConfig::n_params() const {
-  int64_t attn = d_model * (d_model + 2 * kv_dim()) + d_model * d_model;
-  int64_t ffn = 3 * d_model * ffn_hidden;
-  int64_t per_layer = attn + ffn + 2 * d_model + (qkv_bias ? d_model + 2 * kv_dim() : 0);
-  int64_t emb = embedding_size * d_model;
-  return n_layers * per_layer + emb * (weight_tying ? 1 : 2) + d_model;
+  const int64_t hd = head_dim > 0 ? head_dim : d_model / n_heads, qd = n_heads * hd, kvd = n_kv_heads * hd;
+  const int64_t attn = d_model * (qd + 2 * kvd) + qd * d_model + (qkv_bias ? qd + 2 * kvd : 0) +
+                       (qk_norm ? 2 * hd : 0);
+  const int64_t dense = 3 * d_model * ffn_hidden;
+  const int64_t moe_ffn = moe.experts * (d_model + 3 * d_model * moe.ffn_hidden) + 3 * d_model * moe.shared_ffn_hidden +
+                          (moe.expert_bias ? moe.experts : 0);
+  int64_t layers = 0;
+  for (int64_t l = 0; l < n_layers; ++l) layers += attn + 2 * d_model + (is_moe_layer(l) ? moe_ffn : dense);
+  const int64_t emb = embedding_size * d_model;
+  return layers + emb * (weight_tying ? 1 : 2) + d_model;
 }
 
 void check_model_config(ModelConfig& c) {
@@ -66,8 +71,8 @@ void check_model_config(ModelConfig& c) {
   MOSAIC_CHECK(c.d_model > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0,
                "{}: sizes must be positive (d_model={}, n_layers={}, n_heads={}, n_kv_heads={})", src, c.d_model,
                c.n_layers, c.n_heads, c.n_kv_heads);
-  MOSAIC_CHECK(c.d_model % c.n_heads == 0, "{}: d_model {} is not divisible by n_heads {}", src, c.d_model,
-               c.n_heads);
+  MOSAIC_CHECK(c.head_dim > 0 || c.d_model % c.n_heads == 0,
+               "{}: d_model {} is not divisible by n_heads {} (and no head_dim is given)", src, c.d_model, c.n_heads);
   MOSAIC_CHECK(c.n_heads % c.n_kv_heads == 0, "{}: n_heads {} is not a multiple of n_kv_heads {}", src, c.n_heads,
                c.n_kv_heads);
   if (c.head_dim == 0) c.head_dim = c.d_model / c.n_heads;
@@ -75,6 +80,25 @@ void check_model_config(ModelConfig& c) {
   MOSAIC_CHECK(c.ffn_hidden > 0 && c.vocab_size > 0, "{}: ffn/vocab sizes must be positive", src);
   MOSAIC_CHECK(c.embedding_size >= c.vocab_size, "{}: embedding_size {} is smaller than vocab_size {}", src,
                c.embedding_size, c.vocab_size);
+  MOSAIC_CHECK(c.rotary_dim >= 0 && c.rotary_dim <= c.head_dim && c.rotary_dim % 2 == 0,
+               "{}: rotary dims {} must be even and at most the head dim {}", src, c.rotary_dim, c.head_dim);
+  if (c.moe.experts > 0) {
+    const MoeConfig& m = c.moe;
+    MOSAIC_CHECK(m.experts_per_token >= 1 && m.experts_per_token <= m.experts,
+                 "{}: num_experts_per_tok {} must be in [1, num_experts {}]", src, m.experts_per_token, m.experts);
+    MOSAIC_CHECK(m.ffn_hidden > 0, "{}: the experts' hidden size must be positive (got {})", src, m.ffn_hidden);
+    MOSAIC_CHECK(m.groups >= 1 && m.experts % m.groups == 0, "{}: n_group {} does not divide num_experts {}", src,
+                 m.groups, m.experts);
+    MOSAIC_CHECK(m.top_groups >= 1 && m.top_groups <= m.groups, "{}: topk_group {} must be in [1, n_group {}]", src,
+                 m.top_groups, m.groups);
+    MOSAIC_CHECK(!m.sigmoid_groups || m.groups == 1 || m.experts / m.groups >= 2,
+                 "{}: a group scores its two best experts: n_group {} leaves fewer per group", src, m.groups);
+    MOSAIC_CHECK(m.experts_per_token <= m.top_groups * (m.experts / m.groups),
+                 "{}: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", src,
+                 m.experts_per_token, m.top_groups * (m.experts / m.groups), m.top_groups);
+    MOSAIC_CHECK(m.first_dense_layers >= 0 && m.first_dense_layers <= c.n_layers,
+                 "{}: first_k_dense_replace {} is outside [0, {} layers]", src, m.first_dense_layers, c.n_layers);
+  }
   MOSAIC_CHECK(c.mask_token_id >= 0 && c.mask_token_id < c.embedding_size,
                "{}: mask_token_id {} is outside the embedding (size {})", src, c.mask_token_id, c.embedding_size);
 }

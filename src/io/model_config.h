@@ -12,6 +12,20 @@
 
 namespace mosaic::io {
 
+// A mixture-of-experts FFN (experts == 0: every layer's FFN is dense).
+struct MoeConfig {
+  int64_t experts = 0;
+  int64_t experts_per_token = 0;
+  int64_t ffn_hidden = 0;         // each routed expert's hidden size
+  int64_t shared_ffn_hidden = 0;  // the shared experts' (one SwiGLU of this size; 0: none)
+  int64_t first_dense_layers = 0; // layers before this use the dense FFN (ffn_hidden of the model)
+  int64_t groups = 1, top_groups = 1;
+  double routed_scale = 1.0;
+  bool sigmoid_groups = true;  // LLaDA2.0's router; false: softmax top-k (OLMoE)
+  bool renormalize = true;
+  bool expert_bias = false;    // the router has an expert_bias vector
+};
+
 struct ModelConfig {
   std::string family;      // the models/ family that parsed it: "llada", "dream", ...
   std::string model_type;  // as written in the file
@@ -29,12 +43,17 @@ struct ModelConfig {
   int64_t max_seq_len = 0;  // what the model was trained for; 0 = unknown
   bool qkv_bias = false;
   bool weight_tying = false;
+  bool qk_norm = false;     // RMSNorm of each q and k head before rope
+  int64_t rotary_dim = 0;   // rotated dims of each head (0: all of head_dim)
+  MoeConfig moe;
   std::optional<int64_t> bos_token_id, eos_token_id;
   std::string source;  // file it came from, for messages
   // The whole file, for the fields only one family reads.
   std::shared_ptr<const nlohmann::json> raw;
 
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  int64_t q_dim() const { return n_heads * head_dim; }  // may differ from d_model
+  bool is_moe_layer(int64_t layer) const { return moe.experts > 0 && layer >= moe.first_dense_layers; }
   // Parameters of the transformer (weights that must be resident).
   int64_t n_params() const;
 };

@@ -119,16 +119,16 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   int attn_norm = vec_weight(w.norm, d());
   int wq, wk, wv;
   if (o_.fused_qkv) {
-    int64_t full = d() + 2 * kvd;
-    wq = weight(w.fused_qkv, d(), d(), 0, full);
-    wk = weight(w.fused_qkv, kvd, d(), d(), full);
-    wv = weight(w.fused_qkv, kvd, d(), d() + kvd, full);
+    int64_t full = qd() + 2 * kvd;
+    wq = weight(w.fused_qkv, qd(), d(), 0, full);
+    wk = weight(w.fused_qkv, kvd, d(), qd(), full);
+    wv = weight(w.fused_qkv, kvd, d(), qd() + kvd, full);
   } else {
-    wq = weight(w.q, d(), d());
+    wq = weight(w.q, qd(), d());
     wk = weight(w.k, kvd, d());
     wv = weight(w.v, kvd, d());
   }
-  int bq = w.q_bias.empty() ? -1 : vec_weight(w.q_bias, d());
+  int bq = w.q_bias.empty() ? -1 : vec_weight(w.q_bias, qd());
   int bk = w.k_bias.empty() ? -1 : vec_weight(w.k_bias, kvd);
   int bv = w.v_bias.empty() ? -1 : vec_weight(w.v_bias, kvd);
 
@@ -148,6 +148,7 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   int h = local(lp + "kv.hidden", r, d());
   node(Op::RmsNorm, {{x_}, {attn_norm}}, {{h}}, c_.rms_eps);
   matmul(h, wk, bk, K);
+  if (!w.k_norm.empty()) head_norm(K, static_cast<int>(c_.n_kv_heads), w.k_norm);
   rope(K, static_cast<int>(c_.n_kv_heads), pos_);
   matmul(h, wv, bv, Vt);
   if (cached() && !attends_apart()) {  // the fresh rows replace theirs in the cache; attention reads the cache
@@ -155,7 +156,7 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
     node(Op::ScatterRows, {{Vt}, {cache_rows_}}, {{vc, true}});
   }
   g_.end_region();
-  if (selects()) select_cache(l, attn_norm, wq, bq, K, Vt, kc, vc);
+  if (selects()) select_cache(l, attn_norm, wq, bq, w.q_norm, K, Vt, kc, vc);
   // The keys attention reads: the fresh ones, the cache, or (sparse) the kept rows and then the
   // block's fresh ones, which the cache does not hold.
   std::vector<Operand> kv = {{K, true}, {Vt, true}};
@@ -176,10 +177,11 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
 
   r = g_.begin_region({lp + "attn_q", rows_, true});
   h = local(lp + "q.hidden", r, d());
-  int q = local(lp + "q", r, d());
-  int o = local(lp + "attn", r, d());
+  int q = local(lp + "q", r, qd());
+  int o = local(lp + "attn", r, qd());
   node(Op::RmsNorm, {{x_}, {attn_norm}}, {{h}}, c_.rms_eps);
   matmul(h, wq, bq, q);
+  if (!w.q_norm.empty()) head_norm(q, static_cast<int>(c_.n_heads), w.q_norm);
   rope(q, static_cast<int>(c_.n_heads), positions_);
   std::vector<Operand> outs = {{o}};
   const int ws_rows = static_cast<int>(o_.traits.attn_workspace_rows);
@@ -190,21 +192,27 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   }
   std::vector<Operand> in = {{q}};
   in.insert(in.end(), kv.begin(), kv.end());
+  // Block-causal: the queries' positions are the rows' (explicit past the last layer's head rows).
+  const bool block_causal = o_.attention_block > 0;
+  if (block_causal && positions_ >= 0) in.push_back({positions_});
   Node n{Op::Attention, std::move(in), outs};
+  n.block = o_.attention_block;
+  n.has_positions = block_causal && positions_ >= 0;
   n.heads = static_cast<int>(c_.n_heads);
   n.kv_heads = static_cast<int>(c_.n_kv_heads);
   n.head_dim = static_cast<int>(c_.head_dim);
   n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c_.head_dim)));
   n.layer = l;
   g_.add_node(n);
-  residual_matmul(o, weight(w.out, d(), d()), x_);
+  residual_matmul(o, weight(w.out, d(), qd()), x_);
   g_.end_region();
 }
 
 // Sparse-dLLM's eviction, on the store step: the block's queries (recomputed for its B rows:
 // the attention below may run on fewer) score every position outside the block, and the
 // cache keeps the best int((L - B) * keep) of them, in order.
-void StepGraphBuilder::select_cache(int l, int attn_norm, int wq, int bq, int K, int V, int kc, int vc) {
+void StepGraphBuilder::select_cache(int l, int attn_norm, int wq, int bq, const std::string& q_norm, int K, int V,
+                                    int kc, int vc) {
   const std::string lp = fmt::format("{}layer{}.", pfx_, l);
   const int64_t hq = c_.n_heads * c_.head_dim;
   int scores = g_.add_tensor({lp + "select.scores", TensorKind::Activation, ElemType::F32,
@@ -217,6 +225,7 @@ void StepGraphBuilder::select_cache(int l, int attn_norm, int wq, int bq, int K,
   node(Op::GatherRows, {{x_, true}, {block_rows_}}, {{xb}});
   node(Op::RmsNorm, {{xb}, {attn_norm}}, {{xb}}, c_.rms_eps);
   matmul(xb, wq, bq, qb);
+  if (!q_norm.empty()) head_norm(qb, static_cast<int>(c_.n_heads), q_norm);
   rope(qb, static_cast<int>(c_.n_heads), block_rows_);
   Node n{Op::CacheSelect, {{qb, true}, {K, true}, {V, true}, {outside_rows_, true}},
          {{kc, true}, {vc, true}, {scores, true}, {kept, true}}};
@@ -241,6 +250,50 @@ void StepGraphBuilder::dense_ffn(int l, const DenseFfnWeights& w) {
   matmul(h, weight(w.up, F, d()), -1, up);
   node(Op::SwiGlu, {{gate}, {up}}, {{gate}});
   residual_matmul(gate, weight(w.down, d(), F), x_);
+  g_.end_region();
+}
+
+void StepGraphBuilder::moe_ffn(int l, const MoeFfnWeights& w) {
+  const io::MoeConfig& m = c_.moe;
+  const int k = static_cast<int>(m.experts_per_token);
+  const std::string lp = fmt::format("{}layer{}.", pfx_, l);
+  MOSAIC_CHECK(static_cast<int64_t>(w.gate.size()) == m.experts && w.up.size() == w.gate.size() &&
+                   w.down.size() == w.gate.size(),
+               "moe layer {}: {} experts' weights named for {} experts", l, w.gate.size(), m.experts);
+  int r = g_.begin_region({lp + "moe", rows_, true});
+  int h = local(lp + "moe.hidden", r, d());
+  int ids = local(lp + "moe.ids", r, k, ElemType::I32);
+  int wts = local(lp + "moe.weights", r, k, ElemType::F32);
+  int logits = local(lp + "moe.logits", r, m.experts, ElemType::F32);
+  node(Op::RmsNorm, {{x_}, {vec_weight(w.norm, d())}}, {{h}}, c_.rms_eps);
+  std::vector<Operand> route_in = {{h}, {weight(w.router, m.experts, d())}};
+  if (!w.router_bias.empty()) route_in.push_back({vec_weight(w.router_bias, m.experts)});
+  Node route{Op::MoeRoute, std::move(route_in), {{ids}, {wts}, {logits}}};
+  route.moe = {m.sigmoid_groups ? Router::SigmoidGroups : Router::Softmax, static_cast<int>(m.experts), k,
+               static_cast<int>(m.groups), static_cast<int>(m.top_groups), m.renormalize,
+               static_cast<float>(m.routed_scale)};
+  route.layer = l;
+  g_.add_node(std::move(route));
+  // The experts' scratch holds one expert's rows at a time: at most every row of the chunk.
+  int ws = local(lp + "moe.workspace", r, 2 * d() + 2 * m.ffn_hidden, ElemType::F32);
+  std::vector<Operand> in = {{h}, {ids}, {wts}};
+  for (int64_t e = 0; e < m.experts; ++e) {
+    in.push_back({weight(w.gate[e], m.ffn_hidden, d())});
+    in.push_back({weight(w.up[e], m.ffn_hidden, d())});
+    in.push_back({weight(w.down[e], d(), m.ffn_hidden)});
+  }
+  Node experts{Op::MoeExperts, std::move(in), {{x_}, {ws}}};
+  experts.moe = g_.nodes.back().moe;
+  experts.layer = l;
+  g_.add_node(std::move(experts));
+  if (!w.shared_gate.empty()) {
+    const int64_t F = m.shared_ffn_hidden;
+    int gate = local(lp + "moe.shared_gate", r, F), up = local(lp + "moe.shared_up", r, F);
+    matmul(h, weight(w.shared_gate, F, d()), -1, gate);
+    matmul(h, weight(w.shared_up, F, d()), -1, up);
+    node(Op::SwiGlu, {{gate}, {up}}, {{gate}});
+    residual_matmul(gate, weight(w.shared_down, d(), F), x_);
+  }
   g_.end_region();
 }
 
@@ -293,11 +346,21 @@ void StepGraphBuilder::residual_matmul(int a, int w, int x) {
   n.accumulate = true;
   g_.add_node(std::move(n));
 }
+// RMSNorm of each head's head_dim values (a [head_dim] weight shared by the heads), in place.
+void StepGraphBuilder::head_norm(int t, int heads, const std::string& w) {
+  Node n{Op::RmsNorm, {{t}, {vec_weight(w, c_.head_dim)}}, {{t}}};
+  n.eps = c_.rms_eps;
+  n.heads = heads;
+  n.head_dim = static_cast<int>(c_.head_dim);
+  g_.add_node(std::move(n));
+}
+
 void StepGraphBuilder::rope(int t, int heads, int positions) {
   Node n{Op::Rope, {{t}}, {{t}}};
   if (positions >= 0) n.in.push_back({positions});
   n.heads = heads;
   n.head_dim = static_cast<int>(c_.head_dim);
+  n.rotary_dim = static_cast<int>(c_.rotary_dim);
   n.theta = c_.rope_theta;
   g_.add_node(std::move(n));
 }

@@ -7,6 +7,7 @@
 #include <compare>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "graph/graph.h"
@@ -37,6 +38,9 @@ struct GraphOptions {
   CacheStep cache_step = CacheStep::Full;
   double sparse_keep = 0.0;
   int sparse_kernel = 0;
+  // > 0: block-causal attention with blocks of this many positions from position 0 (LLaDA2.0's
+  // generate(): bidirectional inside a block, causal across blocks).
+  int64_t attention_block = 0;
   BackendTraits traits = cpu_traits();
 
   // Every field takes part: a runner cached under one set of options is never reused for another.
@@ -48,10 +52,18 @@ struct GraphOptions {
 struct AttentionWeights {
   std::string norm, q, k, v, fused_qkv, out;
   std::string q_bias, k_bias, v_bias;
+  std::string q_norm, k_norm;  // per-head RMSNorm weights [head_dim] (config qk_norm)
 };
 // Tensor names of one dense SwiGLU FFN block: x += down(silu(gate(h)) * up(h)), h = norm(x).
 struct DenseFfnWeights {
   std::string norm, gate, up, down;
+};
+// Tensor names of one mixture-of-experts FFN block: h = norm(x); x += sum over the routed experts
+// of weight * expert(h) + shared(h).
+struct MoeFfnWeights {
+  std::string norm, router, router_bias;  // router [experts, d]; router_bias [experts] when the config has one
+  std::vector<std::string> gate, up, down;  // per routed expert
+  std::string shared_gate, shared_up, shared_down;  // empty: no shared expert
 };
 struct ModelWeights {
   std::string embed, final_norm, lm_head;
@@ -71,6 +83,7 @@ class StepGraphBuilder {
   // In the last layer of a masked step the queries run on the head rows only.
   void attention(int layer, const AttentionWeights& w);
   void dense_ffn(int layer, const DenseFfnWeights& w);
+  void moe_ffn(int layer, const MoeFfnWeights& w);
 
   const io::ModelConfig& config() const { return c_; }
 
@@ -87,6 +100,7 @@ class StepGraphBuilder {
   void matmul(int a, int w, int bias, int c);
   void residual_matmul(int a, int w, int x);
   void rope(int t, int heads, int positions = -1);
+  void head_norm(int t, int heads, const std::string& weight);
   bool cached() const { return o_.cache != CacheMode::None && o_.cache_step == CacheStep::Cached; }
   bool stores_in_place() const {
     return (o_.cache == CacheMode::Prefix || o_.cache == CacheMode::Dual) && o_.cache_step == CacheStep::Store;
@@ -95,8 +109,9 @@ class StepGraphBuilder {
   // A sparse cache holds only the kept rows: a cached step attends to them and to the block's
   // fresh keys, which stay apart.
   bool attends_apart() const { return cached() && o_.cache == CacheMode::Sparse; }
-  void select_cache(int layer, int attn_norm, int wq, int bq, int K, int V, int kc, int vc);
+  void select_cache(int layer, int attn_norm, int wq, int bq, const std::string& q_norm, int K, int V, int kc, int vc);
   int64_t d() const { return c_.d_model; }
+  int64_t qd() const { return c_.q_dim(); }
   int n_layers() const;
 
   const io::ModelConfig& c_;

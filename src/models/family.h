@@ -23,7 +23,7 @@ class Checkpoint;
 using ChatMessages = std::vector<std::pair<std::string, std::string>>;  // (role, content)
 
 // The official generate() a family ships with (decode/<kind>_sampler).
-enum class SamplerKind { Llada, Dream };
+enum class SamplerKind { Llada, Dream, Llada2 };
 
 class ModelFamily {
  public:

@@ -82,6 +82,7 @@ GraphOptions Model::graph_options(const StepRequest& r) const {
   o.masked_last_layer = masked_last_layer_ && (run_layers_ <= 0 || run_layers_ == config_.n_layers);
   o.first_layer = first_layer_;
   o.end_layer = end_layer_;
+  o.attention_block = r.attention_block;
   o.cache = r.cache.options.mode;
   if (o.cache != CacheMode::None) {
     o.cache_step = r.cache.step;

@@ -53,6 +53,8 @@ struct StepRequest {
   bool emit_logits = false;  // the head returns logits [M, V] instead of tokens and confidences
   const std::vector<std::byte>* hidden_in = nullptr;  // a segment after the first: the hidden state [L, d]
   CacheRequest cache;
+  // > 0: block-causal attention over blocks of this many positions (LLaDA2.0's generate()).
+  int64_t attention_block = 0;
   bool guided() const { return tokens_uncond != nullptr; }
 };
 

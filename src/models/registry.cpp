@@ -12,11 +12,13 @@ namespace mosaic {
 
 const ModelFamily& llada_family();
 const ModelFamily& dream_family();
+const ModelFamily& llada2_family();
 
 const std::vector<const ModelFamily*>& model_families() {
   static const std::vector<const ModelFamily*> all = {
       &llada_family(),
       &dream_family(),
+      &llada2_family(),
   };
   return all;
 }

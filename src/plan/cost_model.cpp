@@ -9,9 +9,13 @@ double node_flops(const Graph& g, const Node& n, const Dims& d, double rows) {
     case Op::MatMul:
       return 2.0 * rows * cols(n.in[0]) * wrows(n.in[1]);
     case Op::Attention: {
-      const double kv = wrows(n.in[1]) + (n.in.size() > 3 ? wrows(n.in[3]) : 0.0);
+      const double kv = wrows(n.in[1]) + (n.in.size() - (n.has_positions ? 1 : 0) > 3 ? wrows(n.in[3]) : 0.0);
       return 4.0 * rows * kv * n.heads * n.head_dim;
     }
+    case Op::MoeRoute:
+      return 2.0 * rows * cols(n.in[0]) * n.moe.experts;
+    case Op::MoeExperts:  // gate, up and down of each routed (row, expert) pair
+      return 2.0 * rows * n.moe.top_k * 3.0 * cols(n.in[0]) * wrows(n.in[3]);
     default:
       return 0.0;
   }
@@ -36,8 +40,13 @@ Work node_work(const Graph& g, const Node& n, const Dims& d, size_t act_size) {
       bytes = a * (rows * k + out * k + (n.accumulate ? 2.0 : 1.0) * rows * out);
       break;
     }
+    case Op::MoeExperts: {  // every expert's weights may be read
+      const double d = cols(n.in[0]), f = wrows(n.in[3]);
+      bytes = a * (2.0 * rows * d + 3.0 * n.moe.experts * d * f);
+      break;
+    }
     case Op::Attention: {
-      const double kv = wrows(n.in[1]) + (n.in.size() > 3 ? wrows(n.in[3]) : 0.0);
+      const double kv = wrows(n.in[1]) + (n.in.size() - (n.has_positions ? 1 : 0) > 3 ? wrows(n.in[3]) : 0.0);
       bytes = a * (2.0 * rows * n.heads * n.head_dim + 2.0 * kv * n.kv_heads * n.head_dim);
       break;
     }

@@ -1,6 +1,7 @@
-// Bidirectional attention, one query tile at a time so the scores never exceed
-// tile x L floats: S = q k^T * scale (BLAS), row softmax, o = S v (BLAS). The keys may come
-// from two places (kv, then more): each fills its own columns of the tile's scores.
+// Attention, one query tile at a time so the scores never exceed tile x L floats: S = q k^T *
+// scale (BLAS), row softmax, o = S v (BLAS). The keys may come from two places (kv, then more):
+// each fills its own columns of the tile's scores. Bidirectional, or block-causal (the scores
+// of unseen keys -inf before the softmax, as the reference's additive mask).
 #include <cblas.h>
 #include <omp.h>
 
@@ -12,7 +13,7 @@
 namespace mosaic::cpu {
 
 void attention(const float* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
-               float* out, float* workspace) {
+               float* out, float* workspace, const AttentionMask& mask) {
   const int64_t tile = kAttentionTile;
   const int group = heads / kv_heads;
   const int q_ld = heads * hd, kv_ld = kv_heads * hd;
@@ -40,6 +41,10 @@ void attention(const float* q, int64_t rows, KvRows kv, KvRows more, int heads, 
       }
       for (int64_t i = 0; i < tr; ++i) {
         float* sr = s + i * n;
+        if (mask.block > 0) {  // block-causal: keys past the end of the query's block are not seen
+          const int64_t p = mask.positions ? mask.positions[r0 + i] : mask.pos0 + r0 + i;
+          for (int64_t j = std::min(n, (p / mask.block + 1) * mask.block); j < n; ++j) sr[j] = -INFINITY;
+        }
         float mx = -INFINITY;
         for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sr[j]);
         double sum = 0;

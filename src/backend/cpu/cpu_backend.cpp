@@ -66,15 +66,16 @@ class CpuBackend final : public Backend {
               ElemType, bool accumulate) override {
     cpu::matmul(f(a), rows, k, f(w), f(bias), n, f(c), accumulate);  // activations are F32 here anyway
   }
-  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta, const int32_t* positions) override {
-    auto key = std::make_pair(theta, hd);
+  void rope(void* x, int64_t rows, int heads, int hd, int rot, int64_t pos0, double theta,
+            const int32_t* positions) override {
+    auto key = std::make_pair(theta, rot);
     auto it = inv_freq_.find(key);
-    if (it == inv_freq_.end()) it = inv_freq_.emplace(key, rope_inv_freq(theta, hd)).first;
-    cpu::rope(f(x), rows, heads, hd, pos0, it->second.data(), positions);
+    if (it == inv_freq_.end()) it = inv_freq_.emplace(key, rope_inv_freq(theta, rot)).first;
+    cpu::rope(f(x), rows, heads, hd, pos0, it->second.data(), positions, rot);
   }
   void attention(const void* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
-                 void* out, void* workspace) override {
-    cpu::attention(f(q), rows, kv, more, heads, kv_heads, hd, scale, f(out), f(workspace));
+                 void* out, void* workspace, const AttentionMask& mask) override {
+    cpu::attention(f(q), rows, kv, more, heads, kv_heads, hd, scale, f(out), f(workspace), mask);
   }
   void swiglu(void* g, const void* u, int64_t n) override { cpu::swiglu(f(g), f(u), n); }
   void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
@@ -88,6 +89,14 @@ class CpuBackend final : public Backend {
                     int32_t* kept, void* k_cache, void* v_cache) override {
     cpu::cache_select(f(q_block), block_rows, f(k), f(v), outside, n, heads, kv_heads, hd, kernel, keep, scores, kept,
                       f(k_cache), f(v_cache));
+  }
+  void moe_route(const void* h, int64_t rows, int64_t d, const void* gate, const void* bias, const MoeRouting& r,
+                 int32_t* ids, float* weights, float* logits) override {
+    cpu::moe_route(f(h), rows, d, f(gate), f(bias), r, ids, weights, logits);
+  }
+  void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
+                   int64_t ffn, const std::vector<const void*>& experts, void* x, void* workspace) override {
+    cpu::moe_experts(f(h), rows, d, ids, weights, top_k, ffn, experts, f(x), f(workspace));
   }
   void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
     cpu::cfg_combine(cond, uncond, n, scale);

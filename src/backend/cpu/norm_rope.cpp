@@ -17,8 +17,9 @@ void rms_norm(const float* x, int64_t rows, int64_t d, const float* w, float eps
   }
 }
 
-void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions) {
-  const int half = hd / 2;
+void rope(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
+          int rot) {
+  const int half = (rot > 0 ? rot : hd) / 2;
 #pragma omp parallel for
   for (int64_t i = 0; i < rows; ++i) {
     // torch forms the angle as float32(position) * float32(inv_freq), then sin/cos.

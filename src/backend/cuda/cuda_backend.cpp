@@ -175,12 +175,17 @@ class CudaBackend final : public Backend {
               ElemType c_type, bool accumulate) override {
     lt_->run(a, rows, k, w, bias, n, c, c_type == ElemType::F32, accumulate);
   }
-  void rope(void* x, int64_t rows, int heads, int hd, int64_t pos0, double theta, const int32_t* positions) override {
+  void rope(void* x, int64_t rows, int heads, int hd, int rot, int64_t pos0, double theta,
+            const int32_t* positions) override {
+    MOSAIC_CHECK(rot == hd, "partial rotary embeddings ({} of {} dims) run on the CPU backend only so far "
+                 "(--backend cpu)", rot, hd);
     if (f32_) cuda::rope_f32(f(x), rows, heads, hd, pos0, rope_table(theta, hd), positions, stream_);
     else cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, hd), positions, stream_);
   }
   void attention(const void* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
-                 void* out, void*) override {
+                 void* out, void*, const AttentionMask& mask) override {
+    MOSAIC_CHECK(mask.block == 0, "block-causal attention (LLaDA2.0) runs on the CPU backend only so far "
+                 "(--backend cpu)");
     if (f32_) {
       cuda::attention_f32(f(q), rows, f(kv.k), f(kv.v), kv.rows, f(more.k), f(more.v), more.rows, heads, kv_heads,
                           hd, scale, f(out), stream_);
@@ -208,6 +213,14 @@ class CudaBackend final : public Backend {
                  "heads={}/{} hd={}", rows, kv.rows, heads, kv_heads, hd);
 #endif
     cuda::flash_attention(b(q), rows, b(kv.k), b(kv.v), kv.rows, heads, kv_heads, hd, scale, b(out), stream_);
+  }
+  void moe_route(const void*, int64_t, int64_t, const void*, const void*, const MoeRouting&, int32_t*, float*,
+                 float*) override {
+    MOSAIC_FAIL("mixture-of-experts layers run on the CPU backend only so far (--backend cpu)");
+  }
+  void moe_experts(const void*, int64_t, int64_t, const int32_t*, const float*, int, int64_t,
+                   const std::vector<const void*>&, void*, void*) override {
+    MOSAIC_FAIL("mixture-of-experts layers run on the CPU backend only so far (--backend cpu)");
   }
   void swiglu(void* g, const void* u, int64_t n) override {
     if (f32_) cuda::swiglu_f32(f(g), f(u), n, stream_);

@@ -12,6 +12,7 @@
 #include "decode/cached_steps.h"
 #include "decode/dream_sampler.h"
 #include "decode/engine.h"
+#include "decode/llada2_sampler.h"
 #include "decode/llada_sampler.h"
 #include "models/family.h"
 #include "models/generation_plan.h"
@@ -33,12 +34,32 @@ struct GenerateFlags {
   std::string cache = "none";
   double threshold = 0.0, sparse_keep = 0.5;
   int sparse_kernel = 3;
+  int64_t minimal_topk = 1;
+  bool eos_early_stop = false;
   CLI::Option* threshold_flag = nullptr;
   std::vector<CLI::Option*> sparse_flags;
-  // Flags that belong to one sampler: given on a model of the other family, they are an error.
-  std::vector<CLI::Option*> llada_only, dream_only;
+  // Flags that belong to some samplers: given on a model of another family, they are an error.
+  std::vector<CLI::Option*> llada_only, dream_only, filters, llada2_only;
   CLI::Option* block_length_flag = nullptr;  // not given: each sampler's default
+  CLI::Option* steps_flag = nullptr;
 };
+
+// The names of the given options among `opts`, comma-separated ("" when none was given).
+std::string given(const std::vector<CLI::Option*>& opts) {
+  std::string names;
+  for (const CLI::Option* o : opts)
+    if (o->count() > 0) names += (names.empty() ? "" : ", ") + o->get_name();
+  return names;
+}
+
+// Refuses the given options among `lists`: they belong to other families' samplers.
+void refuse(std::initializer_list<std::vector<CLI::Option*>> lists, const char* family, const char* takes) {
+  std::vector<CLI::Option*> all;
+  for (const auto& l : lists) all.insert(all.end(), l.begin(), l.end());
+  const std::string wrong = given(all);
+  MOSAIC_CHECK(wrong.empty(), "{} {} not for {}-family models (their sampler takes {})", wrong,
+               wrong.find(',') == std::string::npos ? "is" : "are", family, takes);
+}
 
 std::vector<int32_t> parse_token_list(const std::string& s, int64_t limit) {
   std::vector<int32_t> ids;
@@ -81,17 +102,34 @@ void add_cache_settings(const CacheOptions& c, double threshold, nlohmann::json&
   }
 }
 
+// LLaDA2.0's sampler needs the prompt's length: its options now (checked before the weights
+// load), the sampler once the prompt is known.
+Llada2Options llada2_options(const GenerateFlags& f, nlohmann::json& settings) {
+  refuse({f.llada_only, f.dream_only}, "LLaDA2.0", "--threshold, --top-k, --top-p, --minimal-topk, --eos-early-stop");
+  Llada2Options o;
+  o.gen_length = f.gen_length;
+  o.block_length = f.block_length_flag->count() ? f.block_length : 32;
+  o.steps = f.steps_flag->count() ? f.steps : o.block_length;
+  o.threshold = f.threshold_flag->count() ? f.threshold : 0.95;
+  o.temperature = f.temperature;
+  o.top_k = f.top_k;
+  o.top_p = f.top_p;
+  o.minimal_topk = f.minimal_topk;
+  o.eos_early_stop = f.eos_early_stop;
+  o.seed = f.seed;
+  o.cache = parse_cache_mode(f.cache);
+  check_sparse_flags(f.sparse_flags, false);
+  validate_llada2_options(o);
+  settings = {{"sampler", "llada2"}, {"gen_length", o.gen_length}, {"steps", o.steps},
+              {"block_length", o.block_length}, {"threshold", o.threshold}, {"temperature", o.temperature},
+              {"top_k", o.top_k}, {"top_p", o.top_p}, {"minimal_topk", o.minimal_topk},
+              {"eos_early_stop", o.eos_early_stop}, {"seed", o.seed}, {"cache", cache_mode_name(o.cache)}};
+  return o;
+}
+
 std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, nlohmann::json& settings) {
-  auto given = [](const std::vector<CLI::Option*>& opts) {
-    std::string names;
-    for (const CLI::Option* o : opts)
-      if (o->count() > 0) names += (names.empty() ? "" : ", ") + o->get_name();
-    return names;
-  };
   if (kind == SamplerKind::Llada) {
-    const std::string wrong = given(f.dream_only);
-    MOSAIC_CHECK(wrong.empty(), "{} {} Dream's sampler; this is a LLaDA-family model (its sampler takes "
-                 "--remasking, --cfg-scale)", wrong, wrong.find(',') == std::string::npos ? "is" : "are");
+    refuse({f.dream_only, f.filters, f.llada2_only}, "LLaDA", "--remasking, --cfg-scale");
     GenerateOptions o{f.gen_length, f.steps, f.block_length_flag->count() ? f.block_length : 32, f.temperature,
                       f.cfg_scale, parse_remasking(f.remasking), f.seed, cache_options(f), threshold(f)};
     settings = {{"sampler", "llada"}, {"gen_length", o.gen_length}, {"steps", o.steps},
@@ -100,9 +138,7 @@ std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, 
     add_cache_settings(o.cache, o.threshold, settings);
     return std::make_unique<LladaSampler>(o);
   }
-  const std::string wrong = given(f.llada_only);
-  MOSAIC_CHECK(wrong.empty(), "{} {} LLaDA's sampler; this is a Dream-family model (its sampler takes --alg, "
-               "--alg-temp, --top-p, --top-k, --eps)", wrong, wrong.find(',') == std::string::npos ? "is" : "are");
+  refuse({f.llada_only, f.llada2_only}, "Dream", "--alg, --alg-temp, --top-p, --top-k, --eps");
   DreamOptions o;
   o.gen_length = f.gen_length;
   o.steps = f.steps;
@@ -133,7 +169,13 @@ void run_generate(const GenerateFlags& f) {
   const std::string dir = resolve_model_dir(f.session.model);
   const io::ModelConfig peek = load_model_config((std::filesystem::path(dir) / "config.json").string());
   nlohmann::json settings;
-  std::unique_ptr<Sampler> sampler = make_sampler(family_of(peek).default_sampler(), f, settings);
+  const SamplerKind kind = family_of(peek).default_sampler();
+  std::unique_ptr<Sampler> sampler;
+  Llada2Options llada2;
+  if (kind == SamplerKind::Llada2)
+    llada2 = llada2_options(f, settings);
+  else
+    sampler = make_sampler(kind, f, settings);
 
   Session s(f.session, !f.quiet);
   const io::ModelConfig& config = s.model().config();
@@ -149,7 +191,14 @@ void run_generate(const GenerateFlags& f) {
       prompt = s.encode_plain(text);
   }
   MOSAIC_CHECK(!prompt.empty(), "the prompt encodes to zero tokens; give a non-empty --prompt");
-  const int64_t total = static_cast<int64_t>(prompt.size()) + f.gen_length;
+  const int64_t P = static_cast<int64_t>(prompt.size());
+  int64_t total = P + f.gen_length;
+  if (kind == SamplerKind::Llada2) {  // the generation padded to whole blocks from position 0
+    MOSAIC_CHECK(config.eos_token_id.has_value(), "{}: LLaDA2.0's generate() needs an eos_token_id", config.source);
+    auto s2 = std::make_unique<Llada2Sampler>(llada2, P, static_cast<int32_t>(*config.eos_token_id));
+    total = s2->sequence_length();
+    sampler = std::move(s2);
+  }
   if (config.max_seq_len > 0 && total > config.max_seq_len && !f.quiet)
     fmt::print(stderr, "mosaic: note: {} tokens is past the {} the model was trained for (config.json "
                "max sequence length); quality may drop\n", total, config.max_seq_len);
@@ -159,8 +208,9 @@ void run_generate(const GenerateFlags& f) {
   const int64_t block = settings["block_length"].get<int64_t>();
   // A whole-sequence step's head rows: the block's masks and any the prompt holds.
   const int64_t prompt_masks = std::count(prompt.begin(), prompt.end(), static_cast<int32_t>(config.mask_token_id));
+  const CacheOptions cache = kind == SamplerKind::Llada2 ? CacheOptions{llada2.cache} : cache_options(f);
   const GenerationPlan gen_plan = s.model().check_generation(
-      cache_options(f), {total, block, std::min(total, block + prompt_masks)}, settings.value("cfg_scale", 0.0) > 0.0);
+      cache, {total, block, std::min(total, block + prompt_masks)}, settings.value("cfg_scale", 0.0) > 0.0);
   if (gen_plan.cache_bytes > 0 && !f.quiet)
     fmt::print(stderr, "mosaic: {} cache: {} (all layers), arena up to {}\n", f.cache,
                human_bytes(static_cast<double>(gen_plan.cache_bytes)),
@@ -178,11 +228,15 @@ void run_generate(const GenerateFlags& f) {
       fmt::print(stderr, "mosaic: block {}/{} done ({} steps, last model step {:.1f} ms, arena {})\n", ev.block + 1,
                  ev.num_blocks, ev.step + 1, last_run.ms, human_bytes(static_cast<double>(last_run.arena_bytes)));
   };
-  Sequence seq = Sequence::start(prompt, f.gen_length, static_cast<int32_t>(config.mask_token_id), f.seed);
+  Sequence seq = Sequence::start(prompt, total - P, static_cast<int32_t>(config.mask_token_id), f.seed);
   GenerateResult r = run_generation(s.model(), *sampler, seq, on_step);
   if (f.stream) fmt::print(stderr, "\n");
 
-  std::vector<int32_t> gen(r.tokens.begin() + r.prompt_length, r.tokens.end());
+  // LLaDA2.0 returns --gen-length tokens cut after the first eos; the others the whole region.
+  std::vector<int32_t> gen =
+      kind == SamplerKind::Llada2
+          ? llada2_answer(r.tokens, r.prompt_length, f.gen_length, static_cast<int32_t>(*config.eos_token_id))
+          : std::vector<int32_t>(r.tokens.begin() + r.prompt_length, r.tokens.end());
   std::string text = s.has_tokenizer() ? s.tokenizer().decode(gen, true) : "";
   int64_t model_steps = 0;
   double step_ms = 0, max_arena = 0, max_peak = 0, avg_sum = 0;
@@ -238,8 +292,9 @@ void add_generate(CLI::App& app) {
   c->add_option("--prompt-tokens", f->prompt_tokens, "Prompt as comma-separated token ids, e.g. 1,2,3");
   c->add_flag("--chat", f->chat, "Wrap the prompt in the model's chat template (instruct models)");
   c->add_option("--gen-length", f->gen_length, "Tokens to generate")->capture_default_str();
-  c->add_option("--steps", f->steps, "Denoising steps in total (a multiple of the number of blocks)")
-      ->capture_default_str();
+  f->steps_flag = c->add_option("--steps", f->steps, "Denoising steps in total (a multiple of the number of blocks); "
+                                "LLaDA2.0: steps per block (default: --block-length)")
+                     ->capture_default_str();
   f->block_length_flag = c->add_option("--block-length", f->block_length,
                 "Block length (divides --gen-length); default: 32 for LLaDA, the whole generation for Dream "
                 "(its official single-block algorithm; smaller blocks restart Dream's timesteps in every block)");
@@ -259,10 +314,21 @@ void add_generate(CLI::App& app) {
       c->add_option("--alg-temp", f->alg_temp,
                     "Dream: > 0 samples the committed positions from softmax(confidence / alg-temp); 0 = top-k")
           ->capture_default_str(),
-      c->add_option("--top-p", f->top_p, "Dream: nucleus filter before the softmax; 1 = off")->capture_default_str(),
-      c->add_option("--top-k", f->top_k, "Dream: keep the k largest logits before the softmax; 0 = off")
-          ->capture_default_str(),
       c->add_option("--eps", f->eps, "Dream: the last timestep of linspace(1, eps, steps + 1)")->capture_default_str(),
+  };
+  f->filters = {
+      c->add_option("--top-p", f->top_p, "Dream, LLaDA2.0: nucleus filter before the softmax; 1 = off")
+          ->capture_default_str(),
+      c->add_option("--top-k", f->top_k, "Dream, LLaDA2.0: keep the k largest logits before the softmax; 0 = off")
+          ->capture_default_str(),
+  };
+  f->llada2_only = {
+      c->add_option("--minimal-topk", f->minimal_topk,
+                    "LLaDA2.0: steps per block are capped at --gen-length / this (the official minimal_topk)")
+          ->capture_default_str(),
+      c->add_flag("--eos-early-stop", f->eos_early_stop,
+                  "LLaDA2.0: stop as soon as an eos is committed with no mask before it (a finished block holding "
+                  "an eos always stops the generation)"),
   };
   c->add_option("--cache", f->cache,
                 "Key/value cache: none | prefix | dual (Fast-dLLM: a block's first step stores the keys/values "
@@ -270,9 +336,11 @@ void add_generate(CLI::App& app) {
                 "block's second step keeps the most attended positions)")
       ->capture_default_str();
   f->threshold_flag = c->add_option("--threshold", f->threshold,
-                "Parallel decoding (Fast-dLLM): each step commits the most confident masked token of the block "
-                "and every other one whose confidence is >= this, in (0, 1]; the block ends when it has no "
-                "masks left. Default: the --steps schedule");
+                "Parallel decoding. LLaDA, Dream (Fast-dLLM): each step commits the most confident masked token "
+                "of the block and every other one whose confidence is >= this, in (0, 1]; the block ends when it "
+                "has no masks left; default: the --steps schedule. LLaDA2.0 (its generate()): each step commits "
+                "the block's masked tokens whose confidence is > this when there are at least the scheduled "
+                "number of them, in [0, 1]; default 0.95");
   f->sparse_flags = {
       c->add_option("--sparse-keep", f->sparse_keep,
                     "sparse cache: the fraction of positions outside the block kept, in (0, 1]")

@@ -81,6 +81,8 @@ std::vector<int32_t> Session::encode_plain(const std::string& text) const {
 
 std::unique_ptr<Sampler> default_sampler(const Model& m, int64_t gen_length, int64_t steps, int64_t block_length,
                                          const CacheOptions& cache, double threshold) {
+  MOSAIC_CHECK(m.family().default_sampler() != SamplerKind::Llada2,
+               "LLaDA2.0's generations run in `mosaic generate` only so far (not in bench --cache or eval --generate)");
   if (m.family().default_sampler() == SamplerKind::Llada) {
     GenerateOptions o;
     o.gen_length = gen_length;

@@ -138,6 +138,16 @@ void Model::check_cache_request(const StepRequest& req, int64_t L) const {
   MOSAIC_CHECK(0 <= c.block_begin && c.block_begin < c.block_end && c.block_end <= L,
                "step: the block [{}, {}) is not inside the {}-token sequence", c.block_begin, c.block_end, L);
   if (c.step != CacheStep::Cached) return;
+  if (req.attention_block > 0) {
+    MOSAIC_CHECK(c.options.mode == CacheMode::Prefix, "step: block-causal attention takes the prefix cache only");
+    MOSAIC_CHECK(0 <= c.run_begin && c.run_begin <= c.block_begin && c.run_end == c.block_end,
+                 "step: an exact prefix cache's step runs rows [r, {}) with r <= {}, not [{}, {})", c.block_end,
+                 c.block_begin, c.run_begin, c.run_end);
+    for (int32_t p : req.head_pos)
+      MOSAIC_CHECK(p >= c.block_begin && p < c.block_end, "step: head position {} is outside the block [{}, {})", p,
+                   c.block_begin, c.block_end);
+    return;
+  }
   const int64_t run_end = c.options.mode == CacheMode::Prefix ? L : c.block_end;
   MOSAIC_CHECK(c.run_begin == c.block_begin && c.run_end == run_end,
                "step: a {} cache's cached step runs rows [{}, {}), not [{}, {})", cache_mode_name(c.options.mode),
@@ -171,9 +181,20 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   if (!use_cache || cache_state_.mode != state.mode || cache_state_.rows != state.rows ||
       cache_state_.tokens != state.tokens || cache_state_.guided != state.guided)
     cache_state_ = {};
-  MOSAIC_CHECK(!cached || cache_state_ == state,
-               "step: a cached step of the block at {} found no cache stored for it (a block's first step stores it)",
-               cache.block_begin);
+  const bool exact = cached && req.attention_block > 0;
+  if (exact) {
+    // Block-causal attention makes the prefix cache exact: rows written once stay right. A step
+    // may read the rows before its own only if this generation's earlier steps wrote them.
+    const CacheState shape{cache.options.mode, L, 0, 0, d.K, req.guided()};
+    if (!(exact_state_ == shape)) exact_state_ = shape, written_ = 0;
+    MOSAIC_CHECK(cache.run_begin <= written_, "step: rows [{}, {}) are not in the cache (it holds rows [0, {}))",
+                 written_, cache.run_begin, written_);
+  } else {
+    exact_state_ = {};
+    MOSAIC_CHECK(!cached || cache_state_ == state,
+                 "step: a cached step of the block at {} found no cache stored for it (a block's first step stores "
+                 "it)", cache.block_begin);
+  }
   be_.reserve_arena(plan.arena_bytes(), use_cache ? plan.persistent_bytes() : 0);
 
   // The rows this step runs: the whole sequence, or a cached step's [run_begin, run_end).
@@ -223,8 +244,10 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   if (buffers.has("logits")) out.logits = buffers.as<float>("logits");
   if (buffers.has("hidden")) out.hidden = std::move(buffers.bytes.at("hidden"));
   if (use_cache && cache.step == CacheStep::Store) cache_state_ = state;
+  if (exact) written_ = std::max(written_, cache.run_end);
   if (stats) {
     stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    stats->rows = d.L;
     stats->arena_bytes = plan.arena_bytes();
     stats->peak_live = plan.peak_live;
     stats->avg_live = plan.avg_live_timed;

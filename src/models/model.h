@@ -29,6 +29,7 @@ using LoadProgress = std::function<void(size_t, size_t, const std::string&)>;
 
 struct StepStats {
   double ms = 0;
+  int64_t rows = 0;  // the rows the step ran (L)
   size_t arena_bytes = 0, peak_live = 0, mapped_bytes = 0;
   double avg_live = 0;  // time-weighted (MemoryPlan::avg_live_timed)
   std::vector<int> chunks;
@@ -40,6 +41,9 @@ struct CacheRequest {
   CacheStep step = CacheStep::Full;
   int64_t block_begin = 0, block_end = 0;  // the block being denoised
   int64_t run_begin = 0, run_end = 0;      // a Cached step's rows: the block, or (prefix) the block to the end
+  // With block-causal attention (StepRequest::attention_block) a prefix cache is exact: a Cached
+  // step runs rows [run_begin, block_end), writes their keys and values to the cache, and reads
+  // rows before run_begin that earlier steps of the generation wrote.
 };
 
 // One denoising step. The graph it runs follows from the request (guidance, logits) and the
@@ -147,6 +151,9 @@ class Model {
     bool operator==(const CacheState&) const = default;
   };
   CacheState cache_state_;
+  // The exact (block-causal) prefix cache: its shape, and the rows [0, written_) steps wrote.
+  CacheState exact_state_;
+  int64_t written_ = 0;
 };
 
 // Uploads the weights graph `g` names, once per checkpoint tensor, checking shapes and

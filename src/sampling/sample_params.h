@@ -15,6 +15,10 @@ enum class TokenRule : uint8_t {
   // first maximum at T = 0, else torch's Categorical draw argmax p / (-log u); confidences come
   // from those filtered probabilities.
   Dream,
+  // LLaDA2.0 generate(): at T = 0 the first maximum, its confidence from the untempered softmax;
+  // else logits / T, then top-k, then top-p filtering, softmax, a Categorical draw (argmax p /
+  // (-log u)); the confidence is the drawn token's filtered probability.
+  Llada2,
 };
 
 // How a row's confidence is measured.
@@ -29,13 +33,13 @@ struct SampleParams {
   TokenRule rule = TokenRule::Llada;
   Confidence confidence = Confidence::Probability;
   double temperature = 0.0;
-  double top_p = 1.0;  // Dream only; 1 = off
-  int64_t top_k = 0;   // Dream only; 0 = off
+  double top_p = 1.0;  // Dream, LLaDA2; 1 = off
+  int64_t top_k = 0;   // Dream, LLaDA2; 0 = off
   uint64_t seed = 0;
   uint64_t step = 0;       // global step index: the noise counter
   float cfg_scale = 0.0f;  // CfgCombine
   // True when only a sort of the whole row can decide (top-p / top-k).
-  bool filters() const { return rule == TokenRule::Dream && (top_p < 1.0 || top_k > 0); }
+  bool filters() const { return rule != TokenRule::Llada && (top_p < 1.0 || top_k > 0); }
 };
 
 }  // namespace mosaic

@@ -63,7 +63,7 @@ TEST(Cli, DreamGeneratesWithItsOwnSampler) {
   EXPECT_NE(r.err.find("--remasking"), std::string::npos) << r.err;
   r = run_command(mosaic("generate --backend cpu --model " + fixture() + " --prompt-tokens 1 --alg entropy --top-p 0.9"));
   EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("--alg, --top-p are Dream's sampler"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--alg, --top-p are not for LLaDA-family models"), std::string::npos) << r.err;
   r = run_command(mosaic("generate --backend cpu --model " + dream + " --prompt-tokens 1 --alg best"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("--alg 'best'"), std::string::npos) << r.err;

@@ -31,36 +31,45 @@ void attention(const float* q, int64_t rows, KvRows kv, KvRows more, int heads, 
     for (int64_t r0 = 0; r0 < rows; r0 += tile) {
       const int64_t tr = std::min(tile, rows - r0);
       const float* qt = q + r0 * q_ld + static_cast<int64_t>(h) * hd;
+      // Block-causal: keys past every query's visible range are never read (an exact cache's
+      // rows past the block may not be written yet).
+      auto visible = [&](int64_t i) {
+        if (mask.block <= 0) return n;
+        const int64_t p = mask.positions ? mask.positions[r0 + i] : mask.pos0 + r0 + i;
+        return std::min(n, (p / mask.block + 1) * mask.block);
+      };
+      int64_t seen = 0;
+      for (int64_t i = 0; i < tr; ++i) seen = std::max(seen, visible(i));
       int64_t col = 0;
       for (const KvRows& p : parts) {
-        if (p.rows > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tr), static_cast<int>(p.rows), hd,
+        const int64_t used = std::clamp<int64_t>(seen - col, 0, p.rows);
+        if (used > 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tr), static_cast<int>(used), hd,
                       scale, qt, q_ld, static_cast<const float*>(p.k) + head_off, kv_ld, 0.0f, s + col,
                       static_cast<int>(n));
         col += p.rows;
       }
       for (int64_t i = 0; i < tr; ++i) {
         float* sr = s + i * n;
-        if (mask.block > 0) {  // block-causal: keys past the end of the query's block are not seen
-          const int64_t p = mask.positions ? mask.positions[r0 + i] : mask.pos0 + r0 + i;
-          for (int64_t j = std::min(n, (p / mask.block + 1) * mask.block); j < n; ++j) sr[j] = -INFINITY;
-        }
+        const int64_t vis = visible(i);
+        for (int64_t j = vis; j < seen; ++j) sr[j] = -INFINITY;  // past the end of the query's block
         float mx = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sr[j]);
+        for (int64_t j = 0; j < seen; ++j) mx = std::max(mx, sr[j]);
         double sum = 0;
-        for (int64_t j = 0; j < n; ++j) {
+        for (int64_t j = 0; j < seen; ++j) {
           sr[j] = std::exp(sr[j] - mx);
           sum += sr[j];
         }
         const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t j = 0; j < n; ++j) sr[j] *= inv;
+        for (int64_t j = 0; j < seen; ++j) sr[j] *= inv;
       }
       float* ot = out + r0 * q_ld + static_cast<int64_t>(h) * hd;
       col = 0;
       float beta = 0.0f;
       for (const KvRows& p : parts) {
-        if (p.rows > 0) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tr), hd, static_cast<int>(p.rows),
+        const int64_t used = std::clamp<int64_t>(seen - col, 0, p.rows);
+        if (used > 0) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tr), hd, static_cast<int>(used),
                       1.0f, s + col, static_cast<int>(n), static_cast<const float*>(p.v) + head_off, kv_ld, beta, ot,
                       q_ld);
           beta = 1.0f;

@@ -58,10 +58,21 @@ void softmax(std::vector<double>& z) {
 // token and the confidence of the chosen algorithm. Filtered logits become -inf (the
 // official code writes finfo.min: the same zero probability).
 // z, scratch and order are per-thread buffers, reused from row to row.
+// LLaDA2.0 applies the same filters in the other order (top-k, then top-p): `top_k_first`.
 void dream_row(const float* l, int64_t vocab, int32_t pos, const SampleParams& p, std::vector<double>& z,
-               std::vector<double>& scratch, std::vector<int64_t>& order, int32_t* token, float* conf) {
+               std::vector<double>& scratch, std::vector<int64_t>& order, int32_t* token, float* conf,
+               bool top_k_first = false) {
   z.resize(static_cast<size_t>(vocab));
   for (int64_t v = 0; v < vocab; ++v) z[v] = p.temperature > 0 ? l[v] / p.temperature : l[v];
+  auto top_k = [&] {
+    if (p.top_k <= 0 || p.top_k >= vocab) return;
+    scratch = z;
+    std::nth_element(scratch.begin(), scratch.begin() + (p.top_k - 1), scratch.end(), std::greater<>());
+    const double kth = scratch[static_cast<size_t>(p.top_k - 1)];
+    for (double& v : z)
+      if (v < kth) v = -INFINITY;
+  };
+  if (top_k_first) top_k();
   if (p.top_p < 1.0) {
     // Keep the smallest prefix of the sorted row whose probability reaches top_p: a token is
     // removed when the mass before it already exceeds top_p (the official shift by one).
@@ -77,13 +88,7 @@ void dream_row(const float* l, int64_t vocab, int32_t pos, const SampleParams& p
       if (remove) z[order[i]] = -INFINITY;
     }
   }
-  if (p.top_k > 0 && p.top_k < vocab) {
-    scratch = z;
-    std::nth_element(scratch.begin(), scratch.begin() + (p.top_k - 1), scratch.end(), std::greater<>());
-    const double kth = scratch[static_cast<size_t>(p.top_k - 1)];
-    for (double& v : z)
-      if (v < kth) v = -INFINITY;
-  }
+  if (!top_k_first) top_k();
   softmax(z);  // z now holds the probabilities
   int64_t best = 0;
   if (p.temperature == 0.0) {
@@ -138,10 +143,12 @@ void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t
     std::vector<int64_t> order;
 #pragma omp for
     for (int64_t i = 0; i < rows; ++i) {
-      if (p.rule == TokenRule::Llada)
+      // LLaDA2.0 at T = 0 is a plain argmax with the untempered softmax's confidence: LLaDA's rule.
+      if (p.rule == TokenRule::Llada || (p.rule == TokenRule::Llada2 && p.temperature == 0.0))
         llada_row(logits + i * vocab, vocab, pos[i], p, token + i, conf + i);
       else
-        dream_row(logits + i * vocab, vocab, pos[i], p, z, scratch, order, token + i, conf + i);
+        dream_row(logits + i * vocab, vocab, pos[i], p, z, scratch, order, token + i, conf + i,
+                  p.rule == TokenRule::Llada2);
     }
   }
 }

@@ -280,12 +280,12 @@ class CudaBackend final : public Backend {
       cuda::sample_rows(logits, rows, vocab, pos, p, token, conf, stream_);
       return;
     }
-    if (!p.filters()) {
+    if (p.rule == TokenRule::Dream && !p.filters()) {
       cuda::dream_sample_rows(logits, rows, vocab, pos, p, token, conf, stream_);
       return;
     }
-    // Top-p / top-k need each row sorted: for now on the host, from the M x V logits that cross
-    // PCIe once per step (a few ms at Dream-7B's vocabulary).
+    // Top-p / top-k need each row sorted, and LLaDA2.0's rule has no kernel yet: for now on the
+    // host, from the M x V logits that cross PCIe once per step (a few ms at Dream-7B's vocabulary).
     const size_t n = static_cast<size_t>(rows);
     host_logits_.resize(n * static_cast<size_t>(vocab));
     host_pos_.resize(n);

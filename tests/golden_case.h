@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "decode/dream_sampler.h"
+#include "decode/llada2_sampler.h"
 #include "decode/llada_sampler.h"
 
 namespace mosaic::test {
@@ -31,6 +32,22 @@ inline DreamOptions dream_golden_options(const nlohmann::json& c) {
   if (!c["top_k"].is_null()) o.top_k = c["top_k"];
   if (!c["alg_temp"].is_null()) o.alg_temp = c["alg_temp"];
   o.eps = c["eps"];
+  o.seed = c["seed"];
+  return o;
+}
+
+// A case of tests/fixtures/llada2_tiny/goldens.json (tools/reference/make_llada2_fixtures.py).
+inline Llada2Options llada2_golden_options(const nlohmann::json& c) {
+  Llada2Options o;
+  o.gen_length = c["gen_length"];
+  o.block_length = c["block_length"];
+  o.steps = c["steps"];
+  o.threshold = c["threshold"];
+  o.temperature = c["temperature"];
+  o.top_k = c["top_k"].is_null() ? 0 : c["top_k"].get<int64_t>();
+  o.top_p = c["top_p"].is_null() ? 1.0 : c["top_p"].get<double>();
+  o.minimal_topk = c["minimal_topk"];
+  o.eos_early_stop = c["eos_early_stop"];
   o.seed = c["seed"];
   return o;
 }

@@ -107,8 +107,8 @@ class Backend {
   // their weights, from h [rows, d] and the router's gate [experts, d] (+ bias [experts], may be
   // null); logits: rows x experts floats of scratch. moe_experts: x[r] += sum_j weights[r, j] *
   // down(silu(gate(h[r])) * up(h[r])) of expert ids[r, j]; expert e's weights are
-  // experts[3e .. 3e+2] (gate and up [ffn, d], down [d, ffn]); workspace: rows x (2d + 2ffn)
-  // floats of scratch.
+  // experts[3e .. 3e+2] (gate and up [ffn, d], down [d, ffn]); workspace: rows x (2d + 2ffn +
+  // 2 top_k) floats of scratch.
   virtual void moe_route(const void* h, int64_t rows, int64_t d, const void* gate, const void* bias,
                          const MoeRouting& r, int32_t* ids, float* weights, float* logits) = 0;
   virtual void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,

@@ -48,6 +48,11 @@ std::optional<std::string> ConfigFields::string(const std::string& key) const {
   return it->get<std::string>();
 }
 
+const json* ConfigFields::find(const std::string& key) const {
+  auto it = j_.find(key);
+  return it == j_.end() ? nullptr : &*it;
+}
+
 bool ConfigFields::has(const std::string& key) const {
   auto it = j_.find(key);
   return it != j_.end() && !it->is_null();
@@ -96,6 +101,8 @@ void check_model_config(ModelConfig& c) {
     MOSAIC_CHECK(m.experts_per_token <= m.top_groups * (m.experts / m.groups),
                  "{}: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", src,
                  m.experts_per_token, m.top_groups * (m.experts / m.groups), m.top_groups);
+    MOSAIC_CHECK(m.layers.empty() || static_cast<int64_t>(m.layers.size()) == c.n_layers,
+                 "{}: moe_layer_freq lists {} layers, the model has {}", src, m.layers.size(), c.n_layers);
     MOSAIC_CHECK(m.first_dense_layers >= 0 && m.first_dense_layers <= c.n_layers,
                  "{}: first_k_dense_replace {} is outside [0, {} layers]", src, m.first_dense_layers, c.n_layers);
   }

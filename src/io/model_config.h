@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mosaic::io {
 
@@ -19,6 +20,7 @@ struct MoeConfig {
   int64_t ffn_hidden = 0;         // each routed expert's hidden size
   int64_t shared_ffn_hidden = 0;  // the shared experts' (one SwiGLU of this size; 0: none)
   int64_t first_dense_layers = 0; // layers before this use the dense FFN (ffn_hidden of the model)
+  std::vector<bool> layers;       // when given: which layers are MoE (the rest dense), instead
   int64_t groups = 1, top_groups = 1;
   double routed_scale = 1.0;
   bool sigmoid_groups = true;  // LLaDA2.0's router; false: softmax top-k (OLMoE)
@@ -53,7 +55,11 @@ struct ModelConfig {
 
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   int64_t q_dim() const { return n_heads * head_dim; }  // may differ from d_model
-  bool is_moe_layer(int64_t layer) const { return moe.experts > 0 && layer >= moe.first_dense_layers; }
+  bool is_moe_layer(int64_t layer) const {
+    if (moe.experts == 0) return false;
+    if (!moe.layers.empty()) return layer < static_cast<int64_t>(moe.layers.size()) && moe.layers[layer];
+    return layer >= moe.first_dense_layers;
+  }
   // Parameters of the transformer (weights that must be resident).
   int64_t n_params() const;
 };
@@ -69,6 +75,7 @@ class ConfigFields {
   std::optional<int64_t> optional_id(const std::string& key) const;
   std::optional<std::string> string(const std::string& key) const;
   bool has(const std::string& key) const;
+  const nlohmann::json* find(const std::string& key) const;  // the raw field, nullptr when absent
   const std::string& source() const { return src_; }
 
  private:

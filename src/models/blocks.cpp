@@ -274,8 +274,9 @@ void StepGraphBuilder::moe_ffn(int l, const MoeFfnWeights& w) {
                static_cast<float>(m.routed_scale)};
   route.layer = l;
   g_.add_node(std::move(route));
-  // The experts' scratch holds one expert's rows at a time: at most every row of the chunk.
-  int ws = local(lp + "moe.workspace", r, 2 * d() + 2 * m.ffn_hidden, ElemType::F32);
+  // The experts' scratch holds one expert's rows at a time (at most every row of the chunk), and
+  // the rows' expert-sorted indices and weights.
+  int ws = local(lp + "moe.workspace", r, 2 * d() + 2 * m.ffn_hidden + 2 * k, ElemType::F32);
   std::vector<Operand> in = {{h}, {ids}, {wts}};
   for (int64_t e = 0; e < m.experts; ++e) {
     in.push_back({weight(w.gate[e], m.ffn_hidden, d())});

@@ -30,6 +30,9 @@ class ModelFamily {
   virtual ~ModelFamily() = default;
   virtual std::string name() const = 0;                     // "llada"
   virtual std::vector<std::string> model_types() const = 0;  // config.json model_type values, lower case
+  // config.json `architectures` entries that pick this family whatever model_type says
+  // (LLaDA-MoE's files say model_type "llada", as LLaDA-8B's do).
+  virtual std::vector<std::string> architectures() const { return {}; }
   // config.json -> the engine's config (family-specific fields stay reachable through c.raw).
   virtual io::ModelConfig parse_config(const io::ConfigFields& f) const = 0;
   // Whether a checkpoint stores q, k and v as one fused tensor.

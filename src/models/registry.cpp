@@ -13,12 +13,14 @@ namespace mosaic {
 const ModelFamily& llada_family();
 const ModelFamily& dream_family();
 const ModelFamily& llada2_family();
+const ModelFamily& llada_moe_family();
 
 const std::vector<const ModelFamily*>& model_families() {
   static const std::vector<const ModelFamily*> all = {
       &llada_family(),
       &dream_family(),
       &llada2_family(),
+      &llada_moe_family(),
   };
   return all;
 }
@@ -50,9 +52,18 @@ io::ModelConfig parse_model_config(const nlohmann::json& j, const std::string& s
   io::ConfigFields fields(j, src);
   const std::string mt = fields.string("model_type").value_or("");
   MOSAIC_CHECK(!mt.empty(), "{}: field 'model_type' is missing; supported: {}", src, known_types());
+  // An architecture a family claims picks it first; then the model_type.
+  const ModelFamily* by_arch = nullptr;
+  if (auto a = j.find("architectures"); a != j.end() && a->is_array())
+    for (const auto& name : *a)
+      for (const ModelFamily* f : model_families()) {
+        const auto archs = f->architectures();
+        if (name.is_string() && std::find(archs.begin(), archs.end(), name.get<std::string>()) != archs.end())
+          by_arch = f;
+      }
   for (const ModelFamily* f : model_families()) {
     const auto types = f->model_types();
-    if (std::find(types.begin(), types.end(), lower(mt)) == types.end()) continue;
+    if (by_arch ? f != by_arch : std::find(types.begin(), types.end(), lower(mt)) == types.end()) continue;
     io::ModelConfig c = f->parse_config(fields);
     c.family = f->name();
     c.model_type = mt;

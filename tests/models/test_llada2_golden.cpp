@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "decode/llada2_sampler.h"
+#include "golden_case.h"
 #include "models/model.h"
 #include "reference_tensors.h"
 #include "step_request.h"
@@ -47,21 +48,6 @@ TEST(Llada2Golden, ForwardLogitsEqualTheReference) {
   EXPECT_GT(test::rel_error(test::tensor_f32(f, "logits"), test::tensor_f32(f, "logits_bidirectional")), 1e-3);
 }
 
-Llada2Options golden_options(const json& c) {
-  Llada2Options o;
-  o.gen_length = c["gen_length"];
-  o.block_length = c["block_length"];
-  o.steps = c["steps"];
-  o.threshold = c["threshold"];
-  o.temperature = c["temperature"];
-  o.top_k = c["top_k"].is_null() ? 0 : c["top_k"].get<int64_t>();
-  o.top_p = c["top_p"].is_null() ? 1.0 : c["top_p"].get<double>();
-  o.minimal_topk = c["minimal_topk"];
-  o.eos_early_stop = c["eos_early_stop"];
-  o.seed = c["seed"];
-  return o;
-}
-
 // Every case: the whole sequence when generation stopped, the answer generate() returns, and
 // the number of forwards (a block ends when it has no masks left; an eos ends the generation).
 TEST(Llada2Golden, EveryCaseEqualsTheReference) {
@@ -71,7 +57,7 @@ TEST(Llada2Golden, EveryCaseEqualsTheReference) {
   Model m(llada2_tiny().string(), *be);
   const int32_t eos = g["eos_token_id"];
   for (const json& c : g["cases"]) {
-    const Llada2Options o = golden_options(c);
+    const Llada2Options o = test::llada2_golden_options(c);
     const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
     GenerateResult r = llada2_generate(m, prompt, o);
     EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>()) << c["name"];
@@ -91,7 +77,7 @@ TEST(Llada2Golden, ThePrefixCacheGivesTheUncachedTokens) {
   auto be = make_cpu_backend();
   Model m(llada2_tiny().string(), *be);
   for (const json& c : g["cases"]) {
-    Llada2Options o = golden_options(c);
+    Llada2Options o = test::llada2_golden_options(c);
     o.cache = CacheMode::Prefix;
     std::vector<int64_t> rows_run;
     auto on_step = [&](const StepEvent& e, const std::vector<int32_t>&) {

@@ -42,6 +42,9 @@ void cache_select(const float* q_block, int64_t block_rows, const float* k, cons
 // Backend::moe_route / moe_experts.
 void moe_route(const float* h, int64_t rows, int64_t d, const float* gate, const float* bias, const MoeRouting& r,
                int32_t* ids, float* weights, float* logits);
+// The choice from the router's logits [rows, experts] (moe_route after its product).
+void moe_select(const float* logits, int64_t rows, const float* bias, const MoeRouting& r, int32_t* ids,
+                float* weights);
 void moe_experts(const float* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
                  int64_t ffn, const std::vector<const void*>& experts, float* x, float* workspace);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale);

@@ -89,6 +89,11 @@ void moe_route(const float* h, int64_t rows, int64_t d, const float* gate, const
   if (rows == 0) return;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), r.experts, static_cast<int>(d), 1.0f,
               h, static_cast<int>(d), gate, static_cast<int>(d), 0.0f, logits, r.experts);
+  moe_select(logits, rows, bias, r, ids, weights);
+}
+
+void moe_select(const float* logits, int64_t rows, const float* bias, const MoeRouting& r, int32_t* ids,
+                float* weights) {
 #pragma omp parallel for
   for (int64_t i = 0; i < rows; ++i) {
     const float* l = logits + i * r.experts;

@@ -177,18 +177,19 @@ class CudaBackend final : public Backend {
   }
   void rope(void* x, int64_t rows, int heads, int hd, int rot, int64_t pos0, double theta,
             const int32_t* positions) override {
-    MOSAIC_CHECK(rot == hd, "partial rotary embeddings ({} of {} dims) run on the CPU backend only so far "
-                 "(--backend cpu)", rot, hd);
-    if (f32_) cuda::rope_f32(f(x), rows, heads, hd, pos0, rope_table(theta, hd), positions, stream_);
-    else cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, hd), positions, stream_);
+    if (f32_) cuda::rope_f32(f(x), rows, heads, hd, pos0, rope_table(theta, rot), positions, stream_, rot);
+    else cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, rot), positions, stream_, rot);
   }
   void attention(const void* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
                  void* out, void*, const AttentionMask& mask) override {
-    MOSAIC_CHECK(mask.block == 0, "block-causal attention (LLaDA2.0) runs on the CPU backend only so far "
-                 "(--backend cpu)");
     if (f32_) {
       cuda::attention_f32(f(q), rows, f(kv.k), f(kv.v), kv.rows, f(more.k), f(more.v), more.rows, heads, kv_heads,
-                          hd, scale, f(out), stream_);
+                          hd, scale, f(out), stream_, mask.block, mask.positions, mask.pos0);
+      return;
+    }
+    if (mask.block > 0) {  // block-causal (LLaDA2.0): the plain kernel until the tiled ones take a mask
+      cuda::attention_plain_bf16(b(q), rows, b(kv.k), b(kv.v), kv.rows, b(more.k), b(more.v), more.rows, heads,
+                                 kv_heads, hd, scale, b(out), stream_, mask.block, mask.positions, mask.pos0);
       return;
     }
     // Keys in two places need the split kernel (it merges the softmaxes of the parts). So does a
@@ -214,13 +215,72 @@ class CudaBackend final : public Backend {
 #endif
     cuda::flash_attention(b(q), rows, b(kv.k), b(kv.v), kv.rows, heads, kv_heads, hd, scale, b(out), stream_);
   }
-  void moe_route(const void*, int64_t, int64_t, const void*, const void*, const MoeRouting&, int32_t*, float*,
-                 float*) override {
-    MOSAIC_FAIL("mixture-of-experts layers run on the CPU backend only so far (--backend cpu)");
+  // The router's product on the device (fp32 out); the choice on the host with the CPU's rule
+  // (the logits cross PCIe once per layer: a first, plain form of routing on CUDA).
+  void moe_route(const void* h, int64_t rows, int64_t d, const void* gate, const void* bias, const MoeRouting& r,
+                 int32_t* ids, float* weights, float* logits) override {
+    if (rows == 0) return;
+    lt_->run(h, rows, d, gate, nullptr, r.experts, logits, true, false);
+    const size_t n = static_cast<size_t>(rows) * r.experts, nk = static_cast<size_t>(rows) * r.top_k;
+    host_logits_.resize(n);
+    download(host_logits_.data(), logits, n * sizeof(float));
+    std::vector<float> host_bias;
+    if (bias) host_bias = weight_to_host_f32(bias, r.experts);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    moe_ids_.resize(nk);
+    moe_weights_.resize(nk);
+    cpu::moe_select(host_logits_.data(), rows, bias ? host_bias.data() : nullptr, r, moe_ids_.data(),
+                    moe_weights_.data());
+    upload(ids, moe_ids_.data(), nk * sizeof(int32_t));
+    upload(weights, moe_weights_.data(), nk * sizeof(float));
   }
-  void moe_experts(const void*, int64_t, int64_t, const int32_t*, const float*, int, int64_t,
-                   const std::vector<const void*>&, void*, void*) override {
-    MOSAIC_FAIL("mixture-of-experts layers run on the CPU backend only so far (--backend cpu)");
+  // Expert by expert: gather its rows, gate / up / down through cuBLASLt, add the weighted rows
+  // back. (A grouped GEMM is the next form; this one launches 3 GEMMs per routed expert.)
+  void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
+                   int64_t ffn, const std::vector<const void*>& experts, void* x, void* workspace) override {
+    if (rows == 0) return;
+    const size_t nk = static_cast<size_t>(rows) * top_k;
+    std::vector<int32_t> id(nk);
+    std::vector<float> w(nk);
+    download(id.data(), ids, nk * sizeof(int32_t));
+    download(w.data(), weights, nk * sizeof(float));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const int64_t n_experts = static_cast<int64_t>(experts.size()) / 3;
+    std::vector<std::vector<std::pair<int32_t, float>>> routed(static_cast<size_t>(n_experts));
+    for (size_t i = 0; i < nk; ++i) {
+      MOSAIC_CHECK(id[i] >= 0 && id[i] < n_experts, "moe: row {} is routed to expert {} of {}", i / top_k, id[i],
+                   n_experts);
+      routed[id[i]].emplace_back(static_cast<int32_t>(i / top_k), w[i]);
+    }
+    moe_ids_.clear();
+    moe_weights_.clear();
+    for (const auto& list : routed)
+      for (const auto& [row, wt] : list) moe_ids_.push_back(row), moe_weights_.push_back(wt);
+    // Scratch: one expert's rows (gathered input, gate, up, output) in the activation type, then
+    // every routed pair's row index and weight.
+    const size_t act = traits_.act_size;
+    auto* base = static_cast<std::byte*>(workspace);
+    std::byte* xg = base;
+    std::byte* g = xg + static_cast<size_t>(rows * d) * act;
+    std::byte* u = g + static_cast<size_t>(rows * ffn) * act;
+    std::byte* y = u + static_cast<size_t>(rows * ffn) * act;
+    auto* idx = reinterpret_cast<int32_t*>(base + static_cast<size_t>(rows) * (2 * d + 2 * ffn) * 4);
+    auto* wts = reinterpret_cast<float*>(idx + nk);
+    upload(idx, moe_ids_.data(), nk * sizeof(int32_t));
+    upload(wts, moe_weights_.data(), nk * sizeof(float));
+    int64_t off = 0;
+    for (int64_t e = 0; e < n_experts; ++e) {
+      const int64_t n = static_cast<int64_t>(routed[e].size());
+      if (n == 0) continue;
+      embed(idx + off, n, h, d, xg);
+      lt_->run(xg, n, d, experts[3 * e], nullptr, ffn, g, false, false);
+      lt_->run(xg, n, d, experts[3 * e + 1], nullptr, ffn, u, false, false);
+      swiglu(g, u, n * ffn);
+      lt_->run(g, n, ffn, experts[3 * e + 2], nullptr, d, y, false, false);
+      if (f32_) cuda::scatter_add_rows_f32(f(y), d, idx + off, wts + off, n, f(x), stream_);
+      else cuda::scatter_add_rows(b(y), d, idx + off, wts + off, n, b(x), stream_);
+      off += n;
+    }
   }
   void swiglu(void* g, const void* u, int64_t n) override {
     if (f32_) cuda::swiglu_f32(f(g), f(u), n, stream_);
@@ -321,6 +381,21 @@ class CudaBackend final : public Backend {
   static float* f(void* p) { return static_cast<float*>(p); }
   static const float* f(const void* p) { return static_cast<const float*>(p); }
 
+  // n weights (the weight type on the device) as host floats.
+  std::vector<float> weight_to_host_f32(const void* w, int64_t n) {
+    std::vector<float> out(static_cast<size_t>(n));
+    if (f32_) {
+      download(out.data(), w, out.size() * 4);
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      return out;
+    }
+    std::vector<uint16_t> h(out.size());
+    download(h.data(), w, h.size() * 2);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (size_t i = 0; i < h.size(); ++i) out[i] = bf16_to_f32(h[i]);
+    return out;
+  }
+
   const float* rope_table(double theta, int hd) {
     auto key = std::make_pair(theta, hd);
     auto it = rope_slots_.find(key);
@@ -360,6 +435,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
 #endif
   std::vector<float> host_conf_, host_logits_;
+  std::vector<int32_t> moe_ids_;  // routing on the host (moe_route, moe_experts)
+  std::vector<float> moe_weights_;
   std::vector<int32_t> host_order_, host_pos_, host_token_;
   std::vector<float> host_scores_;                 // cache_select's pooled scores
   std::vector<int32_t> host_outside_, host_kept_;  // its outside rows, and the rows it keeps

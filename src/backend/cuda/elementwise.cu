@@ -110,10 +110,11 @@ __global__ void rms_norm_regs_kernel(const bf16* __restrict__ x, int64_t d, cons
 __device__ inline float rotate_a(float a, float b, float c, float s) { return __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)); }
 __device__ inline float rotate_b(float a, float b, float c, float s) { return __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)); }
 
-// One thread per (row, head, frequency): rotates the pair (j, j + hd/2) in fp32. Any head_dim.
-__global__ void rope_pairwise_kernel(bf16* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
+// One thread per (row, head, frequency): rotates the pair (j, j + rot/2) in fp32. Any head_dim;
+// the dims past rot stay.
+__global__ void rope_pairwise_kernel(bf16* __restrict__ x, int64_t rows, int heads, int hd, int rot, int64_t pos0,
                             const float* __restrict__ inv_freq, const int32_t* __restrict__ positions) {
-  const int half = hd / 2;
+  const int half = rot / 2;
   const int64_t total = rows * heads * half;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -229,9 +230,10 @@ void rms_norm_two_pass(const bf16* x, int64_t rows, int64_t d, const bf16* w, fl
 }
 
 void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
-          cudaStream_t s) {
+          cudaStream_t s, int rot) {
   const int half = hd / 2;
   if (rows == 0 || heads == 0 || half == 0) return;
+  if (rot > 0 && rot != hd) return rope_pairwise(x, rows, heads, hd, pos0, inv_freq, positions, s, rot);
   const int per_row = heads * (half / kVec);
   const int rows_per_block = std::max(1, 256 / std::max(1, per_row));
   // The 16-byte form needs whole vectors per head, a block per row, and its angles in the
@@ -246,10 +248,11 @@ void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* i
 }
 
 void rope_pairwise(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
-                   const int32_t* positions, cudaStream_t s) {
-  const int64_t total = rows * heads * (hd / 2);
+                   const int32_t* positions, cudaStream_t s, int rot) {
+  if (rot <= 0) rot = hd;
+  const int64_t total = rows * heads * (rot / 2);
   if (total == 0) return;
-  rope_pairwise_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq, positions);
+  rope_pairwise_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, rot, pos0, inv_freq, positions);
   CUDA_CHECK_LAUNCH();
 }
 

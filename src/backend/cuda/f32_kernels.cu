@@ -31,9 +31,9 @@ __global__ void rms_norm_f32_kernel(const float* __restrict__ x, int64_t d, cons
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) y[row * d + i] = w[i] * (xr[i] * inv);
 }
 
-__global__ void rope_f32_kernel(float* __restrict__ x, int64_t rows, int heads, int hd, int64_t pos0,
+__global__ void rope_f32_kernel(float* __restrict__ x, int64_t rows, int heads, int hd, int rot, int64_t pos0,
                                 const float* __restrict__ inv_freq, const int32_t* __restrict__ positions) {
-  const int half = hd / 2;
+  const int half = rot / 2;
   const int64_t total = rows * heads * half;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -71,14 +71,21 @@ template <class T>
 __global__ void attention_plain_kernel(const T* __restrict__ q, int64_t rows, const T* __restrict__ k,
                                        const T* __restrict__ v, int64_t kv_rows, const T* __restrict__ k2,
                                        const T* __restrict__ v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
-                                       float scale, T* __restrict__ out) {
+                                       float scale, T* __restrict__ out, int64_t block,
+                                       const int32_t* __restrict__ positions, int64_t pos0) {
   const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
   const int lane = threadIdx.x & 31;
   if (warp >= rows * heads) return;
   const int64_t row = warp / heads;
   const int h = static_cast<int>(warp % heads), kvh = h / (heads / kv_heads);
   const T* qr = q + (row * heads + h) * hd;
-  const int64_t kv_ld = static_cast<int64_t>(kv_heads) * hd, n = kv_rows + kv_rows2;
+  const int64_t kv_ld = static_cast<int64_t>(kv_heads) * hd;
+  int64_t n = kv_rows + kv_rows2;
+  if (block > 0) {  // block-causal: the keys past the query's block are never read
+    const int64_t p = positions ? positions[row] : pos0 + row;
+    const int64_t seen = (p / block + 1) * block;
+    if (seen < n) n = seen;
+  }
   // Key j is row j of (k, v), then row j - kv_rows of (k2, v2).
   auto key = [&](const T* first, const T* second, int64_t j) {
     return (j < kv_rows ? first + j * kv_ld : second + (j - kv_rows) * kv_ld) + static_cast<int64_t>(kvh) * hd;
@@ -120,10 +127,11 @@ void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float
 }
 
 void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
-              const int32_t* positions, cudaStream_t s) {
-  const int64_t total = rows * heads * (hd / 2);
+              const int32_t* positions, cudaStream_t s, int rot) {
+  if (rot <= 0) rot = hd;
+  const int64_t total = rows * heads * (rot / 2);
   if (total == 0) return;
-  rope_f32_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, pos0, inv_freq, positions);
+  rope_f32_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, rows, heads, hd, rot, pos0, inv_freq, positions);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -137,14 +145,15 @@ namespace {
 
 template <class T>
 void attention_plain(const T* q, int64_t rows, const T* k, const T* v, int64_t kv_rows, const T* k2, const T* v2,
-                     int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, T* out, cudaStream_t s) {
+                     int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, T* out, cudaStream_t s,
+                     int64_t block, const int32_t* positions, int64_t pos0) {
   if (rows == 0) return;
   CUDA_REQUIRE(hd <= 32 * kMaxDimsPerLane && heads % kv_heads == 0,
                "plain attention: head dim " + std::to_string(hd) + " over 256, or heads " + std::to_string(heads) +
                    " not a multiple of kv heads " + std::to_string(kv_heads));
   const int64_t threads = rows * heads * 32;
   attention_plain_kernel<T><<<static_cast<unsigned>((threads + 255) / 256), 256, 0, s>>>(
-      q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out);
+      q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out, block, positions, pos0);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -152,14 +161,14 @@ void attention_plain(const T* q, int64_t rows, const T* k, const T* v, int64_t k
 
 void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, const float* k2,
                    const float* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, float* out,
-                   cudaStream_t s) {
-  attention_plain(q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out, s);
+                   cudaStream_t s, int64_t block, const int32_t* positions, int64_t pos0) {
+  attention_plain(q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out, s, block, positions, pos0);
 }
 
 void attention_plain_bf16(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, const bf16* k2,
                           const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, bf16* out,
-                          cudaStream_t s) {
-  attention_plain(q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out, s);
+                          cudaStream_t s, int64_t block, const int32_t* positions, int64_t pos0) {
+  attention_plain(q, rows, k, v, kv_rows, k2, v2, kv_rows2, heads, kv_heads, hd, scale, out, s, block, positions, pos0);
 }
 
 }  // namespace mosaic::cuda

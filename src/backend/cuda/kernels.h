@@ -19,13 +19,14 @@ void embed(const int32_t* ids, int64_t rows, const bf16* table, int64_t d, bf16*
 void rms_norm(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
 // The plain two-pass form of rms_norm (any width): its fallback, and its oracle in the GPU tests.
 void rms_norm_two_pass(const bf16* x, int64_t rows, int64_t d, const bf16* w, float eps, bf16* y, cudaStream_t s);
-// inv_freq: device array of hd/2 floats (rope_inv_freq()). Row i has position positions[i]
+// inv_freq: device array of rot/2 floats (rope_inv_freq()). Row i has position positions[i]
 // (device, i32) when positions is given, else pos0 + i. x 16-byte aligned (arena tensors are).
+// rot: the first rot dims of each head rotate (0: all hd).
 void rope(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq, const int32_t* positions,
-          cudaStream_t s);
+          cudaStream_t s, int rot = 0);
 // One thread per rotated pair, any head_dim: rope's fallback, and its oracle in the GPU tests.
 void rope_pairwise(bf16* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
-                   const int32_t* positions, cudaStream_t s);
+                   const int32_t* positions, cudaStream_t s, int rot = 0);
 void swiglu(bf16* g, const bf16* u, int64_t n, cudaStream_t s);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale, cudaStream_t s);
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
@@ -67,15 +68,24 @@ void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf1
 void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s);
 void rms_norm_f32(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y, cudaStream_t s);
 void rope_f32(float* x, int64_t rows, int heads, int hd, int64_t pos0, const float* inv_freq,
-              const int32_t* positions, cudaStream_t s);
+              const int32_t* positions, cudaStream_t s, int rot = 0);
 void swiglu_f32(float* g, const float* u, int64_t n, cudaStream_t s);
-// Over the keys of (k, v, kv_rows), then those of (k2, v2, kv_rows2) when kv_rows2 > 0.
+// Over the keys of (k, v, kv_rows), then those of (k2, v2, kv_rows2) when kv_rows2 > 0; with
+// block > 0 block-causal (query i at position positions[i], or pos0 + i, sees keys below
+// (p / block + 1) * block; keys never read past that).
 void attention_f32(const float* q, int64_t rows, const float* k, const float* v, int64_t kv_rows, const float* k2,
                    const float* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, float* out,
-                   cudaStream_t s);
-// The same kernel on bf16 (fp32 math): keys in two places at head dims the tiled kernels lack.
+                   cudaStream_t s, int64_t block = 0, const int32_t* positions = nullptr, int64_t pos0 = 0);
+// The same kernel on bf16 (fp32 math): keys in two places at head dims the tiled kernels lack,
+// and block-causal attention (the tiled kernels have no mask yet).
 void attention_plain_bf16(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows, const bf16* k2,
                           const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd, float scale, bf16* out,
+                          cudaStream_t s, int64_t block = 0, const int32_t* positions = nullptr, int64_t pos0 = 0);
+// Mixture of experts (moe.cu): out[idx[i]] += w[i] * y[i] for rows of d (one expert's rows:
+// idx holds no row twice).
+void scatter_add_rows(const bf16* y, int64_t d, const int32_t* idx, const float* w, int64_t rows, bf16* out,
+                      cudaStream_t s);
+void scatter_add_rows_f32(const float* y, int64_t d, const int32_t* idx, const float* w, int64_t rows, float* out,
                           cudaStream_t s);
 
 }  // namespace mosaic::cuda

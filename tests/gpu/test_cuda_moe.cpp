@@ -1,0 +1,84 @@
+// The MoE families on the GPU against the CPU backend: LLaDA2.0 (block-causal, partial rope, q/k
+// norms, sigmoid router) and LLaDA-MoE (softmax router), bf16 logits within bf16 tolerance, and in
+// cuda-fp32 every golden token for token (LLaDA2.0 with and without the exact prefix cache).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <numeric>
+
+#include "backend/backend.h"
+#include "decode/llada2_sampler.h"
+#include "decode/llada_sampler.h"
+#include "golden_case.h"
+#include "models/model.h"
+#include "step_request.h"
+#include "test_util.h"
+
+namespace mosaic {
+namespace {
+
+std::string llada2_tiny() { return (test::fixtures_dir() / "llada2_tiny").string(); }
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+TEST(CudaMoe, LogitsMatchTheCpuBackend) {
+  auto cpu = make_cpu_backend();
+  for (bool fp32 : {false, true})
+    for (const char* fixture : {"llada2_tiny", "llada_moe_tiny"}) {
+    auto gpu = make_cuda_backend(0, fp32);
+    const std::string dir = (test::fixtures_dir() / fixture).string();
+    Model mc(dir, *cpu), mg(dir, *gpu);
+    std::vector<int32_t> t(45);
+    for (size_t i = 0; i < t.size(); ++i) t[i] = i >= 30 && i % 3 == 0 ? 399 : static_cast<int32_t>((i * 37 + 11) % 390);
+    std::vector<int32_t> pos(t.size());
+    std::iota(pos.begin(), pos.end(), 0);
+    for (int64_t block : {int64_t{8}, int64_t{0}}) {
+      StepRequest r = test::logits_request(t, pos);
+      r.attention_block = block;
+      const auto a = mc.step(r).logits, b = mg.step(r).logits;
+      ASSERT_EQ(a.size(), b.size());
+      EXPECT_LT(rel_err(b, a), fp32 ? 1e-5 : 2e-2) << fixture << (fp32 ? " cuda-fp32" : " cuda") << " block " << block;
+    }
+  }
+}
+
+TEST(CudaMoe, Llada2Fp32GoldensEqualWithAndWithoutThePrefixCache) {
+  auto gpu = make_cuda_backend(0, true);
+  Model m(llada2_tiny(), *gpu);
+  const auto g = nlohmann::json::parse(test::read_file(test::fixtures_dir() / "llada2_tiny" / "goldens.json"));
+  ASSERT_GE(g["cases"].size(), 15u);
+  for (CacheMode cache : {CacheMode::None, CacheMode::Prefix})
+    for (const auto& c : g["cases"]) {
+      Llada2Options o = test::llada2_golden_options(c);
+      o.cache = cache;
+      auto r = llada2_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o);
+      EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>())
+          << c["name"] << " cache " << cache_mode_name(cache) << " (min margin " << c["min_margin"] << ")";
+    }
+}
+
+TEST(CudaMoe, LladaMoeFp32GoldensEqual) {
+  auto gpu = make_cuda_backend(0, true);
+  const auto dir = test::fixtures_dir() / "llada_moe_tiny";
+  Model m(dir.string(), *gpu);
+  const auto g = nlohmann::json::parse(test::read_file(dir / "goldens.json"));
+  ASSERT_GE(g["cases"].size(), 10u);
+  for (const auto& c : g["cases"]) {
+    auto r = llada_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), test::golden_options(c));
+    EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>())
+        << c["name"] << " (min margin " << c["min_margin"] << ")";
+  }
+}
+
+}  // namespace
+}  // namespace mosaic

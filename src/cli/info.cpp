@@ -94,6 +94,18 @@ void run_info(const InfoFlags& f) {
              config.n_heads, config.n_kv_heads, config.head_dim, config.ffn_hidden);
   fmt::print("vocab       {} (embedding rows {})   mask id {}   rope theta {}\n", config.vocab_size, config.embedding_size,
              config.mask_token_id, config.rope_theta);
+  if (config.moe.experts > 0) {
+    const io::MoeConfig& m = config.moe;
+    int64_t moe_layers = 0;
+    for (int64_t l = 0; l < config.n_layers; ++l) moe_layers += config.is_moe_layer(l);
+    fmt::print("moe         {} of {} layers: {} experts of ffn {}, {} per token ({} router{}){}\n", moe_layers,
+               config.n_layers, m.experts, m.ffn_hidden, m.experts_per_token,
+               m.sigmoid_groups ? "sigmoid, group-limited" : "softmax", m.expert_bias ? ", expert bias" : "",
+               m.shared_ffn_hidden > 0 ? fmt::format(", shared expert of ffn {}", m.shared_ffn_hidden) : "");
+    // Rows per expert depend on the routing: the plan takes the bound.
+    fmt::print("            planned at the bound: all of a chunk's rows may reach one expert (scratch rows x {} "
+               "floats per MoE region)\n", 2 * config.d_model + 2 * m.ffn_hidden + 2 * m.experts_per_token);
+  }
   fmt::print("parameters  {:.3f} B   weights on {}: {}\n", config.n_params() / 1e9, backend,
              human_bytes(static_cast<double>(weights)));
 

@@ -38,6 +38,16 @@ TEST(CliLlada2, GenerateGivesTheReferenceAnswer) {
   }
 }
 
+// LLaDA2.0-mini's shape planned from its config.json alone: the MoE layers and what the plan assumes.
+TEST(CliLlada2, InfoPlansLlada2MiniFromItsConfig) {
+  auto r = test::run_command(mosaic("info --config " + (test::source_dir() / "configs" / "llada2-mini" / "config.json").string() +
+                                    " --tokens 4096 --backend cuda"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("19 of 20 layers: 256 experts of ffn 512, 8 per token"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("planned at the bound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("16.256 B"), std::string::npos) << "LLaDA2.0-mini has 16.26 B parameters: " << r.out;
+}
+
 TEST(CliLlada2, OtherSamplersFlagsAreRefused) {
   const std::string base = "generate --backend cpu --model " + model() + " --prompt-tokens 1,2,3 --gen-length 16 ";
   const std::pair<const char*, const char*> cases[] = {

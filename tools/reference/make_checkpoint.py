@@ -3,6 +3,7 @@
     python3 tools/reference/make_checkpoint.py --preset llada-8b --out /tmp/llada8b --device cuda
     python3 tools/reference/make_checkpoint.py --preset dream-7b --out /tmp/dream7b --device cuda
     python3 tools/reference/make_checkpoint.py --preset tiny --out /tmp/tiny
+    python3 tools/reference/make_checkpoint.py --preset llada2-mini --out /tmp/llada2mini --device cuda
     python3 tools/reference/make_checkpoint.py --config my_config.json --out DIR
 
 Options: --seed N, --dtype bf16|fp32|fp16, --device cpu|cuda, --shard-gb 5 (more than one
@@ -157,6 +158,9 @@ PRESETS = {
     "dream-tiny": tiny_dream,
     "llada-8b": lambda: copy.deepcopy(LLADA_8B),
     "dream-7b": lambda: copy.deepcopy(DREAM_7B),
+    # LLaDA2.0-mini's shape, from the repo's configs/ (the official config.json's values).
+    "llada2-mini": lambda: json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                       "configs", "llada2-mini", "config.json"))),
 }
 
 Spec = Tuple[str, Tuple[int, ...], torch.dtype, str, int]   # name, shape, dtype, kind, fan_in
@@ -164,8 +168,8 @@ Spec = Tuple[str, Tuple[int, ...], torch.dtype, str, int]   # name, shape, dtype
 
 def arch_of(cfg: dict) -> str:
     mt = str(cfg.get("model_type", "")).lower()
-    if mt not in ("llada", "dream"):
-        raise ValueError(f"model_type '{cfg.get('model_type')}' is not llada or Dream")
+    if mt not in ("llada", "dream", "llada2_moe"):
+        raise ValueError(f"model_type '{cfg.get('model_type')}' is not llada, Dream or llada2_moe")
     return mt
 
 
@@ -216,6 +220,43 @@ def tensor_specs(cfg: dict, dtype: torch.dtype, fused_qkv: bool = False) -> List
             S.append(("model.transformer.ff_out.weight", (E, d), dtype, "head", d))
             if bias:
                 S.append(("model.transformer.ff_out.bias", (E,), dtype, "bias", d))
+    elif arch_of(cfg) == "llada2_moe":
+        # LLaDA2.0 (modeling_llada2_moe.py names): fused qkv, q/k head norms, dense first layers,
+        # then routed experts with a router, its expert_bias (float32) and a shared expert.
+        d = int(cfg["hidden_size"])
+        H = int(cfg["num_attention_heads"])
+        KV = int(cfg.get("num_key_value_heads") or H)
+        hd = int(cfg.get("head_dim") or d // H)
+        ff, fe = int(cfg["intermediate_size"]), int(cfg["moe_intermediate_size"])
+        E, V = int(cfg["num_experts"]), int(cfg["vocab_size"])
+        shared = int(cfg.get("num_shared_experts") or 0) * fe
+        S.append(("model.word_embeddings.weight", (V, d), dtype, "embed", d))
+        for i in range(int(cfg["num_hidden_layers"])):
+            p = f"model.layers.{i}."
+            S.append((p + "input_layernorm.weight", (d,), dtype, "norm", d))
+            S.append((p + "attention.query_key_value.weight", ((H + 2 * KV) * hd, d), dtype, "linear", d))
+            if cfg.get("use_qk_norm", True):
+                S.append((p + "attention.query_layernorm.weight", (hd,), dtype, "norm", hd))
+                S.append((p + "attention.key_layernorm.weight", (hd,), dtype, "norm", hd))
+            S.append((p + "attention.dense.weight", (d, H * hd), dtype, "linear", H * hd))
+            S.append((p + "post_attention_layernorm.weight", (d,), dtype, "norm", d))
+            if i < int(cfg.get("first_k_dense_replace") or 0):
+                for n, shp, fan in (("gate_proj", (ff, d), d), ("up_proj", (ff, d), d), ("down_proj", (d, ff), ff)):
+                    S.append((p + "mlp." + n + ".weight", shp, dtype, "linear", fan))
+                continue
+            S.append((p + "mlp.gate.weight", (E, d), dtype, "linear", d))
+            if cfg.get("moe_router_enable_expert_bias", True):
+                S.append((p + "mlp.gate.expert_bias", (E,), torch.float32, "bias", d))
+            for e in range(E):
+                for n, shp, fan in (("gate_proj", (fe, d), d), ("up_proj", (fe, d), d), ("down_proj", (d, fe), fe)):
+                    S.append((p + f"mlp.experts.{e}." + n + ".weight", shp, dtype, "linear", fan))
+            if shared:
+                for n, shp, fan in (("gate_proj", (shared, d), d), ("up_proj", (shared, d), d),
+                                    ("down_proj", (d, shared), shared)):
+                    S.append((p + "mlp.shared_experts." + n + ".weight", shp, dtype, "linear", fan))
+        S.append(("model.norm.weight", (d,), dtype, "norm", d))
+        if not cfg.get("tie_word_embeddings", False):
+            S.append(("lm_head.weight", (V, d), dtype, "head", d))
     else:
         d = int(cfg["hidden_size"])
         H = int(cfg["num_attention_heads"])

@@ -19,9 +19,10 @@ namespace mosaic::cli {
 
 namespace {
 
-std::unique_ptr<Sampler> eval_sampler(const Model& m, const GenerationEvalOptions& o, const EvalMode& mode) {
-  return default_sampler(m, o.gen_length, o.steps, o.block_length, {mode.cache, o.sparse_keep, o.sparse_kernel},
-                         mode.threshold);
+std::unique_ptr<Sampler> eval_sampler(const Model& m, int64_t prompt_length, const GenerationEvalOptions& o,
+                                      const EvalMode& mode) {
+  return default_sampler(m, prompt_length, o.gen_length, o.steps, o.block_length,
+                         {mode.cache, o.sparse_keep, o.sparse_kernel}, mode.threshold);
 }
 
 struct ModeScore {
@@ -71,8 +72,8 @@ void eval_generations(Session& s, const std::vector<int32_t>& text, const Genera
   const int32_t mask = static_cast<int32_t>(m.config().mask_token_id);
   // Options and memory are checked before the first window: a cache that does not fit is refused now.
   for (const EvalMode& mode : modes) {
-    eval_sampler(m, o, mode);
     const int64_t tokens = static_cast<int64_t>(bos.has_value()) + window;
+    eval_sampler(m, tokens - o.gen_length, o, mode);
     m.check_generation({mode.cache, o.sparse_keep, o.sparse_kernel}, {tokens, o.block_length, o.block_length}, false);
   }
 
@@ -85,14 +86,15 @@ void eval_generations(Session& s, const std::vector<int32_t>& text, const Genera
     const std::vector<int32_t> truth(begin + body, begin + window);
     std::vector<int32_t> first;
     for (size_t i = 0; i < modes.size(); ++i) {
-      auto sampler = eval_sampler(m, o, modes[i]);
-      Sequence seq = Sequence::start(prompt, o.gen_length, mask, 0);
+      const int64_t P = static_cast<int64_t>(prompt.size());
+      auto sampler = eval_sampler(m, P, o, modes[i]);
+      Sequence seq = Sequence::start(prompt, sampler->sequence_length(P, o.gen_length) - P, mask, 0);
       ModeScore& sc = score[i];
       GenerateResult r = run_generation(m, *sampler, seq, [&](const StepEvent& ev, const std::vector<int32_t>&) {
         sc.model_steps += ev.ran_model;
       });
       sc.seconds += r.total_ms / 1000;
-      const std::vector<int32_t> gen(r.tokens.begin() + o.prompt_length, r.tokens.end());
+      const std::vector<int32_t> gen(r.tokens.begin() + P, r.tokens.begin() + P + o.gen_length);
       if (i == 0) first = gen;
       for (int64_t k = 0; k < o.gen_length; ++k) {
         sc.correct += gen[k] == truth[k];

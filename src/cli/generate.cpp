@@ -196,7 +196,7 @@ void run_generate(const GenerateFlags& f) {
   if (kind == SamplerKind::Llada2) {  // the generation padded to whole blocks from position 0
     MOSAIC_CHECK(config.eos_token_id.has_value(), "{}: LLaDA2.0's generate() needs an eos_token_id", config.source);
     auto s2 = std::make_unique<Llada2Sampler>(llada2, P, static_cast<int32_t>(*config.eos_token_id));
-    total = s2->sequence_length();
+    total = s2->sequence_length(P, f.gen_length);
     sampler = std::move(s2);
   }
   if (config.max_seq_len > 0 && total > config.max_seq_len && !f.quiet)

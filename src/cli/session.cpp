@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "decode/dream_sampler.h"
+#include "decode/llada2_sampler.h"
 #include "decode/llada_sampler.h"
 
 namespace mosaic::cli {
@@ -79,10 +80,19 @@ std::vector<int32_t> Session::encode_plain(const std::string& text) const {
   return ids;
 }
 
-std::unique_ptr<Sampler> default_sampler(const Model& m, int64_t gen_length, int64_t steps, int64_t block_length,
-                                         const CacheOptions& cache, double threshold) {
-  MOSAIC_CHECK(m.family().default_sampler() != SamplerKind::Llada2,
-               "LLaDA2.0's generations run in `mosaic generate` only so far (not in bench --cache or eval --generate)");
+std::unique_ptr<Sampler> default_sampler(const Model& m, int64_t prompt_length, int64_t gen_length, int64_t steps,
+                                         int64_t block_length, const CacheOptions& cache, double threshold) {
+  if (m.family().default_sampler() == SamplerKind::Llada2) {
+    const io::ModelConfig& c = m.config();
+    MOSAIC_CHECK(c.eos_token_id.has_value(), "{}: LLaDA2.0's generate() needs an eos_token_id", c.source);
+    Llada2Options o;
+    o.gen_length = gen_length;
+    o.block_length = block_length;
+    o.steps = std::max<int64_t>(1, steps / std::max<int64_t>(1, gen_length / block_length));
+    o.threshold = threshold > 0.0 ? threshold : 1.0;
+    o.cache = cache.mode;
+    return std::make_unique<Llada2Sampler>(o, prompt_length, static_cast<int32_t>(*c.eos_token_id));
+  }
   if (m.family().default_sampler() == SamplerKind::Llada) {
     GenerateOptions o;
     o.gen_length = gen_length;

@@ -44,9 +44,11 @@ class Session {
   size_t total_budget_ = 0;
 };
 
-// The model family's sampler with its defaults (greedy; Dream: entropy), for measuring whole
-// generations (bench --cache, eval --generate).
-std::unique_ptr<Sampler> default_sampler(const Model& m, int64_t gen_length, int64_t steps, int64_t block_length,
-                                         const CacheOptions& cache, double threshold = 0.0);
+// The model family's sampler with its defaults (greedy; Dream: entropy; LLaDA2.0: `steps` in
+// all, spread over its blocks, and threshold 1 unless one is given, so that the schedule
+// decides), for measuring whole generations (bench --cache, eval --generate). Sequences start
+// with its sequence_length().
+std::unique_ptr<Sampler> default_sampler(const Model& m, int64_t prompt_length, int64_t gen_length, int64_t steps,
+                                         int64_t block_length, const CacheOptions& cache, double threshold = 0.0);
 
 }  // namespace mosaic::cli

@@ -112,7 +112,8 @@ GenerateResult llada2_generate(Model& model, const std::vector<int32_t>& prompt,
   MOSAIC_CHECK(c.eos_token_id.has_value(), "{}: LLaDA2.0's generate() needs an eos_token_id", c.source);
   Llada2Sampler sampler(o, static_cast<int64_t>(prompt.size()), static_cast<int32_t>(*c.eos_token_id));
   const int64_t P = static_cast<int64_t>(prompt.size());
-  Sequence seq = Sequence::start(prompt, sampler.sequence_length() - P, static_cast<int32_t>(c.mask_token_id), o.seed);
+  Sequence seq = Sequence::start(prompt, sampler.sequence_length(P, o.gen_length) - P,
+                                 static_cast<int32_t>(c.mask_token_id), o.seed);
   return run_generation(model, sampler, seq, on_step);
 }
 

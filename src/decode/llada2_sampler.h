@@ -38,8 +38,8 @@ void validate_llada2_options(const Llada2Options& o);
 class Llada2Sampler final : public Sampler {
  public:
   Llada2Sampler(const Llada2Options& o, int64_t prompt_length, int32_t eos_id);
-  // The sequence's length: the prompt and the generation rounded up to whole blocks.
-  int64_t sequence_length() const { return (first_block_ + num_blocks()) * o_.block_length; }
+  // The prompt and the generation rounded up to whole blocks (this sampler's own prompt length).
+  int64_t sequence_length(int64_t, int64_t) const override { return (first_block_ + num_blocks()) * o_.block_length; }
   int64_t num_blocks() const override;
   int64_t steps_per_block() const override { return steps_; }
   void prepare(const Sequence& s, StepRequest& r) override;

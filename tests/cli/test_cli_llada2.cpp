@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "test_util.h"
 
 namespace mosaic {
@@ -46,6 +48,21 @@ TEST(CliLlada2, InfoPlansLlada2MiniFromItsConfig) {
   EXPECT_NE(r.out.find("19 of 20 layers: 256 experts of ffn 512, 8 per token"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("planned at the bound"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("16.256 B"), std::string::npos) << "LLaDA2.0-mini has 16.26 B parameters: " << r.out;
+}
+
+// bench --cache times LLaDA2.0's whole generations; the exact cache gives the uncached tokens.
+TEST(CliLlada2, BenchTimesGenerationsAndTheExactCacheAgrees) {
+  const std::string out = (test::scratch_dir("llada2_bench") / "bench.json").string();
+  std::filesystem::create_directories(test::scratch_dir("llada2_bench"));
+  auto r = test::run_command(mosaic("bench --backend cpu --model " + model() +
+                                    " --tokens 77 --gen-length 32 --block-length 8 --cache none,prefix --json " + out));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json j = json::parse(test::read_file(out));
+  ASSERT_EQ(j["results"].size(), 2u);
+  EXPECT_EQ(j["results"][1]["cache"], "prefix");
+  EXPECT_EQ(j["results"][1]["agreement_with_first"], 1.0);
+  EXPECT_GT(j["results"][1]["cache_bytes"].get<double>(), 0);
+  EXPECT_GT(j["results"][1]["steps"]["cached"]["count"].get<int>(), 0);
 }
 
 TEST(CliLlada2, OtherSamplersFlagsAreRefused) {

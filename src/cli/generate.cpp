@@ -286,7 +286,8 @@ void run_generate(const GenerateFlags& f) {
 void add_generate(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* c = app.add_subcommand(
-      "generate", "Generate text with the model's official sampler (LLaDA's generate(), Dream's diffusion_generate())");
+      "generate", "Generate text with the model's official sampler (LLaDA's generate(), Dream's diffusion_generate(), "
+                  "LLaDA2.0's generate())");
   add_session_flags(c, f->session);
   c->add_option("--prompt", f->prompt, "Prompt text (default: \"Once upon a time\")");
   c->add_option("--prompt-tokens", f->prompt_tokens, "Prompt as comma-separated token ids, e.g. 1,2,3");
@@ -297,7 +298,8 @@ void add_generate(CLI::App& app) {
                      ->capture_default_str();
   f->block_length_flag = c->add_option("--block-length", f->block_length,
                 "Block length (divides --gen-length); default: 32 for LLaDA, the whole generation for Dream "
-                "(its official single-block algorithm; smaller blocks restart Dream's timesteps in every block)");
+                "(its official single-block algorithm; smaller blocks restart Dream's timesteps in every block); "
+                "LLaDA2.0: 32, blocks counted from position 0 (it need not divide --gen-length)");
   c->add_option("--temperature", f->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
   c->add_option("--seed", f->seed, "Seed of the sampling noise (temperature > 0, random choices)")
       ->capture_default_str();
@@ -333,7 +335,8 @@ void add_generate(CLI::App& app) {
   c->add_option("--cache", f->cache,
                 "Key/value cache: none | prefix | dual (Fast-dLLM: a block's first step stores the keys/values "
                 "before it / of every position, its later steps run only the block) | sparse (Sparse-dLLM: a "
-                "block's second step keeps the most attended positions)")
+                "block's second step keeps the most attended positions). LLaDA2.0: none | prefix (exact: each step "
+                "runs only the rows not cached yet)")
       ->capture_default_str();
   f->threshold_flag = c->add_option("--threshold", f->threshold,
                 "Parallel decoding. LLaDA, Dream (Fast-dLLM): each step commits the most confident masked token "

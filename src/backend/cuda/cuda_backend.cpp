@@ -187,14 +187,9 @@ class CudaBackend final : public Backend {
                           hd, scale, f(out), stream_, mask.block, mask.positions, mask.pos0);
       return;
     }
-    if (mask.block > 0) {  // block-causal (LLaDA2.0): the split kernel skips and masks what rows do not see
-      if (hd == 64 || hd == 128)
-        cuda::flash_attention_split(b(q), rows, b(kv.k), b(kv.v), kv.rows, b(more.k), b(more.v), more.rows, heads,
-                                    kv_heads, hd, scale, b(out), static_cast<float*>(attn_ws_), kAttnWorkspace,
-                                    stream_, 0, mask.block, mask.positions, mask.pos0);
-      else
-        cuda::attention_plain_bf16(b(q), rows, b(kv.k), b(kv.v), kv.rows, b(more.k), b(more.v), more.rows, heads,
-                                   kv_heads, hd, scale, b(out), stream_, mask.block, mask.positions, mask.pos0);
+    if (mask.block > 0) {  // block-causal (LLaDA2.0): the plain kernel until the tiled ones take a mask
+      cuda::attention_plain_bf16(b(q), rows, b(kv.k), b(kv.v), kv.rows, b(more.k), b(more.v), more.rows, heads,
+                                 kv_heads, hd, scale, b(out), stream_, mask.block, mask.positions, mask.pos0);
       return;
     }
     // Keys in two places need the split kernel (it merges the softmaxes of the parts). So does a

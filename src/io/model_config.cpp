@@ -58,21 +58,48 @@ bool ConfigFields::has(const std::string& key) const {
   return it != j_.end() && !it->is_null();
 }
 
-int64_t ModelConfig::n_params() const {
-  const int64_t hd = head_dim > 0 ? head_dim : d_model / n_heads, qd = n_heads * hd, kvd = n_kv_heads * hd;
-  const int64_t attn = d_model * (qd + 2 * kvd) + qd * d_model + (qkv_bias ? qd + 2 * kvd : 0) +
-                       (qk_norm ? 2 * hd : 0);
-  const int64_t dense = 3 * d_model * ffn_hidden;
-  const int64_t moe_ffn = moe.experts * (d_model + 3 * d_model * moe.ffn_hidden) + 3 * d_model * moe.shared_ffn_hidden +
-                          (moe.expert_bias ? moe.experts : 0);
-  int64_t layers = 0;
-  for (int64_t l = 0; l < n_layers; ++l) layers += attn + 2 * d_model + (is_moe_layer(l) ? moe_ffn : dense);
-  const int64_t emb = embedding_size * d_model;
-  return layers + emb * (weight_tying ? 1 : 2) + d_model;
+namespace {
+
+// The resident parameters, counted in T: int64_t for the figure, double for the check that it
+// is sane (before it is counted in int64_t).
+template <class T>
+T count_params(const ModelConfig& c) {
+  const T d = static_cast<T>(c.d_model);
+  const T hd = static_cast<T>(c.head_dim > 0 ? c.head_dim : c.d_model / c.n_heads);
+  const T qd = static_cast<T>(c.n_heads) * hd, kvd = static_cast<T>(c.n_kv_heads) * hd;
+  const T attn = d * (qd + 2 * kvd) + qd * d + (c.qkv_bias ? qd + 2 * kvd : T(0)) + (c.qk_norm ? 2 * hd : T(0));
+  const T dense = 3 * d * static_cast<T>(c.ffn_hidden);
+  const T experts = static_cast<T>(c.moe.experts);
+  const T moe_ffn = experts * (d + 3 * d * static_cast<T>(c.moe.ffn_hidden)) +
+                    3 * d * static_cast<T>(c.moe.shared_ffn_hidden) + (c.moe.expert_bias ? experts : T(0));
+  T layers = 0;
+  for (int64_t l = 0; l < c.n_layers; ++l) layers += attn + 2 * d + (c.is_moe_layer(l) ? moe_ffn : dense);
+  const T emb = static_cast<T>(c.embedding_size) * d;
+  return layers + emb * (c.weight_tying ? 1 : 2) + d;
 }
+
+}  // namespace
+
+int64_t ModelConfig::n_params() const { return count_params<int64_t>(*this); }
 
 void check_model_config(ModelConfig& c) {
   const std::string& src = c.source;
+  // Sizes past these are not models but corrupt or hostile files: refused before anything
+  // multiplies them.
+  auto at_most = [&](int64_t v, int64_t limit, const char* what) {
+    MOSAIC_CHECK(v <= limit, "{}: {} {} is past what mosaic supports ({})", src, what, v, limit);
+  };
+  at_most(c.d_model, int64_t{1} << 20, "the hidden size");
+  at_most(c.n_layers, int64_t{1} << 16, "the layer count");
+  at_most(c.n_heads, int64_t{1} << 16, "the head count");
+  at_most(c.n_kv_heads, int64_t{1} << 16, "the key/value head count");
+  at_most(c.head_dim, int64_t{1} << 16, "the head dim");
+  at_most(c.ffn_hidden, int64_t{1} << 22, "the FFN size");
+  at_most(c.vocab_size, int64_t{1} << 26, "the vocabulary size");
+  at_most(c.embedding_size, int64_t{1} << 26, "the embedding size");
+  at_most(c.moe.experts, int64_t{1} << 16, "num_experts");
+  at_most(c.moe.ffn_hidden, int64_t{1} << 22, "the experts' FFN size");
+  at_most(c.moe.shared_ffn_hidden, int64_t{1} << 22, "the shared expert's FFN size");
   MOSAIC_CHECK(c.d_model > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0,
                "{}: sizes must be positive (d_model={}, n_layers={}, n_heads={}, n_kv_heads={})", src, c.d_model,
                c.n_layers, c.n_heads, c.n_kv_heads);
@@ -87,6 +114,9 @@ void check_model_config(ModelConfig& c) {
                c.embedding_size, c.vocab_size);
   MOSAIC_CHECK(c.rotary_dim >= 0 && c.rotary_dim <= c.head_dim && c.rotary_dim % 2 == 0,
                "{}: rotary dims {} must be even and at most the head dim {}", src, c.rotary_dim, c.head_dim);
+  MOSAIC_CHECK(c.moe.experts >= 0 && c.moe.shared_ffn_hidden >= 0,
+               "{}: num_experts ({}) and the shared experts' size ({}) must not be negative", src, c.moe.experts,
+               c.moe.shared_ffn_hidden);
   if (c.moe.experts > 0) {
     const MoeConfig& m = c.moe;
     MOSAIC_CHECK(m.experts_per_token >= 1 && m.experts_per_token <= m.experts,
@@ -106,6 +136,9 @@ void check_model_config(ModelConfig& c) {
     MOSAIC_CHECK(m.first_dense_layers >= 0 && m.first_dense_layers <= c.n_layers,
                  "{}: first_k_dense_replace {} is outside [0, {} layers]", src, m.first_dense_layers, c.n_layers);
   }
+  const double params = count_params<double>(c);
+  MOSAIC_CHECK(params <= 1e15, "{}: these sizes make {:.3g} parameters, past what mosaic supports (1e15)", src,
+               params);
   MOSAIC_CHECK(c.mask_token_id >= 0 && c.mask_token_id < c.embedding_size,
                "{}: mask_token_id {} is outside the embedding (size {})", src, c.mask_token_id, c.embedding_size);
 }

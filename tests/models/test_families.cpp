@@ -61,6 +61,25 @@ TEST(ModelFamilies, EachFamilyParsesItsOwnFields) {
   EXPECT_NE(family_of(d).chat_prompt({{"user", "hi"}}, true).find("<|im_start|>assistant\n"), std::string::npos);
 }
 
+// Sizes no model has (a field of 2^63, a product past int64) are refused with the field named,
+// before anything multiplies them (found by fuzz/fuzz_config: a signed overflow in n_params).
+TEST(ModelFamilies, AbsurdSizesAreRefused) {
+  json huge = dream_config();
+  huge["hidden_size"] = int64_t{1} << 62;
+  EXPECT_NE(error_of(huge).find("the hidden size 4611686018427387904 is past what mosaic supports"), std::string::npos)
+      << error_of(huge);
+  json wide = dream_config();
+  wide["intermediate_size"] = 655555555555555554;
+  EXPECT_NE(error_of(wide).find("the FFN size"), std::string::npos) << error_of(wide);
+  json many = dream_config();  // each size allowed, their product not
+  many["hidden_size"] = 1 << 20;
+  many["num_attention_heads"] = 1 << 10;
+  many["num_key_value_heads"] = 1 << 10;
+  many["intermediate_size"] = 1 << 22;
+  many["num_hidden_layers"] = 1 << 16;
+  EXPECT_NE(error_of(many).find("parameters, past what mosaic supports"), std::string::npos) << error_of(many);
+}
+
 TEST(ModelFamilies, DreamGraphsNameQwen2WeightsWithBiases) {
   io::ModelConfig d = parse_model_config(dream_config(), "dream.json");
   Graph g = build_step_graph(d, GraphOptions{});

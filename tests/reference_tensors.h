@@ -30,10 +30,11 @@ inline std::vector<int32_t> tensor_i32(const io::SafetensorsFile& f, const char*
   return v;
 }
 
-// ||a - b|| / ||b||
+// ||a - b|| / ||b||; infinite when a holds a NaN or Inf (e.g. output never written).
 inline double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
     num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
     den += static_cast<double>(b[i]) * b[i];
   }

@@ -253,6 +253,14 @@ void StepGraphBuilder::dense_ffn(int l, const DenseFfnWeights& w) {
   g_.end_region();
 }
 
+void MoeFfnWeights::name_experts(const std::string& prefix, int64_t n) {
+  for (int64_t e = 0; e < n; ++e) {
+    gate.push_back(fmt::format("{}{}.gate_proj.weight", prefix, e));
+    up.push_back(fmt::format("{}{}.up_proj.weight", prefix, e));
+    down.push_back(fmt::format("{}{}.down_proj.weight", prefix, e));
+  }
+}
+
 void StepGraphBuilder::moe_ffn(int l, const MoeFfnWeights& w) {
   const io::MoeConfig& m = c_.moe;
   const int k = static_cast<int>(m.experts_per_token);

@@ -64,6 +64,9 @@ struct MoeFfnWeights {
   std::string norm, router, router_bias;  // router [experts, d]; router_bias [experts] when the config has one
   std::vector<std::string> gate, up, down;  // per routed expert
   std::string shared_gate, shared_up, shared_down;  // empty: no shared expert
+  // Names gate/up/down of experts 0..n-1 as `{prefix}{e}.{gate,up,down}_proj.weight` (the
+  // Hugging Face MoE layout both families use).
+  void name_experts(const std::string& prefix, int64_t n);
 };
 struct ModelWeights {
   std::string embed, final_norm, lm_head;

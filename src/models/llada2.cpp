@@ -96,12 +96,7 @@ class Llada2 final : public ModelFamily {
       m.norm = layer(l, "post_attention_layernorm.weight");
       m.router = layer(l, "mlp.gate.weight");
       if (c.moe.expert_bias) m.router_bias = layer(l, "mlp.gate.expert_bias");
-      for (int64_t e = 0; e < c.moe.experts; ++e) {
-        const std::string ex = fmt::format("model.layers.{}.mlp.experts.{}.", l, e);
-        m.gate.push_back(ex + "gate_proj.weight");
-        m.up.push_back(ex + "up_proj.weight");
-        m.down.push_back(ex + "down_proj.weight");
-      }
+      m.name_experts(layer(l, "mlp.experts."), c.moe.experts);
       if (c.moe.shared_ffn_hidden > 0) {
         m.shared_gate = layer(l, "mlp.shared_experts.gate_proj.weight");
         m.shared_up = layer(l, "mlp.shared_experts.up_proj.weight");

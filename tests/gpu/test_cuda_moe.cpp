@@ -13,6 +13,7 @@
 #include "decode/llada_sampler.h"
 #include "golden_case.h"
 #include "models/model.h"
+#include "reference_tensors.h"
 #include "step_request.h"
 #include "test_util.h"
 
@@ -20,16 +21,6 @@ namespace mosaic {
 namespace {
 
 std::string llada2_tiny() { return (test::fixtures_dir() / "llada2_tiny").string(); }
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
 
 TEST(CudaMoe, LogitsMatchTheCpuBackend) {
   auto cpu = make_cpu_backend();
@@ -47,7 +38,7 @@ TEST(CudaMoe, LogitsMatchTheCpuBackend) {
       r.attention_block = block;
       const auto a = mc.step(r).logits, b = mg.step(r).logits;
       ASSERT_EQ(a.size(), b.size());
-      EXPECT_LT(rel_err(b, a), fp32 ? 1e-5 : 2e-2) << fixture << (fp32 ? " cuda-fp32" : " cuda") << " block " << block;
+      EXPECT_LT(test::rel_error(b, a), fp32 ? 1e-5 : 2e-2) << fixture << (fp32 ? " cuda-fp32" : " cuda") << " block " << block;
     }
   }
 }

@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "golden_case.h"
+#include "reference_tensors.h"
 #include "step_request.h"
 #include "test_util.h"
 
@@ -22,25 +23,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::rel_error;
+using test::tensor_f32;
 
 fs::path dream_tiny() { return test::fixtures_dir() / "dream_tiny"; }
-
-std::vector<float> tensor_f32(const io::SafetensorsFile& f, const char* name) {
-  const io::TensorInfo* t = f.find(name);
-  EXPECT_TRUE(t) << name;
-  std::vector<float> v(static_cast<size_t>(t->numel()));
-  to_f32(t->dtype, t->data, v.data(), v.size());
-  return v;
-}
-
-double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
 
 json goldens() { return json::parse(test::read_file(dream_tiny() / "goldens.json")); }
 

@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "golden_case.h"
+#include "reference_tensors.h"
 #include "step_request.h"
 #include "test_util.h"
 
@@ -21,6 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::rel_error;
 
 fs::path tiny() { return test::fixtures_dir() / "llada_tiny"; }
 
@@ -48,15 +50,6 @@ std::vector<float> engine_logits(Model& m, const std::vector<int32_t>& tokens) {
   std::vector<int32_t> pos(tokens.size());
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
   return m.step(test::logits_request(tokens, pos)).logits;
-}
-
-double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
 }
 
 TEST(LladaGolden, ForwardLogitsMatchTheReference) {

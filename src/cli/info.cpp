@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "models/family.h"
+#include "models/blocks.h"
 #include "models/generation_plan.h"
 #include "plan/memory_plan.h"
 
@@ -103,8 +104,9 @@ void run_info(const InfoFlags& f) {
                m.sigmoid_groups ? "sigmoid, group-limited" : "softmax", m.expert_bias ? ", expert bias" : "",
                m.shared_ffn_hidden > 0 ? fmt::format(", shared expert of ffn {}", m.shared_ffn_hidden) : "");
     // Rows per expert depend on the routing: the plan takes the bound.
-    fmt::print("            planned at the bound: all of a chunk's rows may reach one expert (scratch rows x {} "
-               "floats per MoE region)\n", 2 * config.d_model + 2 * m.ffn_hidden + 2 * m.experts_per_token);
+    fmt::print("            planned at the bound: scratch of rows x {} floats per MoE region (every (row, expert) "
+               "pair's activations for the grouped GEMMs; one expert reached by all of a chunk's rows)\n",
+               moe_workspace_floats(config));
   }
   fmt::print("parameters  {:.3f} B   weights on {}: {}\n", config.n_params() / 1e9, backend,
              human_bytes(static_cast<double>(weights)));

@@ -1,5 +1,6 @@
 #include "models/blocks.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -261,6 +262,17 @@ void MoeFfnWeights::name_experts(const std::string& prefix, int64_t n) {
   }
 }
 
+int64_t moe_workspace_floats(const io::ModelConfig& c) {
+  const int64_t d = c.d_model, F = c.moe.ffn_hidden, k = c.moe.experts_per_token;
+  // Expert by expert (the CPU, the fp32 mode): one expert's rows at a time, at most every row of
+  // the chunk, and the rows' expert-sorted indices and weights.
+  const int64_t one_by_one = 2 * d + 2 * F + 2 * k;
+  // Grouped (CUDA bf16): every (row, expert) pair's slot and source row (2 ints), its SwiGLU
+  // activations and its output row (bf16), + 192 floats per row for the parts' 256-byte alignment.
+  const int64_t grouped = 2 * k + (k * (F + d) + 1) / 2 + 192;
+  return std::max(one_by_one, grouped);
+}
+
 void StepGraphBuilder::moe_ffn(int l, const MoeFfnWeights& w) {
   const io::MoeConfig& m = c_.moe;
   const int k = static_cast<int>(m.experts_per_token);
@@ -282,9 +294,7 @@ void StepGraphBuilder::moe_ffn(int l, const MoeFfnWeights& w) {
                static_cast<float>(m.routed_scale)};
   route.layer = l;
   g_.add_node(std::move(route));
-  // The experts' scratch holds one expert's rows at a time (at most every row of the chunk), and
-  // the rows' expert-sorted indices and weights.
-  int ws = local(lp + "moe.workspace", r, 2 * d() + 2 * m.ffn_hidden + 2 * k, ElemType::F32);
+  int ws = local(lp + "moe.workspace", r, moe_workspace_floats(c_), ElemType::F32);
   std::vector<Operand> in = {{h}, {ids}, {wts}};
   for (int64_t e = 0; e < m.experts; ++e) {
     in.push_back({weight(w.gate[e], m.ffn_hidden, d())});

@@ -68,6 +68,10 @@ struct MoeFfnWeights {
   // Hugging Face MoE layout both families use).
   void name_experts(const std::string& prefix, int64_t n);
 };
+// Floats of scratch per row of a MoE region: the larger of what the per-expert form (CPU, fp32)
+// and the grouped form (CUDA bf16) need.
+int64_t moe_workspace_floats(const io::ModelConfig& c);
+
 struct ModelWeights {
   std::string embed, final_norm, lm_head;
 };

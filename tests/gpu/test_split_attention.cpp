@@ -83,6 +83,55 @@ TEST(SplitAttention, TwoKeySourcesMatchTheCpuOracle) {
   }
 }
 
+// Block-causal (LLaDA2.0): each query sees the keys below the end of its block. A whole step
+// (positions 0..n-1), a cached step's block against the cache, and head rows at explicit positions.
+TEST(SplitAttention, BlockCausalMatchesTheCpuOracle) {
+  struct Masked {
+    int64_t n;                       // keys: positions 0 .. n-1
+    std::vector<int32_t> positions;  // the queries'
+    int64_t block;
+    int heads, kv_heads, hd;
+  };
+  auto range = [](int32_t a, int32_t b) {
+    std::vector<int32_t> v;
+    for (int32_t i = a; i < b; ++i) v.push_back(i);
+    return v;
+  };
+  std::vector<Masked> cases;
+  for (int hd : {64, 128}) {
+    cases.push_back({100, range(0, 100), 8, 4, 2, hd});
+    cases.push_back({300, range(0, 300), 32, 4, 4, hd});
+    cases.push_back({48, range(40, 48), 8, 4, 2, hd});
+    cases.push_back({100, {3, 17, 18, 40, 99}, 8, 4, 2, hd});
+    cases.push_back({4352, range(4320, 4352), 32, 16, 4, hd});
+  }
+  Workspace ws(size_t{64} << 20);
+  for (const Masked& c : cases) {
+    const int64_t rows = static_cast<int64_t>(c.positions.size()), qn = rows * c.heads * c.hd,
+                  kvn = c.n * c.kv_heads * c.hd;
+    const HostBf16 q = test::random_bf16(rng, qn, 1.f), k = test::random_bf16(rng, kvn, 1.f),
+                   v = test::random_bf16(rng, kvn, 1.f);
+    const float scale = 1.f / std::sqrt(static_cast<float>(c.hd));
+    std::vector<float> ref(static_cast<size_t>(qn));
+    std::vector<float> cws(static_cast<size_t>(cpu_traits().attn_workspace_rows) * c.n);
+    cpu::attention(q.f.data(), rows, {k.f.data(), v.f.data(), c.n}, {}, c.heads, c.kv_heads, c.hd, scale, ref.data(),
+                   cws.data(), AttentionMask{c.block, c.positions.data(), 0});
+    DevBuf dq(q.bits), dk(k.bits), dv(v.bits), out(qn);
+    int32_t* dpos = nullptr;
+    CUDA_CHECK(cudaMalloc(&dpos, c.positions.size() * 4));
+    CUDA_CHECK(cudaMemcpy(dpos, c.positions.data(), c.positions.size() * 4, cudaMemcpyHostToDevice));
+    for (int splits : {0, 3}) {
+      out.poison();
+      cuda::flash_attention_split(dq.bf(), rows, dk.bf(), dv.bf(), c.n, nullptr, nullptr, 0, c.heads, c.kv_heads,
+                                  c.hd, scale, out.bf(), ws.p, ws.bytes, 0, splits, c.block, dpos, 0);
+      CUDA_CHECK(cudaGetLastError());
+      EXPECT_LT(test::rel_err(out.get(), ref), 1e-2)
+          << "keys " << c.n << " queries " << rows << " block " << c.block << " hd " << c.hd << " splits " << splits;
+    }
+    CUDA_CHECK(cudaFree(dpos));
+  }
+}
+
 // A workspace for a few query rows only: the rows run in several launches and still all get
 // written, each with its own softmax.
 TEST(SplitAttention, ASmallWorkspaceRunsTheRowsInChunks) {

@@ -35,6 +35,10 @@ constexpr size_t kStagingBytes = size_t{64} << 20;     // per buffer, two buffer
 constexpr size_t kBlasWorkspace = size_t{32} << 20;
 // Scratch of one attention call: cuDNN's workspace, or the split kernel's partial outputs.
 constexpr size_t kAttnWorkspace = size_t{64} << 20;
+// MoE: each layer's expert pointer table (3 per expert; LLaDA2.0-flash needs 32 x 768), and the
+// grouped kernels' per-expert counters.
+constexpr size_t kMoeTablePointers = size_t{1} << 16;
+constexpr size_t kMoeMetaInts = 4 * (cuda::kMoeMaxExperts + 1);
 constexpr int kMaxRopeTables = 16;
 constexpr int kMaxRopeHalf = 512;
 
@@ -57,6 +61,8 @@ class CudaBackend final : public Backend {
     // The only plain allocations: fixed-size library workspaces and staging, made once.
     CUDA_CHECK(cudaMalloc(&blas_ws_, kBlasWorkspace));
     CUDA_CHECK(cudaMalloc(&attn_ws_, kAttnWorkspace));
+    CUDA_CHECK(cudaMalloc(&moe_tables_, kMoeTablePointers * sizeof(void*)));
+    CUDA_CHECK(cudaMalloc(&moe_meta_, kMoeMetaInts * sizeof(int32_t)));
     CUDA_CHECK(cudaMalloc(&rope_tables_, sizeof(float) * kMaxRopeTables * kMaxRopeHalf));
     for (auto& s : staging_) CUDA_CHECK(cudaMallocHost(&s, kStagingBytes));
     for (auto& ev : staging_done_) CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
@@ -66,6 +72,12 @@ class CudaBackend final : public Backend {
     MOSAIC_CHECK(attention_choice_ == "auto" || attention_choice_ == "cudnn" || attention_choice_ == "flash" ||
                      attention_choice_ == "split",
                  "MOSAIC_ATTENTION='{}' is not known: use auto, cudnn, flash or split", attention_choice_);
+    // MOSAIC_MOE=plain: routing on the host and one cuBLASLt GEMM per expert, to measure the
+    // grouped kernels against.
+    const char* moe = std::getenv("MOSAIC_MOE");
+    MOSAIC_CHECK(!moe || std::string(moe) == "grouped" || std::string(moe) == "plain",
+                 "MOSAIC_MOE='{}' is not known: use grouped or plain", moe ? moe : "");
+    grouped_moe_ = !moe || std::string(moe) == "grouped";
 #ifdef MOSAIC_CUDNN
     if (!f32_ && attention_choice_ != "flash") cudnn_ = std::make_unique<cuda::CudnnAttention>(stream_);
 #endif
@@ -82,6 +94,8 @@ class CudaBackend final : public Backend {
     for (auto& ev : staging_done_) cudaEventDestroy(ev);
     cudaFree(blas_ws_);
     cudaFree(attn_ws_);
+    cudaFree(moe_tables_);
+    cudaFree(moe_meta_);
     cudaFree(rope_tables_);
     arena_.reset();
     weights_.reset();
@@ -187,9 +201,14 @@ class CudaBackend final : public Backend {
                           hd, scale, f(out), stream_, mask.block, mask.positions, mask.pos0);
       return;
     }
-    if (mask.block > 0) {  // block-causal (LLaDA2.0): the plain kernel until the tiled ones take a mask
-      cuda::attention_plain_bf16(b(q), rows, b(kv.k), b(kv.v), kv.rows, b(more.k), b(more.v), more.rows, heads,
-                                 kv_heads, hd, scale, b(out), stream_, mask.block, mask.positions, mask.pos0);
+    if (mask.block > 0) {  // block-causal (LLaDA2.0): the split kernel skips and masks what rows do not see
+      if (hd == 64 || hd == 128)
+        cuda::flash_attention_split(b(q), rows, b(kv.k), b(kv.v), kv.rows, b(more.k), b(more.v), more.rows, heads,
+                                    kv_heads, hd, scale, b(out), static_cast<float*>(attn_ws_), kAttnWorkspace,
+                                    stream_, 0, mask.block, mask.positions, mask.pos0);
+      else
+        cuda::attention_plain_bf16(b(q), rows, b(kv.k), b(kv.v), kv.rows, b(more.k), b(more.v), more.rows, heads,
+                                   kv_heads, hd, scale, b(out), stream_, mask.block, mask.positions, mask.pos0);
       return;
     }
     // Keys in two places need the split kernel (it merges the softmaxes of the parts). So does a
@@ -215,12 +234,17 @@ class CudaBackend final : public Backend {
 #endif
     cuda::flash_attention(b(q), rows, b(kv.k), b(kv.v), kv.rows, heads, kv_heads, hd, scale, b(out), stream_);
   }
-  // The router's product on the device (fp32 out); the choice on the host with the CPU's rule
-  // (the logits cross PCIe once per layer: a first, plain form of routing on CUDA).
+  // The router's product on the device (fp32 out), then the choice: on the device in bf16; on
+  // the host with the CPU's own code in the fp32 verification mode, whose tokens must equal the
+  // CPU's (the device's expf may break a near tie the other way).
   void moe_route(const void* h, int64_t rows, int64_t d, const void* gate, const void* bias, const MoeRouting& r,
                  int32_t* ids, float* weights, float* logits) override {
     if (rows == 0) return;
     lt_->run(h, rows, d, gate, nullptr, r.experts, logits, true, false);
+    if (!f32_ && grouped_moe_ && cuda::moe_select_supported(r)) {
+      cuda::moe_select(logits, rows, b(bias), r, ids, weights, stream_);
+      return;
+    }
     const size_t n = static_cast<size_t>(rows) * r.experts, nk = static_cast<size_t>(rows) * r.top_k;
     host_logits_.resize(n);
     download(host_logits_.data(), logits, n * sizeof(float));
@@ -234,18 +258,24 @@ class CudaBackend final : public Backend {
     upload(ids, moe_ids_.data(), nk * sizeof(int32_t));
     upload(weights, moe_weights_.data(), nk * sizeof(float));
   }
-  // Expert by expert: gather its rows, gate / up / down through cuBLASLt, add the weighted rows
-  // back. (A grouped GEMM is the next form; this one launches 3 GEMMs per routed expert.)
+  // bf16: the grouped GEMMs of moe_grouped.cu, all on the device. The fp32 verification mode
+  // (and shapes the grouped kernels do not take): expert by expert, gather its rows, gate / up /
+  // down through cuBLASLt, add the weighted rows back.
   void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
                    int64_t ffn, const std::vector<const void*>& experts, void* x, void* workspace) override {
     if (rows == 0) return;
+    const int64_t n_experts = static_cast<int64_t>(experts.size()) / 3;
+    if (!f32_ && grouped_moe_ && cuda::moe_grouped_supported(d, ffn, static_cast<int>(n_experts))) {
+      cuda::moe_experts_grouped(b(h), rows, d, ids, weights, top_k, ffn, static_cast<int>(n_experts), expert_table(experts), b(x),
+                                workspace, moe_meta_, stream_);
+      return;
+    }
     const size_t nk = static_cast<size_t>(rows) * top_k;
     std::vector<int32_t> id(nk);
     std::vector<float> w(nk);
     download(id.data(), ids, nk * sizeof(int32_t));
     download(w.data(), weights, nk * sizeof(float));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    const int64_t n_experts = static_cast<int64_t>(experts.size()) / 3;
     std::vector<std::vector<std::pair<int32_t, float>>> routed(static_cast<size_t>(n_experts));
     for (size_t i = 0; i < nk; ++i) {
       MOSAIC_CHECK(id[i] >= 0 && id[i] < n_experts, "moe: row {} is routed to expert {} of {}", i / top_k, id[i],
@@ -281,6 +311,26 @@ class CudaBackend final : public Backend {
       else cuda::scatter_add_rows(b(y), d, idx + off, wts + off, n, b(x), stream_);
       off += n;
     }
+  }
+  // The device copy of a layer's expert pointers (gate[0..E), up[0..E), down[0..E)), made on
+  // first use in the fixed table region and kept: weights never move.
+  const cuda::bf16* const* expert_table(const std::vector<const void*>& experts) {
+    auto it = expert_tables_.find(experts.front());
+    if (it != expert_tables_.end()) return it->second;
+    const size_t n = experts.size(), E = n / 3;
+    MOSAIC_CHECK(moe_tables_used_ + n <= kMoeTablePointers,
+                 "moe: the expert pointer tables need more than {} entries ({} layers so far)", kMoeTablePointers,
+                 expert_tables_.size());
+    std::vector<const void*> t(n);
+    for (size_t e = 0; e < E; ++e) {
+      t[e] = experts[3 * e];
+      t[E + e] = experts[3 * e + 1];
+      t[2 * E + e] = experts[3 * e + 2];
+    }
+    auto* dst = reinterpret_cast<const cuda::bf16**>(moe_tables_) + moe_tables_used_;
+    CUDA_CHECK(cudaMemcpy(dst, t.data(), n * sizeof(void*), cudaMemcpyHostToDevice));
+    moe_tables_used_ += n;
+    return expert_tables_.emplace(experts.front(), dst).first->second;
   }
   void swiglu(void* g, const void* u, int64_t n) override {
     if (f32_) cuda::swiglu_f32(f(g), f(u), n, stream_);
@@ -424,6 +474,11 @@ class CudaBackend final : public Backend {
   std::unique_ptr<VmmRegion> weights_, arena_;
   void* blas_ws_ = nullptr;
   void* attn_ws_ = nullptr;
+  void* moe_tables_ = nullptr;
+  size_t moe_tables_used_ = 0;
+  std::map<const void*, const cuda::bf16* const*> expert_tables_;
+  int32_t* moe_meta_ = nullptr;
+  bool grouped_moe_ = true;
   float* rope_tables_ = nullptr;
   std::map<std::pair<double, int>, int> rope_slots_;
   std::vector<float> rope_host_[kMaxRopeTables];

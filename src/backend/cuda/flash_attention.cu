@@ -27,64 +27,15 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/ptx.cuh"
 
 namespace mosaic::cuda {
 
 namespace {
 
+using namespace ptx;
+
 constexpr float kLog2e = 1.4426950408889634f;
-
-// ---------------------------------------------------------------------------------------------
-// PTX wrappers
-// ---------------------------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global -> shared copy; when !pred nothing is read and the 16 bytes are zero-filled.
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool pred) {
-  const int bytes = pred ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-// d += a * b, m16n8k16, bf16 inputs, fp32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-// Two floats -> bf16x2 (lo in the low half, as the mma fragments want).
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -145,6 +96,11 @@ struct Params {
   int splits = 0, per = 0, per2 = 0;
   float* o_part = nullptr;  // [z][rows][heads * HD]
   float* lse = nullptr;     // [z][heads][rows]
+  // Block-causal (split kernel only): query i at position positions[i] (or pos0 + i) sees the
+  // keys below (p / block + 1) * block, counting the first source's keys, then the second's.
+  int64_t block = 0;
+  const int32_t* positions = nullptr;
+  int64_t pos0 = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -204,7 +160,8 @@ __device__ __forceinline__ void mask_tail(float (&s)[C::MT][C::NS][4], int valid
 
 // Online softmax on one S tile: updates the running max m (raw scores) and the per-thread partial
 // row sums l, rescales O, and turns s into unnormalised probabilities exp2(s*sl2 - m*sl2).
-// The first tile sees m = -inf: alpha = exp2(-inf) = 0 and O, l are still zero.
+// The first tile sees m = -inf: alpha = exp2(-inf) = 0 and O, l are still zero. A row whose
+// keys so far are all masked keeps m = -inf: its exponents use 0 in its place (no -inf - -inf).
 template <class C>
 __device__ __forceinline__ void softmax_tile(float (&s)[C::MT][C::NS][4], float (&o)[C::MT][C::NO][4],
                                              float (&m)[C::MT][2], float (&l)[C::MT][2], float sl2) {
@@ -217,9 +174,10 @@ __device__ __forceinline__ void softmax_tile(float (&s)[C::MT][C::NS][4], float 
       for (int n = 0; n < C::NS; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * r], s[mt][n][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float alpha = ex2((m[mt][r] - mx) * sl2);
+      const float mx_s = mx == -INFINITY ? 0.f : mx;
+      const float alpha = ex2((m[mt][r] - mx_s) * sl2);
       m[mt][r] = mx;
-      const float msc = mx * sl2;
+      const float msc = mx_s * sl2;
       float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
       for (int n = 0; n < C::NS; ++n) {
@@ -296,6 +254,68 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
     tile0 = (static_cast<int>(blockIdx.z) - (second ? p.splits : 0)) * per;
     nt = min(per, static_cast<int>((kv_rows + C::BC - 1) / C::BC) - tile0);
   }
+  // Block-causal: each of this thread's rows sees the keys (counted across both sources) below
+  // its limit; the CTA runs only the tiles some row of its query tile sees.
+  const int64_t key0 = SPLIT && static_cast<int>(blockIdx.z) >= p.splits ? p.kv_rows : 0;
+  int64_t lim[C::MT][2] = {};
+  int64_t cta_min = INT64_MAX;
+  if constexpr (SPLIT) {
+    if (p.block > 0) {
+      auto limit_of = [&](int64_t row) {
+        const int64_t pos = p.positions ? p.positions[row] : p.pos0 + row;
+        return (pos / p.block + 1) * p.block;
+      };
+      int64_t cta_max = 0;
+      for (int64_t row = q0; row < min(q0 + C::BR, p.rows); ++row) {
+        const int64_t v = limit_of(row);
+        cta_max = max(cta_max, v);
+        cta_min = min(cta_min, v);
+      }
+      const int gq = (tid & 31) >> 2;
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int64_t row = q0 + warp * C::MW + mt * 16 + gq + 8 * r;
+          lim[mt][r] = row < p.rows ? limit_of(row) : INT64_MAX;
+        }
+      const int64_t seen = cta_max - key0 - static_cast<int64_t>(tile0) * C::BC;  // keys of this range seen
+      nt = seen <= 0 ? 0 : min(nt, static_cast<int>((seen + C::BC - 1) / C::BC));
+    }
+    if (nt <= 0) {  // no key of this split is seen by any row of the tile: an empty partial
+      const int gq = (tid & 31) >> 2, t4q = tid & 3;
+      float* const o_part = p.o_part + static_cast<int64_t>(blockIdx.z) * p.rows * p.q_ld + static_cast<int64_t>(h) * C::HD;
+      float* const lse = p.lse + (static_cast<int64_t>(blockIdx.z) * gridDim.y + h) * p.rows;
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int64_t grow = q0 + warp * C::MW + mt * 16 + gq + 8 * r;
+          if (grow >= p.rows) continue;
+#pragma unroll
+          for (int j = 0; j < C::NO; ++j)
+            *reinterpret_cast<float2*>(o_part + grow * p.q_ld + j * 8 + t4q * 2) = make_float2(0.f, 0.f);
+          if (t4q == 0) lse[grow] = -INFINITY;
+        }
+      return;
+    }
+  }
+  // Scores of keys past a row's limit become -inf (tile t in processing order).
+  auto mask_rows = [&](float (&s)[C::MT][C::NS][4], int t) {
+    if constexpr (SPLIT) {
+      if (p.block <= 0) return;
+      const int64_t kv0 = key0 + static_cast<int64_t>(tile0 + nt - 1 - t) * C::BC;
+      if (kv0 + C::BC <= cta_min) return;  // every row sees the whole tile
+      const int t2 = (tid & 3) * 2;
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < C::NS; ++n)
+#pragma unroll
+          for (int c = 0; c < 4; ++c)
+            if (kv0 + n * 8 + t2 + (c & 1) >= lim[mt][c >> 1]) s[mt][n][c] = -INFINITY;
+    }
+  };
 
   // ---- cooperative cp.async loaders: thread -> (row ld_row + it*RPP, chunk ld_ch)
   const int ld_row = tid / C::CPR, ld_ch = tid % C::CPR;
@@ -380,6 +400,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
     // 1 .. BC keys in tile 0 when it is the source's last tile; more (a full tile) otherwise.
     const int64_t tail = kv_rows - static_cast<int64_t>(tile0 + nt - 1) * C::BC;
     if (tail < C::BC) mask_tail<C>(sa, static_cast<int>(tail), lane);
+    mask_rows(sa, 0);
   }
 
   if constexpr (!C::PIPE) {
@@ -393,6 +414,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
         if (i + C::STAGES < nt) load_kv(i + C::STAGES);
         cp_async_commit();
         qk_tile<C>(sa, qf, q_lane, stage_of(i + 1) + b_off);
+        mask_rows(sa, i + 1);
       }
     }
   } else {
@@ -433,12 +455,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
         lt += __shfl_xor_sync(0xffffffffu, lt, 2);
         const int64_t grow = q0 + warp * C::MW + mt * 16 + g + 8 * r;
         if (grow >= p.rows) continue;
-        const float inv = __frcp_rn(lt);
+        const float inv = lt > 0.f ? __frcp_rn(lt) : 0.f;  // 0: the row saw no key of this split
 #pragma unroll
         for (int j = 0; j < C::NO; ++j)
           *reinterpret_cast<float2*>(o_part + grow * q_ld + j * 8 + t4 * 2) =
               make_float2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
-        if (t4 == 0) lse[grow] = m[mt][r] * p.sl2 + log2f(lt);
+        if (t4 == 0) lse[grow] = lt > 0.f ? m[mt][r] * p.sl2 + log2f(lt) : -INFINITY;
       }
     }
     return;
@@ -966,13 +988,14 @@ __global__ void split_combine_kernel(const float* __restrict__ o_part, const flo
   const int64_t ld = static_cast<int64_t>(heads) * hd;
   float mx = -INFINITY;
   for (int z = 0; z < splits; ++z) mx = fmaxf(mx, lse[(static_cast<int64_t>(z) * heads + h) * rows + row]);
+  if (mx == -INFINITY) mx = 0.f;  // no split saw a key (cannot happen with key 0 always seen): zeros
   float acc = 0.f, sum = 0.f;
   for (int z = 0; z < splits; ++z) {
     const float w = exp2f(lse[(static_cast<int64_t>(z) * heads + h) * rows + row] - mx);
     sum += w;
     acc = fmaf(w, o_part[(static_cast<int64_t>(z) * rows + row) * ld + h * hd + c], acc);
   }
-  out[row * ld + h * hd + c] = __float2bfloat16(acc / sum);
+  out[row * ld + h * hd + c] = __float2bfloat16(sum > 0.f ? acc / sum : 0.f);
 }
 
 //                  HD  warps MT  BC  Q_SMEM STAGES PIPE MINB
@@ -999,7 +1022,8 @@ struct KvSrc {
 
 template <class C>
 void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int kv_heads, float scale, bf16* out,
-                  float* ws, size_t ws_bytes, int want, cudaStream_t s) {
+                  float* ws, size_t ws_bytes, int want, cudaStream_t s, int64_t block, const int32_t* positions,
+                  int64_t pos0) {
   if (a.rows == 0) std::swap(a, b);
   const int64_t tiles_a = (a.rows + C::BC - 1) / C::BC, tiles_b = (b.rows + C::BC - 1) / C::BC;
   const int64_t q_tiles = (rows + C::BR - 1) / C::BR;
@@ -1043,6 +1067,9 @@ void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int 
     p.per2 = per_b;
     p.o_part = ws;
     p.lse = ws + static_cast<int64_t>(splits) * n * q_ld;
+    p.block = block;
+    p.positions = positions ? positions + r0 : nullptr;
+    p.pos0 = pos0 + r0;
     const dim3 grid(static_cast<unsigned>((n + C::BR - 1) / C::BR), static_cast<unsigned>(heads),
                     static_cast<unsigned>(splits));
     kernel<<<grid, C::THREADS, C::SMEM_BYTES, s>>>(p);
@@ -1241,8 +1268,9 @@ void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, 
 void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows,
                            const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
                            float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
-                           int splits) {
+                           int splits, int64_t block, const int32_t* positions, int64_t pos0) {
   check_args(q, rows, k, v, kv_rows, heads, kv_heads, hd, scale, out);
+  CUDA_REQUIRE(block == 0 || kv_rows > 0, "flash_attention_split: block-causal keys must start in the first source");
   CUDA_REQUIRE(kv_rows2 >= 0, "flash_attention_split: negative kv_rows2 (" + std::to_string(kv_rows2) + ")");
   CUDA_REQUIRE(kv_rows2 == 0 || ((reinterpret_cast<uintptr_t>(k2) | reinterpret_cast<uintptr_t>(v2)) & 15u) == 0,
                std::string("flash_attention_split: k2 and v2 must be 16-byte aligned"));
@@ -1254,8 +1282,12 @@ void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf1
     return;
   }
   const KvSrc a{k, v, kv_rows}, b{k2, v2, kv_rows2};
-  if (hd == 128) launch_split<Split128>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s);
-  else launch_split<Split64>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s);
+  if (hd == 128)
+    launch_split<Split128>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s, block,
+                           positions, pos0);
+  else
+    launch_split<Split64>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s, block,
+                          positions, pos0);
 }
 
 }  // namespace mosaic::cuda

@@ -59,10 +59,12 @@ void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, 
 // the keys cut into splits whose softmaxes are merged at the end: for keys in two places, and
 // for few query rows over many keys. workspace: device fp32 scratch for the splits' partial
 // outputs (query rows run in chunks that fit it); splits: 0 picks enough to fill the GPU.
+// block > 0: block-causal, query i at position positions[i] (device; or pos0 + i) sees the keys
+// below (p / block + 1) * block (tiles no row of a query tile sees are skipped).
 void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows,
                            const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
                            float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
-                           int splits = 0);
+                           int splits = 0, int64_t block = 0, const int32_t* positions = nullptr, int64_t pos0 = 0);
 
 // The fp32 verification mode (f32_kernels.cu): the CPU kernels' math in fp32.
 void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s);
@@ -87,5 +89,20 @@ void scatter_add_rows(const bf16* y, int64_t d, const int32_t* idx, const float*
                       cudaStream_t s);
 void scatter_add_rows_f32(const float* y, int64_t d, const int32_t* idx, const float* w, int64_t rows, float* out,
                           cudaStream_t s);
+// The router's choice on the device (moe_route.cu), the CPU's rule (cpu::moe_select): ids and
+// weights [rows, top_k] from logits [rows, experts] and the bias (bf16, may be null).
+bool moe_select_supported(const MoeRouting& r);
+void moe_select(const float* logits, int64_t rows, const bf16* bias, const MoeRouting& r, int32_t* ids,
+                float* weights, cudaStream_t s);
+// The routed experts as grouped GEMMs (moe_grouped.cu): x[r] += sum_j weights[r, j] *
+// down(silu(gate(h[r])) * up(h[r])) of expert ids[r, j]. tables: device array of 3 * experts
+// pointers (every gate, then every up, then every down); workspace: moe_grouped_workspace_bytes;
+// meta: 4 * (experts + 1) ints of device scratch.
+constexpr int kMoeMaxExperts = 1024;
+bool moe_grouped_supported(int64_t d, int64_t ffn, int experts);
+size_t moe_grouped_workspace_bytes(int64_t rows, int64_t d, int64_t ffn, int top_k);
+void moe_experts_grouped(const bf16* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
+                         int64_t ffn, int experts, const bf16* const* tables, bf16* x, void* workspace,
+                         int32_t* meta, cudaStream_t s);
 
 }  // namespace mosaic::cuda

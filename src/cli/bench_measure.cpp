@@ -27,12 +27,17 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std
   Measured r;
   r.L = L;
   const int64_t gen = std::min(f.gen_length, L - 1);
-  auto x = bench_sequence(m.config(), L, gen);
+  // Block diffusion (LLaDA2.0): the step that denoises the block ending at L, as the official
+  // generate() runs it: block-causal attention over [0, L), the last block's rows to the head.
+  const bool block_diffusion = m.family().default_sampler() == SamplerKind::Llada2;
+  const int64_t masked = block_diffusion ? std::min(f.block_length, L - 1) : gen;
+  auto x = bench_sequence(m.config(), L, masked);
   std::vector<int32_t> pos;
-  for (int64_t i = L - gen; i < std::min(L, L - gen + f.block_length); ++i) pos.push_back(static_cast<int32_t>(i));
+  for (int64_t i = L - masked; i < std::min(L, L - masked + f.block_length); ++i) pos.push_back(static_cast<int32_t>(i));
   r.M = static_cast<int64_t>(pos.size());
-  r.pos0 = L - gen;
+  r.pos0 = L - masked;
   StepRequest req;
+  if (block_diffusion) req.attention_block = f.block_length;
   req.tokens = &x;
   req.head_pos = pos;
   req.hidden_in = hidden_in;

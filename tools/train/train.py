@@ -300,11 +300,12 @@ def diffusion_loss(model, x0, mask_id: int, eps: float, autocast):
 
 @torch.no_grad()
 def evaluate(model, windows: torch.Tensor, mask_id: int, device, autocast, n_t: int = 8, seed: int = 1234,
-             batch: int = 128) -> dict:
+             batch: int = 128, forward=None) -> dict:
     """Fixed t values t_j = (j + 0.5) / n_t for every window and fixed masks (CPU generator
     seeded with `seed`): reproducible. Returns the diffusion loss (the LLaDA bound, nats per
     token: mean over examples of sum_masked CE / t / (L-1)), the plain CE per masked token,
-    masked-token accuracy, and both per t."""
+    masked-token accuracy, and both per t. `forward(xt, x0) -> logits` replaces `model(xt)`
+    (train_llada2.py: the block-diffusion forward also reads the clean x0)."""
     was = model.training
     model.eval()
     N, L = windows.shape
@@ -322,7 +323,7 @@ def evaluate(model, windows: torch.Tensor, mask_id: int, device, autocast, n_t: 
         xb, mb, tb = x0[i:i + batch].to(device), mask[i:i + batch].to(device), t[i:i + batch].to(device)
         xt = torch.where(mb, torch.full_like(xb, mask_id), xb)
         with autocast():
-            logits = model(xt)
+            logits = model(xt) if forward is None else forward(xt, xb)
         logits = logits.float()
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xb.reshape(-1), reduction="none").view(xb.shape)
         ok = (logits.argmax(-1) == xb) & mb
@@ -558,6 +559,19 @@ def lr_at(step: int, a, total: int) -> float:
     return a.lr * (a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def plan_steps(step: int, dt: float, avail: float, eval_every: int, eval_s: float, warmup: int) -> int:
+    """The schedule's total step count: what fits in `avail` seconds at `dt` s/step, minus the
+    periodic evals (`eval_s` each, every `eval_every` steps), with a 3% margin."""
+    n_evals = 1 + int(avail / dt) // eval_every
+    total = step + max(1, int((avail - n_evals * eval_s) * 0.97 / dt))
+    return max(total, warmup + 1)
+
+
+def steps_that_fit(step: int, per: float, remaining: float) -> int:
+    """Re-planning: the step reached when `remaining` seconds go at the measured `per` s/step."""
+    return step + int(remaining / per)
+
+
 def main():
     a = parse_args()
     deadline = a.deadline_unix if a.deadline_unix > 0 else T_PROCESS + a.time_budget_min * 60.0
@@ -694,9 +708,7 @@ def main():
             sync()
             dt = (time.time() - calib_t0) / a.calib_steps
             avail = (a.plan_min * 60.0 - (time.time() - t_train0)) if a.plan_min > 0 else (train_deadline - time.time())
-            n_evals = 1 + int(avail / dt) // a.eval_every
-            total = step + max(1, int((avail - n_evals * eval_s) * 0.97 / dt))
-            total = max(total, a.warmup + 1)
+            total = plan_steps(step, dt, avail, a.eval_every, eval_s, a.warmup)
             log(f"schedule: {dt * 1000:.1f} ms/step ({B * L / dt / 1e3:.1f} k tokens/s), eval {eval_s:.1f} s -> "
                 f"{total} steps ({total * B * L / 1e6:.1f} M tokens, {total * B * body / len(train_c.stream):.1f} "
                 f"epochs)")
@@ -730,7 +742,7 @@ def main():
             # re-plan (shrink only) when evals/checkpoints/slowdowns made the run slower than calibrated
             if calib_t0 is not None and total and not a.steps and a.plan_min <= 0 and step > calib_step0:
                 per = (time.time() - calib_t0) / (step - calib_step0)
-                fit = step + int((train_deadline - time.time()) / per)
+                fit = steps_that_fit(step, per, train_deadline - time.time())
                 if fit < total:
                     log(f"schedule: {total} -> {fit} steps (measured {per * 1000:.1f} ms/step)")
                     total = max(step, fit)

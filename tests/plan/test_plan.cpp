@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "io/model_config.h"
 #include "models/family.h"
+#include "models/blocks.h"
 #include "plan/memory_plan.h"
+#include "test_util.h"
 
 namespace mosaic {
 namespace {
@@ -135,10 +137,18 @@ io::ModelConfig dream7b() {
                                 "dream-7b");
 }
 
+// LLaDA2.0-mini's config as shipped in configs/ (MoE layers, block-causal attention).
+io::ModelConfig llada2_mini() {
+  return parse_model_config(
+      nlohmann::json::parse(test::read_file(test::source_dir() / "configs" / "llada2-mini" / "config.json")),
+      "llada2-mini");
+}
+
 TEST(ChunkSearch, NeverExceedsTheBudgetItWasGiven) {
-  for (const auto& cfg : {llada8b(), dream7b()}) {
+  for (const auto& cfg : {llada8b(), dream7b(), llada2_mini()}) {
     GraphOptions o;
     o.traits = cuda_traits();
+    if (cfg.moe.experts > 0) o.attention_block = 32;
     Graph g = build_step_graph(cfg, o);
     for (int64_t L : {4096, 65536, 262144}) {
       Dims d{L, 32};
@@ -157,6 +167,30 @@ TEST(ChunkSearch, NeverExceedsTheBudgetItWasGiven) {
       }
     }
   }
+}
+
+// A MoE region's expert scratch is planned at the bound: every row of a chunk may send all its
+// top-k pairs anywhere, so the scratch grows with the chunk's rows, never with the routing.
+TEST(ChunkSearch, MoeScratchIsPlannedAtTheBound) {
+  const io::ModelConfig cfg = llada2_mini();
+  GraphOptions o;
+  o.traits = cuda_traits();
+  o.attention_block = 32;
+  Graph g = build_step_graph(cfg, o);
+  int found = 0;
+  for (const TensorDesc& t : g.tensors) {
+    if (t.name.find("moe.workspace") == std::string::npos) continue;
+    ++found;
+    EXPECT_EQ(t.cols.eval(Dims{4096, 32}), moe_workspace_floats(cfg));
+    const int64_t rows = t.rows.eval(Dims{4096, 32});
+    EXPECT_TRUE(rows == 4096 || rows == 32) << t.name;  // the last layer runs only the head's rows
+  }
+  EXPECT_EQ(found, 19);  // every layer but the dense first one
+  // The grouped form's parts fit the scratch of any number of rows.
+  for (int64_t rows : {1, 7, 4096})
+    EXPECT_LE(static_cast<double>(rows) * cfg.moe.experts_per_token * (cfg.d_model + cfg.moe.ffn_hidden) * 2 +
+                  2.0 * rows * cfg.moe.experts_per_token * 4 + 3 * 256,
+              static_cast<double>(rows) * moe_workspace_floats(cfg) * 4);
 }
 
 TEST(ChunkSearch, BudgetTooSmallGivesTheClearErrorWithLargestFit) {

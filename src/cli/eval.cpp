@@ -50,6 +50,12 @@ void run_eval(const EvalFlags& f) {
     eval_generations(s, tokens, o, f.format);
     return;
   }
+  // The loss masks every position at once under the model's own attention: LLaDA's and Dream's
+  // objective. A block-diffusion model is trained and scored block by block on a clean prefix.
+  MOSAIC_CHECK(s.model().family().default_sampler() != SamplerKind::Llada2,
+               "{}: eval's loss is the masked-diffusion bound of LLaDA and Dream; LLaDA2.0 is a block-diffusion "
+               "model (each block scored on the clean blocks before it), whose loss mosaic does not compute yet: "
+               "use eval --generate", s.model().dir());
   auto t0 = std::chrono::steady_clock::now();
   LossResult r = diffusion_loss(s.model(), tokens, f.opt, s.tokenizer().bos_id);
   double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

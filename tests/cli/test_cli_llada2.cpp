@@ -85,5 +85,14 @@ TEST(CliLlada2, OtherSamplersFlagsAreRefused) {
   EXPECT_NE(r.err.find("--eos-early-stop is not for LLaDA-family models"), std::string::npos) << r.err;
 }
 
+// eval's loss is LLaDA's and Dream's objective: a block-diffusion model is refused, not scored wrongly.
+TEST(CliLlada2, EvalLossIsRefusedForBlockDiffusion) {
+  auto r = test::run_command(mosaic("eval --backend cpu --model " +
+                                    (test::source_dir() / "models" / "mosaic-moe-tiny").string() + " --text " +
+                                    (test::source_dir() / "models" / "mosaic-tiny" / "heldout.txt").string()));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("LLaDA2.0 is a block-diffusion model"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace mosaic

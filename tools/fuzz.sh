@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
+MOSAIC_SKIP_PY=1 bash tools/deps.sh  # clang and its runtimes
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOSAIC_FUZZ=ON \
   -DMOSAIC_TESTS=OFF -DMOSAIC_BENCH=OFF -DMOSAIC_CUDA=OFF >/dev/null
 cmake --build build-fuzz

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/session.h"
@@ -16,6 +15,7 @@
 #include "decode/llada_sampler.h"
 #include "models/family.h"
 #include "models/generation_plan.h"
+#include "io/token_list.h"
 #include "io/tokenizer.h"
 
 namespace mosaic::cli {
@@ -59,24 +59,6 @@ void refuse(std::initializer_list<std::vector<CLI::Option*>> lists, const char* 
   const std::string wrong = given(all);
   MOSAIC_CHECK(wrong.empty(), "{} {} not for {}-family models (their sampler takes {})", wrong,
                wrong.find(',') == std::string::npos ? "is" : "are", family, takes);
-}
-
-std::vector<int32_t> parse_token_list(const std::string& s, int64_t limit) {
-  std::vector<int32_t> ids;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
-    MOSAIC_CHECK(a != std::string::npos, "--prompt-tokens '{}': empty entry (use comma-separated ids: 1,2,3)", s);
-    item = item.substr(a, b - a + 1);
-    char* end = nullptr;
-    long long v = std::strtoll(item.c_str(), &end, 10);
-    MOSAIC_CHECK(*end == '\0' && end != item.c_str(), "--prompt-tokens: '{}' is not an integer token id", item);
-    MOSAIC_CHECK(v >= 0 && v < limit, "--prompt-tokens: id {} is outside the model's vocabulary [0, {})", v, limit);
-    ids.push_back(static_cast<int32_t>(v));
-  }
-  MOSAIC_CHECK(!ids.empty(), "--prompt-tokens is empty");
-  return ids;
 }
 
 CacheOptions cache_options(const GenerateFlags& f) {
@@ -127,10 +109,26 @@ Llada2Options llada2_options(const GenerateFlags& f, nlohmann::json& settings) {
   return o;
 }
 
+// LLaDA's defaults that fit --gen-length: blocks of the largest divisor of it up to 32 (the
+// official block length), one token per step. Given values keep their checks.
+int64_t fitting_block_length(int64_t gen_length) {
+  for (int64_t b = std::min<int64_t>(32, gen_length); b > 1; --b)
+    if (gen_length % b == 0) return b;
+  return std::max<int64_t>(gen_length, 1);
+}
+
 std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, nlohmann::json& settings) {
   if (kind == SamplerKind::Llada) {
     refuse({f.dream_only, f.filters, f.llada2_only}, "LLaDA", "--remasking, --cfg-scale");
-    GenerateOptions o{f.gen_length, f.steps, f.block_length_flag->count() ? f.block_length : 32, f.temperature,
+    const bool block_given = f.block_length_flag->count() > 0, steps_given = f.steps_flag->count() > 0;
+    const int64_t block = block_given ? f.block_length : fitting_block_length(f.gen_length);
+    const int64_t steps = steps_given ? f.steps : f.gen_length;
+    if (!f.quiet && ((!block_given && block != 32) || (!steps_given && steps != 128)))
+      fmt::print(stderr, "mosaic: --gen-length {}: {}{}{}\n", f.gen_length,
+                 block_given ? "" : fmt::format("--block-length {} (the largest divisor up to 32)", block),
+                 !block_given && !steps_given ? ", " : "",
+                 steps_given ? "" : fmt::format("--steps {} (one token per step)", steps));
+    GenerateOptions o{f.gen_length, steps, block, f.temperature,
                       f.cfg_scale, parse_remasking(f.remasking), f.seed, cache_options(f), threshold(f)};
     settings = {{"sampler", "llada"}, {"gen_length", o.gen_length}, {"steps", o.steps},
                 {"block_length", o.block_length}, {"temperature", o.temperature}, {"cfg_scale", o.cfg_scale},
@@ -181,7 +179,7 @@ void run_generate(const GenerateFlags& f) {
   const io::ModelConfig& config = s.model().config();
   std::vector<int32_t> prompt;
   if (!f.prompt_tokens.empty()) {
-    prompt = parse_token_list(f.prompt_tokens, config.embedding_size);
+    prompt = io::parse_token_list(f.prompt_tokens, config.embedding_size);
   } else {
     const io::Tokenizer& tok = s.tokenizer();
     std::string text = f.prompt.empty() ? std::string("Once upon a time") : f.prompt;
@@ -294,10 +292,11 @@ void add_generate(CLI::App& app) {
   c->add_flag("--chat", f->chat, "Wrap the prompt in the model's chat template (instruct models)");
   c->add_option("--gen-length", f->gen_length, "Tokens to generate")->capture_default_str();
   f->steps_flag = c->add_option("--steps", f->steps, "Denoising steps in total (a multiple of the number of blocks); "
-                                "LLaDA2.0: steps per block (default: --block-length)")
-                     ->capture_default_str();
+                                "default: LLaDA --gen-length (one token per step), Dream 128; "
+                                "LLaDA2.0: steps per block (default: --block-length)");
   f->block_length_flag = c->add_option("--block-length", f->block_length,
-                "Block length (divides --gen-length); default: 32 for LLaDA, the whole generation for Dream "
+                "Block length (divides --gen-length); default: for LLaDA the largest divisor of --gen-length up to 32, "
+                "the whole generation for Dream "
                 "(its official single-block algorithm; smaller blocks restart Dream's timesteps in every block); "
                 "LLaDA2.0: 32, blocks counted from position 0 (it need not divide --gen-length)");
   c->add_option("--temperature", f->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();

@@ -6,11 +6,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace mosaic::io {
 
@@ -29,17 +28,6 @@ void check_shard_name(const std::string& shard, const std::string& index) {
                shard);
 }
 
-json read_index(const std::string& index) {
-  std::ifstream in(index, std::ios::binary);
-  MOSAIC_CHECK(in, "{}: cannot read the checkpoint index", index);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    MOSAIC_FAIL("{}: not valid JSON: {}", index, e.what());
-  }
-}
 
 }  // namespace
 
@@ -55,7 +43,7 @@ Checkpoint Checkpoint::open(const std::string& dir) {
     c.add(SafetensorsFile::open(single.string()));
   } else if (fs::exists(index, ec)) {
     const std::string idx = index.string();
-    const json j = read_index(idx);
+    const json j = read_json_file(idx, "checkpoint index");
     MOSAIC_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
                  "{}: missing 'weight_map' object", idx);
     const json& wm = j["weight_map"];

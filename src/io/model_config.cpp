@@ -2,8 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
-
 #include "core/error.h"
 
 namespace mosaic::io {
@@ -141,16 +139,6 @@ void check_model_config(ModelConfig& c) {
                params);
   MOSAIC_CHECK(c.mask_token_id >= 0 && c.mask_token_id < c.embedding_size,
                "{}: mask_token_id {} is outside the embedding (size {})", src, c.mask_token_id, c.embedding_size);
-}
-
-json read_json_file(const std::string& path, const std::string& what) {
-  std::ifstream f(path);
-  MOSAIC_CHECK(f.good(), "cannot open {} '{}': no such file", what, path);
-  try {
-    return json::parse(f);
-  } catch (const json::exception& e) {
-    MOSAIC_FAIL("{}: not valid JSON ({})", path, e.what());
-  }
 }
 
 }  // namespace mosaic::io

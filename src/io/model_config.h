@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "io/json_file.h"  // read_json_file
+
 namespace mosaic::io {
 
 // A mixture-of-experts FFN (experts == 0: every layer's FFN is dense).
@@ -86,8 +88,5 @@ class ConfigFields {
 // The checks every family shares (positive sizes, divisibility, ids inside the embedding);
 // fills head_dim when the family left it 0.
 void check_model_config(ModelConfig& c);
-
-// Reads and parses a JSON file; errors name the file.
-nlohmann::json read_json_file(const std::string& path, const std::string& what);
 
 }  // namespace mosaic::io

@@ -13,6 +13,7 @@
 //   decoder      ByteLevel, Sequence of ByteLevel/Fuse, null (tokens joined by spaces)
 //   post_processor read past: encode() never adds special tokens (see below)
 //   added_tokens content/id/special/lstrip/rstrip/single_word/normalized
+// Token ids must lie in [0, 2^24 - 1] (the tables are indexed by id).
 // Anything else is refused at load with an error naming the file and the field.
 //
 // Regexes run on PCRE2 (UTF + UCP, JIT when available), with `\s`/`\S` spelled as Unicode

@@ -1,12 +1,11 @@
 // Loading a tokenizer.json (and the tokenizer_config.json beside it) into Tokenizer::Impl.
 // Every part is checked as it is read; errors name the file and the JSON field.
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <unordered_set>
 
 #include "core/error.h"
+#include "io/json_file.h"
 #include "io/tokenizer_impl.h"
 #include "io/unicode_nfc.h"
 #include "io/utf8.h"
@@ -18,6 +17,11 @@ using namespace detail;  // the parts of the tokenizer (tokenizer_*.h)
 namespace {
 
 using json = nlohmann::json;
+
+// Tokens are stored by id (Tokenizer::Impl::id_to_text), so the largest id sizes the tables:
+// 2^24 - 1 is 64 times the largest real vocabularies (~262k) and keeps a lying file from
+// asking for gigabytes (or overflowing int32 at 2^31 - 1).
+constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
 
 // JSON access with errors that name the file and the field
 struct Json {
@@ -47,8 +51,8 @@ struct Json {
     return v->get<bool>();
   }
   int32_t id(const json& v, const std::string& field) const {
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
-      fail(field, fmt::format("expected a token id (integer >= 0), found {}", v.dump()));
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTokenId)
+      fail(field, fmt::format("expected a token id (an integer in [0, {}]), found {}", kMaxTokenId, v.dump()));
     return static_cast<int32_t>(v.get<int64_t>());
   }
   void object(const json& v, const std::string& field) const {
@@ -58,18 +62,6 @@ struct Json {
     if (!v.is_array()) fail(field, fmt::format("expected an array, found {}", kind(v)));
   }
 };
-
-json read_json(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  MOSAIC_CHECK(f.good(), "cannot open {} '{}'", what, path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    MOSAIC_FAIL("{}: invalid JSON in {}: {}", path, what, e.what());
-  }
-}
 
 void load_normalizer(const Json& J, const json& n, const std::string& field, Tokenizer::Impl& t) {
   J.object(n, field);
@@ -283,7 +275,7 @@ std::optional<std::optional<std::string>> config_token(const json& cfg, const ch
 
 Tokenizer Tokenizer::load(const std::string& path) {
   MOSAIC_CHECK(std::filesystem::is_regular_file(path), "tokenizer file '{}' does not exist or is not a file", path);
-  json j = read_json(path, "tokenizer.json");
+  json j = read_json_file(path, "tokenizer.json");
   auto impl = std::make_shared<Impl>();
   Impl& t = *impl;
   t.path = path;
@@ -320,7 +312,7 @@ Tokenizer Tokenizer::load(const std::string& path) {
   auto cfg_path = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
   std::optional<std::optional<std::string>> bos, eos;
   if (std::filesystem::is_regular_file(cfg_path)) {
-    json cfg = read_json(cfg_path.string(), "tokenizer_config.json");
+    json cfg = read_json_file(cfg_path.string(), "tokenizer_config.json");
     MOSAIC_CHECK(cfg.is_object(), "{}: expected a JSON object at the top level", cfg_path.string());
     bos = config_token(cfg, "bos_token", cfg_path.string());
     eos = config_token(cfg, "eos_token", cfg_path.string());

@@ -40,6 +40,24 @@ TEST(Cli, DefaultModelWritesText) {
   EXPECT_EQ(r.err, "");
 }
 
+// Defaults that fit: a short --gen-length alone picks blocks that divide it and one token per
+// step, and says so; a given --block-length keeps its error.
+TEST(Cli, AShortGenerationNeedsNoOtherFlags) {
+  auto r = run_command(mosaic("generate --backend cpu --prompt 'And God said' --gen-length 16 --format json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["settings"]["block_length"], 16);
+  EXPECT_EQ(j["settings"]["steps"], 16);
+  EXPECT_EQ(j["output_tokens"].size(), 16u) << r.out;
+  EXPECT_NE(r.err.find("--block-length 16 (the largest divisor up to 32)"), std::string::npos) << r.err;
+  r = run_command(mosaic("generate --backend cpu --prompt 'x' --gen-length 48 -q --format json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["settings"]["block_length"], 24);
+  r = run_command(mosaic("generate --backend cpu --prompt 'x' --gen-length 16 --block-length 32"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("--gen-length 16 is not a multiple of --block-length 32"), std::string::npos) << r.err;
+}
+
 TEST(Cli, DreamGeneratesWithItsOwnSampler) {
   // The issue's example on the tiny Dream fixture: the reference's tokens (goldens.json).
   const std::string dream = (test::fixtures_dir() / "dream_tiny").string();
@@ -134,6 +152,30 @@ TEST(Cli, PromptPastTheBudgetSaysWhatFits) {
                               "--block-length 32"));
   EXPECT_EQ(r.rc, 3) << r.err;
   EXPECT_NE(r.err.find("largest L that fits is"), std::string::npos) << r.err;
+}
+
+// Hostile inputs (issue 16) stop with a short message and exit code 1 or 3, never a crash.
+TEST(Cli, HostileInputsGetShortClearErrors) {
+  const auto dir = test::scratch_dir("cli_hostile");
+  const auto deep = dir / "config.json";  // 100k levels: overflowed the stack before the depth limit
+  test::write_file(deep, "{\"model_type\": \"llada\", \"d_model\": " + std::string(100000, '[') +
+                             std::string(100000, ']') + "}");
+  auto r = run_command(mosaic("info --config " + deep.string()));
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_NE(r.err.find(deep.string() + ": the JSON nests deeper than 64 levels"), std::string::npos) << r.err;
+
+  // 60,000 ids (120 KB: Linux takes at most 128 KiB in one argument) with a bad one at the end.
+  std::string ids;
+  for (int i = 0; i < 60000; ++i) ids += "1,";
+  r = run_command(mosaic("generate --backend cpu --model " + fixture() + " --prompt-tokens " + ids + "x"));
+  EXPECT_EQ(r.rc, 1) << r.err.substr(0, 500);
+  EXPECT_NE(r.err.find("entry 60001 'x' is not an integer token id"), std::string::npos) << r.err.substr(0, 500);
+  EXPECT_LT(r.err.size(), 1000u);
+  // The same ids, valid: a 60,008-token generation, refused by the budget with what fits.
+  r = run_command(mosaic("generate --backend cpu --model " + fixture() + " --prompt-tokens " + ids + "1 " +
+                         "--gen-length 8 --steps 8 --block-length 8 --memory-budget 2MiB"));
+  EXPECT_EQ(r.rc, 3) << r.err.substr(0, 500);
+  EXPECT_NE(r.err.find("largest L that fits is"), std::string::npos) << r.err.substr(0, 500);
 }
 
 TEST(Cli, InfoFromAConfigAlonePlansAndExitsThreeWhenItDoesNotFit) {

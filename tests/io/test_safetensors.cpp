@@ -146,9 +146,9 @@ TEST(Safetensors, BadFilesNameFileAndCause) {
   const std::string f32x2 = R"("dtype":"F32","shape":[2])";
   expect_bad_file("abc", {"too short"}, "short");
   expect_bad_file(st_bytes("{}").substr(0, 8) + "{", {"larger than the file"}, "hdr_len");
-  {
+  // Header lengths past the 100 MB limit: 200 MB, 10 GB, 2^63 (issue 16's cases).
+  for (const uint64_t huge : {uint64_t{200'000'000}, uint64_t{10'000'000'000}, uint64_t{1} << 63}) {
     std::string b = st_bytes("{}");
-    const uint64_t huge = 200'000'000;
     std::memcpy(b.data(), &huge, 8);
     expect_bad_file(b, {"absurd"}, "absurd");
   }
@@ -178,6 +178,11 @@ TEST(Safetensors, BadFilesNameFileAndCause) {
   expect_bad_file(
       st_bytes(R"({"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]}})"),
       {"'a'", "too large in bytes"}, "bytes_overflow");
+  // Size fields of 2^63: a shape dim, a data offset.
+  expect_bad_file(st_bytes(R"({"a":{"dtype":"U8","shape":[9223372036854775808],"data_offsets":[0,8]}})"),
+                  {"'a'", "shape dim 9223372036854775808 is too large"}, "dim_2_63");
+  expect_bad_file(st_bytes(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,9223372036854775808]}})", "xxxxxxxx"),
+                  {"'a'", "truncated", "9223372036854775808"}, "offset_2_63");
   expect_bad_file(st_bytes("{\"a\":{" + f32x2 + R"(,"data_offsets":[0]}})"),
                   {"'a'", "[begin, end]"}, "offsets_arity");
   expect_bad_file(st_bytes("{\"a\":{" + f32x2 + R"(,"data_offsets":{"b":0}}})"),

@@ -2,6 +2,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -215,12 +217,25 @@ void run_generate(const GenerateFlags& f) {
                human_bytes(static_cast<double>(gen_plan.arena_bytes)));
 
   const bool progress = !f.quiet;
+  // --stream: on a terminal the text is redrawn in place (cursor saved before the first draw,
+  // restored and the screen below cleared at every step); elsewhere one line per step, its
+  // newlines written as \n, no escape codes.
+  const bool redraw = isatty(STDERR_FILENO) != 0;
+  bool drawn = false;
   StepStats last_run;  // steps that commit nothing are skipped: report the last that ran
   auto on_step = [&](const StepEvent& ev, const std::vector<int32_t>& x) {
     if (ev.ran_model) last_run = ev.stats;
     if (f.stream && s.has_tokenizer() && f.format == "text") {
       std::vector<int32_t> gen(x.begin() + static_cast<int64_t>(prompt.size()), x.end());
-      fmt::print(stderr, "\r[step {}] {}", ev.global_step + 1, s.tokenizer().decode(gen, true));
+      std::string text = s.tokenizer().decode(gen, true);
+      if (redraw) {
+        fmt::print(stderr, "{}[step {}] {}", drawn ? "\x1b" "8\x1b[J" : "\x1b" "7", ev.global_step + 1, text);
+        drawn = true;
+      } else {
+        std::string line;
+        for (char c : text) line += c == '\n' ? std::string("\\n") : std::string(1, c);
+        fmt::print(stderr, "[step {}] {}\n", ev.global_step + 1, line);
+      }
     }
     if (progress && ev.block_done)
       fmt::print(stderr, "mosaic: block {}/{} done ({} steps, last model step {:.1f} ms, arena {})\n", ev.block + 1,
@@ -228,7 +243,7 @@ void run_generate(const GenerateFlags& f) {
   };
   Sequence seq = Sequence::start(prompt, total - P, static_cast<int32_t>(config.mask_token_id), f.seed);
   GenerateResult r = run_generation(s.model(), *sampler, seq, on_step);
-  if (f.stream) fmt::print(stderr, "\n");
+  if (f.stream && redraw) fmt::print(stderr, "\n");
 
   // LLaDA2.0 returns --gen-length tokens cut after the first eos; the others the whole region.
   std::vector<int32_t> gen =
@@ -352,7 +367,8 @@ void add_generate(CLI::App& app) {
   };
   c->add_option("--format", f->format, "Output: text | json (json: token ids, text, timings, memory)")
       ->capture_default_str();
-  c->add_flag("--stream", f->stream, "Show the partially denoised text on stderr after every step");
+  c->add_flag("--stream", f->stream, "Show the partially denoised text on stderr after every step: redrawn in place "
+              "on a terminal, one line per step ([step N] text, newlines as \\n) otherwise");
   c->add_flag("-q,--quiet", f->quiet, "No progress output on stderr");
   c->callback([f] { run_generate(*f); });
 }

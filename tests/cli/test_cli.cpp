@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sstream>
+
 #include <filesystem>
 
 #include "test_util.h"
@@ -56,6 +58,21 @@ TEST(Cli, AShortGenerationNeedsNoOtherFlags) {
   r = run_command(mosaic("generate --backend cpu --prompt 'x' --gen-length 16 --block-length 32"));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("--gen-length 16 is not a multiple of --block-length 32"), std::string::npos) << r.err;
+}
+
+// --stream on a pipe: one line per step, no carriage returns or escape codes.
+TEST(Cli, StreamWritesOneLinePerStepToAPipe) {
+  auto r = run_command(mosaic("generate --backend cpu --prompt 'And God said' --gen-length 16 --stream -q"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos);
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
+  int lines = 0;
+  std::istringstream in(r.err);
+  for (std::string line; std::getline(in, line);) {
+    EXPECT_EQ(line.rfind("[step ", 0), 0u) << line;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 16);
 }
 
 TEST(Cli, DreamGeneratesWithItsOwnSampler) {

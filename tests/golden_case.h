@@ -52,6 +52,25 @@ inline Llada2Options llada2_golden_options(const nlohmann::json& c) {
   return o;
 }
 
+// LLaDA2.0's exact prefix cache on one golden case: its tokens, the rows each forward ran, and
+// the rows the reference's cached variant ran (the case's trace, cached_rows).
+struct PrefixCacheRun {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> rows_run, rows_want;
+};
+inline PrefixCacheRun run_llada2_prefix_cache(Model& m, const nlohmann::json& c) {
+  Llada2Options o = llada2_golden_options(c);
+  o.cache = CacheMode::Prefix;
+  PrefixCacheRun run;
+  auto on_step = [&](const StepEvent& e, const std::vector<int32_t>&) {
+    if (e.ran_model) run.rows_run.push_back(e.stats.rows);
+  };
+  run.tokens = llada2_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o, on_step).tokens;
+  for (const nlohmann::json& t : c["trace"])
+    run.rows_want.push_back(t["cached_rows"][1].get<int64_t>() - t["cached_rows"][0].get<int64_t>());
+  return run;
+}
+
 // The cache fields of a cache_goldens.json case (tools/reference/make_cache_fixtures.py).
 inline CacheOptions golden_cache(const nlohmann::json& c) {
   return {parse_cache_mode(c["cache"]), c["sparse_keep"].get<double>(), c["sparse_kernel"].get<int>()};

@@ -55,6 +55,29 @@ struct DevBuf {
   cuda::bf16* bf() const { return reinterpret_cast<cuda::bf16*>(p); }
 };
 
+// A device array of T filled from the host (or poisoned: 0xFF bytes, NaN for floats).
+template <class T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) {
+    CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)));
+    CUDA_CHECK(cudaMemset(p, 0xFF, std::max<size_t>(count, 1) * sizeof(T)));
+  }
+  explicit Dev(const std::vector<T>& h) : Dev(h.size()) {
+    CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  ~Dev() { cudaFree(p); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
 // ||got - ref|| / ||ref||; infinite when any element of got is NaN/Inf (e.g. never written).
 inline double rel_err(const std::vector<float>& got, const std::vector<float>& ref) {
   double num = 0, den = 0;

@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/lt_matmul.h"
+#include "bf16_buffers.h"
 #include "core/dtype.h"
 
 namespace mosaic {
@@ -35,23 +36,7 @@ HostBf16 random_bf16(size_t n, float scale = 1.0f) {
   return h;
 }
 
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t count) : n(count) {
-    CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)));
-    CUDA_CHECK(cudaMemset(p, 0xFF, std::max<size_t>(count, 1) * sizeof(T)));  // poison: NaN for floats
-  }
-  Dev(const std::vector<T>& h) : Dev(h.size()) { CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice)); }
-  ~Dev() { cudaFree(p); }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
+using test::Dev;
 
 std::vector<float> to_float(const std::vector<uint16_t>& bits) {
   std::vector<float> f(bits.size());

@@ -77,17 +77,9 @@ TEST(Llada2Golden, ThePrefixCacheGivesTheUncachedTokens) {
   auto be = make_cpu_backend();
   Model m(llada2_tiny().string(), *be);
   for (const json& c : g["cases"]) {
-    Llada2Options o = test::llada2_golden_options(c);
-    o.cache = CacheMode::Prefix;
-    std::vector<int64_t> rows_run;
-    auto on_step = [&](const StepEvent& e, const std::vector<int32_t>&) {
-      if (e.ran_model) rows_run.push_back(e.stats.rows);
-    };
-    GenerateResult r = llada2_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o, on_step);
-    EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>()) << c["name"];
-    std::vector<int64_t> want;
-    for (const json& t : c["trace"]) want.push_back(t["cached_rows"][1].get<int64_t>() - t["cached_rows"][0].get<int64_t>());
-    EXPECT_EQ(rows_run, want) << c["name"];
+    const test::PrefixCacheRun run = test::run_llada2_prefix_cache(m, c);
+    EXPECT_EQ(run.tokens, c["output_tokens"].get<std::vector<int32_t>>()) << c["name"];
+    EXPECT_EQ(run.rows_run, run.rows_want) << c["name"];
   }
 }
 

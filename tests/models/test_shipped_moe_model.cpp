@@ -58,18 +58,9 @@ TEST(ShippedMoeModel, ThePrefixCacheGivesTheReferenceTokens) {
   const json g = json::parse(test::read_file(shipped_moe() / "goldens.json"));
   for (const json& c : g["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
-    Llada2Options o = test::llada2_golden_options(c);
-    o.cache = CacheMode::Prefix;
-    std::vector<int64_t> rows_run;
-    auto on_step = [&](const StepEvent& e, const std::vector<int32_t>&) {
-      if (e.ran_model) rows_run.push_back(e.stats.rows);
-    };
-    GenerateResult r = llada2_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o, on_step);
-    EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>());
-    std::vector<int64_t> want;
-    for (const json& t : c["trace"])
-      want.push_back(t["cached_rows"][1].get<int64_t>() - t["cached_rows"][0].get<int64_t>());
-    EXPECT_EQ(rows_run, want);
+    const test::PrefixCacheRun run = test::run_llada2_prefix_cache(m, c);
+    EXPECT_EQ(run.tokens, c["output_tokens"].get<std::vector<int32_t>>());
+    EXPECT_EQ(run.rows_run, run.rows_want);
   }
 }
 

@@ -108,12 +108,13 @@ class Backend {
   // null); logits: rows x experts floats of scratch. moe_experts: x[r] += sum_j weights[r, j] *
   // down(silu(gate(h[r])) * up(h[r])) of expert ids[r, j]; expert e's weights are
   // experts[3e .. 3e+2] (gate and up [ffn, d], down [d, ffn]); workspace: rows x (2d + 2ffn +
-  // 2 top_k) floats of scratch.
+  // 2 top_k) floats of scratch. only (host memory, one byte per expert; null: all): run only
+  // the experts marked, the rest add nothing (an offloaded layer runs its experts in two parts).
   virtual void moe_route(const void* h, int64_t rows, int64_t d, const void* gate, const void* bias,
                          const MoeRouting& r, int32_t* ids, float* weights, float* logits) = 0;
   virtual void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,
                            int top_k, int64_t ffn, const std::vector<const void*>& experts, void* x,
-                           void* workspace) = 0;
+                           void* workspace, const uint8_t* only = nullptr) = 0;
   virtual void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) = 0;
   // Per row: the token to commit (argmax, or gumbel-max with temperature, noise from the
   // counter source at (seed, step, pos[i], column)) and its confidence.

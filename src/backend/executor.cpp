@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "offload/expert_offload.h"
 #include "plan/cost_model.h"
 
 namespace mosaic {
@@ -219,8 +220,26 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
       View h = in(0), ids = in(1), w = in(2), x = out(0), ws = out(1);
       std::vector<const void*> experts(n.in.size() - 3);
       for (size_t e = 3; e < n.in.size(); ++e) experts[e - 3] = in(e).p;
-      be_.moe_experts(h.p, rows, h.cols, static_cast<const int32_t*>(ids.p), static_cast<const float*>(w.p),
-                      n.moe.top_k, in(3).rows, experts, x.p, ws.p);
+      const auto* id = static_cast<const int32_t*>(ids.p);
+      const auto* wt = static_cast<const float*>(w.p);
+      if (!offload_) {
+        be_.moe_experts(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, experts, x.p, ws.p);
+        break;
+      }
+      // Offloaded: the routing decides where each expert runs this step (a refresh may move some
+      // first, on the layer's first chunk only), then the GPU's experts and the CPU's run as two
+      // parts. The weights stay where they were loaded: placement decides the split, not the math.
+      const size_t pairs = static_cast<size_t>(rows) * n.moe.top_k;
+      host_ids_.resize(pairs);
+      be_.download(host_ids_.data(), id, pairs * sizeof(int32_t));
+      const int n_experts = static_cast<int>(experts.size() / 3);
+      offload_->route(n.layer, offload::count_routes(host_ids_.data(), static_cast<int64_t>(pairs), n_experts), r0 == 0);
+      const offload::LayerPlacement& p = offload_->placement(n.layer);
+      on_gpu_.assign(static_cast<size_t>(n_experts), 0);
+      on_cpu_.assign(static_cast<size_t>(n_experts), 0);
+      for (int e = 0; e < n_experts; ++e) (p.resident(e) ? on_gpu_ : on_cpu_)[e] = 1;
+      be_.moe_experts(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, experts, x.p, ws.p, on_gpu_.data());
+      be_.moe_experts(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, experts, x.p, ws.p, on_cpu_.data());
       break;
     }
     case Op::CfgCombine: {

@@ -13,6 +13,9 @@
 #include "plan/memory_plan.h"
 
 namespace mosaic {
+namespace offload {
+class ExpertOffload;
+}
 
 // A step's host-side data, bound to graph tensors by name: the executor knows no tensor by
 // name, it copies every bound input into its planned slot and reads every output back.
@@ -58,6 +61,9 @@ class Executor {
   // Non-null: the following steps add their per-node times here (each node then waits for
   // the device: slower steps, for finding where time goes, not for timing the step).
   void set_op_times(OpTimes* t) { op_times_ = t; }
+  // Non-null: MoE layers ask it where each routed expert runs this step and run the GPU's
+  // experts and the CPU's as two parts.
+  void set_offload(offload::ExpertOffload* o) { offload_ = o; }
 
  private:
   struct View {
@@ -74,6 +80,9 @@ class Executor {
   std::vector<const void*> weights_;
   bool trace_ = false;
   OpTimes* op_times_ = nullptr;
+  offload::ExpertOffload* offload_ = nullptr;
+  std::vector<int32_t> host_ids_;
+  std::vector<uint8_t> on_gpu_, on_cpu_;
 };
 
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "cli/offload_flags.h"
 #include "cli/session.h"
 #include "core/error.h"
 #include "decode/cached_steps.h"
@@ -26,6 +27,7 @@ namespace {
 
 struct GenerateFlags {
   SessionFlags session;
+  OffloadFlags offload;
   std::string prompt, prompt_tokens, format = "text", remasking = "low_confidence", alg = "entropy";
   bool chat = false, quiet = false, stream = false;
   int64_t gen_length = 128, steps = 128, block_length = 0;
@@ -177,8 +179,11 @@ void run_generate(const GenerateFlags& f) {
   else
     sampler = make_sampler(kind, f, settings);
 
+  offload_options(f.offload);  // flag errors before the weights load
   Session s(f.session, !f.quiet);
   const io::ModelConfig& config = s.model().config();
+  const std::unique_ptr<offload::ExpertOffload> offload = make_offload(f.offload, s.model(), s.backend_name());
+  s.model().set_offload(offload.get());
   std::vector<int32_t> prompt;
   if (!f.prompt_tokens.empty()) {
     prompt = io::parse_token_list(f.prompt_tokens, config.embedding_size);
@@ -244,6 +249,8 @@ void run_generate(const GenerateFlags& f) {
   Sequence seq = Sequence::start(prompt, total - P, static_cast<int32_t>(config.mask_token_id), f.seed);
   GenerateResult r = run_generation(s.model(), *sampler, seq, on_step);
   if (f.stream && redraw) fmt::print(stderr, "\n");
+  if (offload && offload->tau_choice() && progress) fmt::print(stderr, "mosaic: {}", offload->tau_choice()->explain(offload->costs()));
+  if (offload && f.offload.moe_stats) fmt::print(stderr, "{}", offload->report());
 
   // LLaDA2.0 returns --gen-length tokens cut after the first eos; the others the whole region.
   std::vector<int32_t> gen =
@@ -291,6 +298,19 @@ void run_generate(const GenerateFlags& f) {
                  {"cache_bytes", gen_plan.cache_bytes},
                  {"arena_mapped_bytes", s.backend().arena_mapped_bytes()},
                  {"peak_device_bytes", s.backend().peak_device_bytes()}};
+  if (offload) {
+    int64_t pairs = 0, gpu = 0, copies = 0;
+    for (int l : offload->layers()) {
+      const offload::LayerStats& t = offload->stats(l);
+      pairs += t.pairs, gpu += t.gpu_pairs, copies += t.swaps;
+    }
+    j["offload"] = {{"policy", offload::policy_name(offload->policy())},
+                    {"gpu_experts", offload->slots()},
+                    {"refresh_interval", offload->refresh_interval()},
+                    {"routed_pairs", pairs},
+                    {"gpu_hit_rate", pairs ? static_cast<double>(gpu) / static_cast<double>(pairs) : 0.0},
+                    {"copies", copies}};
+  }
   fmt::print("{}\n", j.dump(2));
 }
 
@@ -370,6 +390,7 @@ void add_generate(CLI::App& app) {
   c->add_flag("--stream", f->stream, "Show the partially denoised text on stderr after every step: redrawn in place "
               "on a terminal, one line per step ([step N] text, newlines as \\n) otherwise");
   c->add_flag("-q,--quiet", f->quiet, "No progress output on stderr");
+  add_offload_flags(c, f->offload);
   c->callback([f] { run_generate(*f); });
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "cli/offload_flags.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
@@ -29,6 +30,8 @@ struct InfoFlags {
   std::string cache = "none";
   double sparse_keep = 0.5;
   int sparse_kernel = 3;
+  int gpu_experts = -1;
+  std::string expert_budget, host_memory;
 };
 
 // `info --cache MODE`: the plan of every kind of step a cached generation takes, the caches'
@@ -88,7 +91,28 @@ void run_info(const InfoFlags& f) {
     source = dir;
   }
   const size_t weight_elem = traits.act_size;  // weights are stored in the activation type
-  const size_t weights = static_cast<size_t>(config.n_params()) * weight_elem;
+  size_t weights = static_cast<size_t>(config.n_params()) * weight_elem;
+  // Expert offload: the routed experts' master copies in pinned host memory, `slots` of each MoE
+  // layer's also on the GPU; the rest of the weights on the GPU.
+  std::optional<int> slots;
+  size_t host_bytes = 0, slot_bytes = 0, nonexpert_bytes = weights;
+  int moe_layers = 0;
+  const double one_expert = expert_bytes(config, weight_elem);
+  if (config.moe.experts > 0) {
+    for (int64_t l = 0; l < config.n_layers; ++l) moe_layers += config.is_moe_layer(l);
+    host_bytes = static_cast<size_t>(one_expert * moe_layers * static_cast<double>(config.moe.experts));
+    nonexpert_bytes = weights - host_bytes;
+  }
+  if (f.gpu_experts != -1 || !f.expert_budget.empty()) {
+    OffloadFlags of;
+    of.gpu_experts = f.gpu_experts;
+    of.expert_budget = f.expert_budget;
+    slots = offload::gpu_slots(offload_options(of), config, one_expert);
+    slot_bytes = static_cast<size_t>(one_expert * moe_layers * *slots);
+    weights = nonexpert_bytes + slot_bytes;
+  }
+  MOSAIC_CHECK(f.host_memory.empty() || slots, "--host-memory checks an expert offload: give --gpu-experts or "
+               "--expert-budget");
 
   fmt::print("model       {} ({})\n", source, config.family);
   fmt::print("layers      {}   d_model {}   heads {} (kv {})   head_dim {}   ffn {}\n", config.n_layers, config.d_model,
@@ -109,7 +133,20 @@ void run_info(const InfoFlags& f) {
                moe_workspace_floats(config));
   }
   fmt::print("parameters  {:.3f} B   weights on {}: {}\n", config.n_params() / 1e9, backend,
-             human_bytes(static_cast<double>(weights)));
+             human_bytes(static_cast<double>(slots ? nonexpert_bytes + host_bytes : weights)));
+  if (slots) {
+    fmt::print("offload     {} of {} routed experts per MoE layer on the GPU ({} each, {} layers): on the device "
+               "{} = {} outside the routed experts + {} of expert slots; in pinned host memory {} (every routed "
+               "expert)\n", *slots, config.moe.experts, human_bytes(one_expert), moe_layers,
+               human_bytes(static_cast<double>(weights)), human_bytes(static_cast<double>(nonexpert_bytes)),
+               human_bytes(static_cast<double>(slot_bytes)), human_bytes(static_cast<double>(host_bytes)));
+    if (!f.host_memory.empty()) {
+      const size_t host = parse_memory(f.host_memory, std::nullopt, "--host-memory");
+      fmt::print("host        {} of {}: {}\n", human_bytes(static_cast<double>(host_bytes)),
+                 human_bytes(static_cast<double>(host)), host_bytes <= host ? "fits" : "does NOT fit");
+      if (host_bytes > host) set_exit_code(3);
+    }
+  }
 
   GraphOptions go;
   go.guided = f.guided;
@@ -172,6 +209,14 @@ void run_info(const InfoFlags& f) {
     fmt::print("fits        {}   (largest L that fits with M={}: {})\n", fits ? "yes" : "NO", d.M, max_l);
     fmt::print("device peak {} expected (weights + working + arena)\n",
                human_bytes(static_cast<double>(weights + backend_overhead(backend) + p.arena_bytes())));
+    if (slots) {
+      // The most slots this step leaves room for: the budget less everything but the slots.
+      const double room = static_cast<double>(total) - static_cast<double>(nonexpert_bytes) -
+                          static_cast<double>(backend_overhead(backend)) - static_cast<double>(p.arena_bytes());
+      const int64_t most = room < 0 ? 0 : std::min<int64_t>(config.moe.experts,
+                                                            static_cast<int64_t>(room / (one_expert * moe_layers)));
+      fmt::print("gpu experts at most {} per MoE layer fit this budget with this step\n", most);
+    }
     if (!fits) set_exit_code(3);
   }
 
@@ -215,6 +260,13 @@ void add_info(CLI::App& app) {
       c->add_option("--sparse-kernel", f->sparse_kernel, "sparse cache: the max-pool width (odd)")
           ->capture_default_str(),
   };
+  c->add_option("--gpu-experts", f->gpu_experts, "MoE: plan an expert offload with this many routed experts per "
+                "layer on the GPU (the rest in pinned host memory); with --memory-budget, says the most that fit")
+      ->group("Expert offload");
+  c->add_option("--expert-budget", f->expert_budget, "MoE: GPU bytes for expert slots in all, instead of --gpu-experts")
+      ->group("Expert offload");
+  c->add_option("--host-memory", f->host_memory, "Host memory for the routed experts' pinned copies, e.g. 256GiB: "
+                "checked (exit 3 if they do not fit)")->group("Expert offload");
   c->add_flag("--guided", f->guided, "Plan the classifier-free-guidance step (two trunks, as generate --cfg-scale > 0 runs)");
   c->callback([f] { run_info(*f); });
 }

@@ -12,6 +12,7 @@ GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, con
     StepEvent ev{seq.block, sampler.num_blocks(), seq.step, sampler.steps_per_block(), seq.global_step};
     StepRequest r;
     r.tokens = &seq.tokens;
+    r.step_in_block = static_cast<int>(seq.step);
     sampler.prepare(seq, r);
     StepOutputs out;
     if (!r.head_pos.empty()) {

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "offload/expert_offload.h"
 
 namespace mosaic {
 
@@ -233,6 +234,8 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   }
   OutputBuffers buffers;
   r.exec->set_op_times(op_times_);
+  r.exec->set_offload(offload_);
+  if (offload_) offload_->begin_step(std::max(req.step_in_block, 0));
   r.exec->run(plan, in, req.sample, &buffers);
 
   StepOutputs out;

@@ -23,6 +23,9 @@ namespace mosaic {
 namespace io {
 class Checkpoint;
 }
+namespace offload {
+class ExpertOffload;
+}
 
 // (bytes done, bytes total, tensor name) while weights load.
 using LoadProgress = std::function<void(size_t, size_t, const std::string&)>;
@@ -59,6 +62,9 @@ struct StepRequest {
   CacheRequest cache;
   // > 0: block-causal attention over blocks of this many positions (LLaDA2.0's generate()).
   int64_t attention_block = 0;
+  // The sampler's step inside its block (0 starts one), for the expert offload's refreshes;
+  // -1: not part of a generation (the offload then counts every step as a block's first).
+  int step_in_block = -1;
   bool guided() const { return tokens_uncond != nullptr; }
 };
 
@@ -102,6 +108,10 @@ class Model {
   void set_segment(int first, int end) { first_layer_ = first, end_layer_ = end; }
   // Non-null: steps add per-node wall times here (see Executor::set_op_times).
   void set_op_times(OpTimes* t) { op_times_ = t; }
+  // Non-null: the routed experts run where this offload places them (offload/expert_offload.h);
+  // the model does not own it.
+  void set_offload(offload::ExpertOffload* o) { offload_ = o; }
+  offload::ExpertOffload* offload() const { return offload_; }
 
   // The graph options, graph and plan a request of this kind runs with.
   GraphOptions graph_options(const StepRequest& r) const;
@@ -141,6 +151,7 @@ class Model {
   int run_layers_ = -1;
   bool masked_last_layer_ = true;
   OpTimes* op_times_ = nullptr;
+  offload::ExpertOffload* offload_ = nullptr;
   int first_layer_ = 0, end_layer_ = -1;
   // What the arena's persistent prefix holds: the caches a Store step wrote, for which
   // generation shape and block; a Cached step must find its own there.

@@ -95,8 +95,9 @@ class CpuBackend final : public Backend {
     cpu::moe_route(f(h), rows, d, f(gate), f(bias), r, ids, weights, logits);
   }
   void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
-                   int64_t ffn, const std::vector<const void*>& experts, void* x, void* workspace) override {
-    cpu::moe_experts(f(h), rows, d, ids, weights, top_k, ffn, experts, f(x), f(workspace));
+                   int64_t ffn, const std::vector<const void*>& experts, void* x, void* workspace,
+                   const uint8_t* only) override {
+    cpu::moe_experts(f(h), rows, d, ids, weights, top_k, ffn, experts, f(x), f(workspace), only);
   }
   void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
     cpu::cfg_combine(cond, uncond, n, scale);

@@ -46,7 +46,8 @@ void moe_route(const float* h, int64_t rows, int64_t d, const float* gate, const
 void moe_select(const float* logits, int64_t rows, const float* bias, const MoeRouting& r, int32_t* ids,
                 float* weights);
 void moe_experts(const float* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
-                 int64_t ffn, const std::vector<const void*>& experts, float* x, float* workspace);
+                 int64_t ffn, const std::vector<const void*>& experts, float* x, float* workspace,
+                 const uint8_t* only = nullptr);
 void cfg_combine(float* cond, const float* uncond, int64_t n, float scale);
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
                  int32_t* token, float* conf);

@@ -107,7 +107,8 @@ void moe_select(const float* logits, int64_t rows, const float* bias, const MoeR
 }
 
 void moe_experts(const float* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
-                 int64_t ffn, const std::vector<const void*>& experts, float* x, float* workspace) {
+                 int64_t ffn, const std::vector<const void*>& experts, float* x, float* workspace,
+                 const uint8_t* only) {
   const int64_t n_experts = static_cast<int64_t>(experts.size()) / 3;
   // Each expert's rows and weights, in row order.
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(n_experts));
@@ -124,7 +125,7 @@ void moe_experts(const float* h, int64_t rows, int64_t d, const int32_t* ids, co
   for (int64_t e = 0; e < n_experts; ++e) {
     const auto& list = routed[e];
     const int64_t n = static_cast<int64_t>(list.size());
-    if (n == 0) continue;
+    if (n == 0 || (only && !only[e])) continue;
     for (int64_t i = 0; i < n; ++i) std::copy_n(h + list[i].first * d, d, xg + i * d);
     const auto* wg = static_cast<const float*>(experts[3 * e]);
     const auto* wu = static_cast<const float*>(experts[3 * e + 1]);

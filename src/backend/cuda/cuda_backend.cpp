@@ -259,13 +259,14 @@ class CudaBackend final : public Backend {
     upload(weights, moe_weights_.data(), nk * sizeof(float));
   }
   // bf16: the grouped GEMMs of moe_grouped.cu, all on the device. The fp32 verification mode
-  // (and shapes the grouped kernels do not take): expert by expert, gather its rows, gate / up /
+  // (and shapes the grouped kernels do not take, and a part of an offloaded layer): expert by expert, gather its rows, gate / up /
   // down through cuBLASLt, add the weighted rows back.
   void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights, int top_k,
-                   int64_t ffn, const std::vector<const void*>& experts, void* x, void* workspace) override {
+                   int64_t ffn, const std::vector<const void*>& experts, void* x, void* workspace,
+                   const uint8_t* only) override {
     if (rows == 0) return;
     const int64_t n_experts = static_cast<int64_t>(experts.size()) / 3;
-    if (!f32_ && grouped_moe_ && cuda::moe_grouped_supported(d, ffn, static_cast<int>(n_experts))) {
+    if (!only && !f32_ && grouped_moe_ && cuda::moe_grouped_supported(d, ffn, static_cast<int>(n_experts))) {
       cuda::moe_experts_grouped(b(h), rows, d, ids, weights, top_k, ffn, static_cast<int>(n_experts), expert_table(experts), b(x),
                                 workspace, moe_meta_, stream_);
       return;
@@ -302,6 +303,10 @@ class CudaBackend final : public Backend {
     for (int64_t e = 0; e < n_experts; ++e) {
       const int64_t n = static_cast<int64_t>(routed[e].size());
       if (n == 0) continue;
+      if (only && !only[e]) {  // another part of an offloaded layer runs it
+        off += n;
+        continue;
+      }
       embed(idx + off, n, h, d, xg);
       lt_->run(xg, n, d, experts[3 * e], nullptr, ffn, g, false, false);
       lt_->run(xg, n, d, experts[3 * e + 1], nullptr, ffn, u, false, false);

@@ -1,0 +1,76 @@
+#include "cli/offload_flags.h"
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "offload/simulated_costs.h"
+
+namespace mosaic::cli {
+
+void add_offload_flags(CLI::App* c, OffloadFlags& f) {
+  const char* group = "Expert offload (MoE models; TIDE)";
+  c->add_option("--gpu-experts", f.gpu_experts,
+                "Routed experts per MoE layer with a GPU slot; the others run on the CPU from host memory. Default: all "
+                "on the GPU (no offload)")
+      ->group(group);
+  c->add_option("--expert-budget", f.expert_budget,
+                "Bytes of GPU expert slots in all (like 20GiB), instead of --gpu-experts: the slots per layer it holds")
+      ->group(group);
+  c->add_option("--offload", f.policy,
+                "Which experts hold the slots: tide (refresh from each step's routing at every block's first step and "
+                "every --refresh-interval steps) | static (the first step's choice, never refreshed) | lru (fetch "
+                "every missed expert, evict the least recently used) | cpu (every routed expert on the CPU; "
+                "--gpu-experts 0)")
+      ->capture_default_str()
+      ->group(group);
+  c->add_option("--refresh-interval", f.refresh_interval,
+                "tide: steps between refreshes inside a block, or auto (the first block refreshes at every step and "
+                "records its routing; a cost model of copies vs CPU time picks the interval from it, said on stderr)")
+      ->capture_default_str()
+      ->group(group);
+  c->add_flag("--moe-stats", f.moe_stats,
+              "Print per MoE layer: routed pairs, the GPU-resident hit rate, copies, and how many of a step's routed "
+              "experts the previous step of its block routed too")
+      ->group(group);
+}
+
+offload::OffloadOptions offload_options(const OffloadFlags& f) {
+  offload::OffloadOptions o;
+  o.policy = offload::parse_policy(f.policy);
+  MOSAIC_CHECK(f.gpu_experts >= -1, "--gpu-experts must be >= 0 (got {})", f.gpu_experts);
+  o.gpu_experts = f.gpu_experts;
+  if (!f.expert_budget.empty()) o.expert_budget = static_cast<int64_t>(parse_memory(f.expert_budget, std::nullopt, "--expert-budget"));
+  o.refresh_interval = offload::parse_refresh_interval(f.refresh_interval);
+  return o;
+}
+
+double expert_bytes(const io::ModelConfig& c, size_t elem_bytes) {
+  return 3.0 * static_cast<double>(c.d_model) * static_cast<double>(c.moe.ffn_hidden) * static_cast<double>(elem_bytes);
+}
+
+std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Model& m, const std::string& backend) {
+  const offload::OffloadOptions o = offload_options(f);
+  const io::ModelConfig& c = m.config();
+  const std::optional<int> slots = offload::gpu_slots(o, c, expert_bytes(c, m.backend().weight_elem_size()));
+  if (!slots) {
+    MOSAIC_CHECK(!f.moe_stats || c.moe.experts > 0, "--moe-stats: {} has no routed experts", c.source);
+    if (!f.moe_stats) return nullptr;
+  }
+  // The CPU backend simulates the device: both parts of a layer run on the CPU from the same
+  // weights, so placement, refreshes, hit rates and tokens are real while no byte moves.
+  MOSAIC_CHECK(backend == "cpu",
+               "--gpu-experts / --expert-budget / --moe-stats run on the CPU backend only so far (a simulated device: "
+               "the placement, refreshes and hit rates are real, no weight moves); the CUDA offload is not built yet");
+  std::vector<int> layers;
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    if (c.is_moe_layer(l)) layers.push_back(static_cast<int>(l));
+  const int experts = static_cast<int>(c.moe.experts);
+  auto off = std::make_unique<offload::ExpertOffload>(o.policy, experts, slots.value_or(experts), layers,
+                                                      o.refresh_interval);
+  if (o.policy == offload::Policy::Tide && o.refresh_interval == 0 && slots && *slots < experts)
+    off->set_costs(offload::measure_simulated_costs(c.d_model, c.moe.ffn_hidden));
+  return off;
+}
+
+}  // namespace mosaic::cli

@@ -1,0 +1,30 @@
+#pragma once
+// The expert-offload flags (TIDE) of generate: where the routed experts run when they do not all
+// fit on the GPU, checked against the model, and the offload they make.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "models/model.h"
+#include "offload/expert_offload.h"
+
+namespace mosaic::cli {
+
+struct OffloadFlags {
+  int gpu_experts = -1;
+  std::string expert_budget;
+  std::string policy = "tide";
+  std::string refresh_interval = "auto";
+  bool moe_stats = false;
+};
+
+void add_offload_flags(CLI::App* c, OffloadFlags& f);
+// The options the flags give, checked (errors name the flag); nullopt slots: no offload.
+offload::OffloadOptions offload_options(const OffloadFlags& f);
+// Bytes of one routed expert (gate, up, down) on a backend that stores weights in elem_bytes.
+double expert_bytes(const io::ModelConfig& c, size_t elem_bytes);
+// The offload the flags ask for on this model (null: none), with the cost model's measured inputs.
+std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Model& m, const std::string& backend);
+
+}  // namespace mosaic::cli

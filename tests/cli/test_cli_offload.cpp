@@ -1,0 +1,87 @@
+// generate's expert-offload flags end to end on the simulated device (the CPU backend): the
+// offloaded run gives the all-resident run's tokens, reports what it did, and bad flags are
+// refused with the flag named.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace mosaic {
+namespace {
+
+std::string generate(const std::string& flags) {
+  return test::mosaic_binary() + " generate --backend cpu -q --model " +
+         (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
+         " --prompt 'And God said' --gen-length 64 --format json " + flags;
+}
+
+TEST(CliOffload, HalfTheExpertsOffloadedGiveTheSameTokens) {
+  const auto all = test::run_command(generate(""));
+  ASSERT_EQ(all.rc, 0) << all.err;
+  const auto want = nlohmann::json::parse(all.out)["output_tokens"];
+  for (const char* flags : {"--gpu-experts 32", "--gpu-experts 32 --refresh-interval 3", "--gpu-experts 32 --offload "
+                            "static", "--gpu-experts 32 --offload lru", "--gpu-experts 0 --offload cpu"}) {
+    const auto r = test::run_command(generate(flags));
+    ASSERT_EQ(r.rc, 0) << flags << ": " << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["output_tokens"], want) << flags;
+    const double hit = j["offload"]["gpu_hit_rate"];
+    if (std::string(flags).find("cpu") != std::string::npos)
+      EXPECT_EQ(hit, 0.0);
+    else
+      EXPECT_GT(hit, 0.4) << flags;
+  }
+}
+
+TEST(CliOffload, MoeStatsAndTheChosenIntervalAreReported) {
+  const auto r = test::run_command(test::mosaic_binary() + " generate --backend cpu --model " +
+                                   (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
+                                   " --gen-length 64 --gpu-experts 32 --moe-stats");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("refresh interval: tau"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("GPU hit rate"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("overlap with the previous step"), std::string::npos) << r.err;
+}
+
+TEST(CliOffload, BadFlagsAreRefused) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--gpu-experts 65", "--gpu-experts 65 is more than the model's 64"},
+      {"--gpu-experts -3", "--gpu-experts must be >= 0"},
+      {"--expert-budget 1000", "--expert-budget 1000 B holds less than one expert"},
+      {"--gpu-experts 8 --refresh-interval 0", "--refresh-interval must be auto or a number of steps > 0"},
+      {"--gpu-experts 8 --offload fifo", "--offload must be tide, static, lru or cpu"},
+      {"--gpu-experts 8 --offload cpu", "--offload cpu runs every routed expert on the CPU"},
+      {"--offload lru", "--offload lru needs --gpu-experts N or --expert-budget BYTES"},
+      {"--gpu-experts 8 --expert-budget 1GiB", "not both"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const auto r = test::run_command(generate(flags));
+    EXPECT_NE(r.rc, 0) << flags;
+    EXPECT_NE(r.err.find(message), std::string::npos) << flags << ": " << r.err;
+  }
+  const auto dense = test::run_command(test::mosaic_binary() + " generate --backend cpu -q --gen-length 8 "
+                                       "--gpu-experts 2");
+  EXPECT_NE(dense.rc, 0);
+  EXPECT_NE(dense.err.find("has no routed experts"), std::string::npos) << dense.err;
+}
+
+TEST(CliOffload, InfoPlansTheFlashModelOnAn80GbGpuAndA256GbHost) {
+  const std::string info = test::mosaic_binary() + " info --config " +
+                           (test::source_dir() / "configs" / "llada2-flash" / "config.json").string();
+  const auto r = test::run_command(info + " --gpu-experts 64 --memory-budget 80GB --host-memory 256GB");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  // 31 MoE layers x 256 experts x 24 MiB (3 x 4096 x 1024 bf16) = 186 GiB on the host.
+  EXPECT_NE(r.out.find("in pinned host memory 186.00 GiB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("186.00 GiB of 238.42 GiB: fits"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gpu experts at most"), std::string::npos) << r.out;
+  const auto small_host = test::run_command(info + " --gpu-experts 64 --memory-budget 80GB --host-memory 128GB");
+  EXPECT_EQ(small_host.rc, 3) << small_host.out;
+  EXPECT_NE(small_host.out.find("does NOT fit"), std::string::npos) << small_host.out;
+  const auto too_many = test::run_command(info + " --gpu-experts 257");
+  EXPECT_NE(too_many.rc, 0);
+  EXPECT_NE(too_many.err.find("--gpu-experts 257 is more than"), std::string::npos) << too_many.err;
+}
+
+}  // namespace
+}  // namespace mosaic

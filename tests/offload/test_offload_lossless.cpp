@@ -1,0 +1,115 @@
+// The expert offload on a simulated device (the CPU backend with a placement map: the GPU's
+// experts and the CPU's run as two parts of each MoE layer): it moves experts, never routing,
+// so every golden generation keeps its tokens under every policy, and what it reports follows
+// the policy (all-CPU hits nothing; refreshing hits more than the static placement).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "decode/llada2_sampler.h"
+#include "golden_case.h"
+#include "models/model.h"
+#include "offload/expert_offload.h"
+#include "test_util.h"
+
+namespace mosaic {
+namespace {
+
+using nlohmann::json;
+using offload::ExpertOffload;
+using offload::Policy;
+
+std::vector<int> moe_layers(const io::ModelConfig& c) {
+  std::vector<int> v;
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    if (c.is_moe_layer(l)) v.push_back(static_cast<int>(l));
+  return v;
+}
+
+double hit_rate(const ExpertOffload& o) {
+  int64_t pairs = 0, gpu = 0;
+  for (int l : o.layers()) pairs += o.stats(l).pairs, gpu += o.stats(l).gpu_pairs;
+  return static_cast<double>(gpu) / static_cast<double>(pairs);
+}
+
+// Every golden case of `dir` under `o` (uncached and with the prefix cache, or the prefix cache
+// only); returns the hit rate.
+double run_goldens(const std::filesystem::path& dir, Policy policy, int slots, int tau, bool uncached = true) {
+  auto be = make_cpu_backend();
+  Model m(dir.string(), *be);
+  const int experts = static_cast<int>(m.config().moe.experts);
+  ExpertOffload off(policy, experts, slots, moe_layers(m.config()), tau);
+  off.set_costs({25e9, 3.0 * 4 * m.config().d_model * m.config().moe.ffn_hidden, 20e-6, 2e-6});
+  m.set_offload(&off);
+  const json g = json::parse(test::read_file(dir / "goldens.json"));
+  for (CacheMode cache : {CacheMode::None, CacheMode::Prefix})
+    for (const json& c : g["cases"]) {
+      if (cache == CacheMode::None && !uncached) continue;
+      Llada2Options o = test::llada2_golden_options(c);
+      o.cache = cache;
+      const auto r = llada2_generate(m, c["prompt_tokens"].get<std::vector<int32_t>>(), o);
+      EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>())
+          << dir.filename() << " " << c["name"] << " " << offload::policy_name(policy) << " slots " << slots
+          << " tau " << tau << " cache " << cache_mode_name(cache);
+    }
+  if (policy == Policy::Tide && tau == 0) EXPECT_TRUE(off.tau_choice().has_value()) << "auto never chose a tau";
+  std::printf("%s %s slots %d tau %d: hit rate %.3f\n", dir.filename().c_str(), offload::policy_name(policy), slots,
+              tau, hit_rate(off));
+  return hit_rate(off);
+}
+
+TEST(OffloadLossless, TheFixturesGoldensKeepTheirTokensUnderEveryPolicy) {
+  const auto dir = test::fixtures_dir() / "llada2_tiny";
+  auto be = make_cpu_backend();
+  const int E = static_cast<int>(Model(dir.string(), *be).config().moe.experts);
+  EXPECT_EQ(run_goldens(dir, Policy::Cpu, 0, 0), 0.0);
+  const double fixed = run_goldens(dir, Policy::Static, E / 2, 0);
+  const double tide = run_goldens(dir, Policy::Tide, E / 2, 1);
+  run_goldens(dir, Policy::Tide, E / 2, 0);
+  run_goldens(dir, Policy::Lru, E / 2, 0);
+  EXPECT_GT(tide, fixed);
+  EXPECT_EQ(run_goldens(dir, Policy::Tide, E, 2), 1.0);
+}
+
+TEST(OffloadLossless, TheShippedModelsGoldensKeepTheirTokens) {
+  const auto dir = test::source_dir() / "models" / "mosaic-moe-tiny";
+  // The prefix cache only: its steps run the block's rows, so the uncached run's cost is saved.
+  const double fixed = run_goldens(dir, Policy::Static, 32, 0, false);
+  const double tide = run_goldens(dir, Policy::Tide, 32, 4, false);
+  run_goldens(dir, Policy::Lru, 32, 0, false);
+  EXPECT_GT(tide, fixed);
+}
+
+TEST(OffloadOptions, BadFlagsAreRefusedWithTheFlagNamed) {
+  auto be = make_cpu_backend();
+  const io::ModelConfig c = Model((test::fixtures_dir() / "llada2_tiny").string(), *be).config();
+  const double expert = 3.0 * 2 * c.d_model * c.moe.ffn_hidden;
+  auto message = [&](offload::OffloadOptions o) {
+    try {
+      offload::gpu_slots(o, c, expert);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  offload::OffloadOptions o;
+  o.gpu_experts = static_cast<int>(c.moe.experts) + 1;
+  EXPECT_NE(message(o).find("--gpu-experts"), std::string::npos);
+  o.gpu_experts = -1;
+  o.expert_budget = static_cast<int64_t>(expert);  // one expert, but every MoE layer needs a slot
+  EXPECT_NE(message(o).find("--expert-budget"), std::string::npos);
+  o.expert_budget = static_cast<int64_t>(expert * 100);
+  EXPECT_EQ(message(o), "");
+  o.gpu_experts = 3;
+  EXPECT_NE(message(o).find("not both"), std::string::npos);
+  EXPECT_THROW(offload::parse_refresh_interval("0"), std::exception);
+  EXPECT_THROW(offload::parse_refresh_interval("-2"), std::exception);
+  EXPECT_THROW(offload::parse_refresh_interval("3x"), std::exception);
+  EXPECT_EQ(offload::parse_refresh_interval("auto"), 0);
+  EXPECT_EQ(offload::parse_refresh_interval("4"), 4);
+  EXPECT_THROW(offload::parse_policy("fifo"), std::exception);
+}
+
+}  // namespace
+}  // namespace mosaic

@@ -1,0 +1,71 @@
+// The refresh interval's cost model: it prices what a replay of the routing shows, and its
+// choice follows the costs (fast copies: refresh often; slow copies: seldom).
+#include <gtest/gtest.h>
+
+#include "offload/refresh_interval.h"
+
+namespace mosaic::offload {
+namespace {
+
+// One layer, 8 experts, 2 slots; blocks of 4 steps whose routing drifts every step: step s of a
+// block routes experts (s, s+1) mod 8 with 3 pairs each... plus expert 7 once.
+RoutingTrace drifting_trace(int blocks) {
+  RoutingTrace t;
+  for (int b = 0; b < blocks; ++b)
+    for (int s = 0; s < 4; ++s) {
+      std::vector<int64_t> c(8, 0);
+      c[(2 * b + s) % 7] = 3;
+      c[(2 * b + s + 1) % 7] = 3;
+      c[7] = 1;
+      t.add(s, {c});
+    }
+  return t;
+}
+
+OffloadCosts costs(double h2d_bytes_per_s) {
+  return {h2d_bytes_per_s, /*expert_bytes=*/1e6, /*cpu_s_per_expert=*/1e-3, /*cpu_s_per_row=*/1e-4};
+}
+
+TEST(RefreshInterval, PricesWhatTheReplaySees) {
+  const RoutingTrace t = drifting_trace(1);
+  // tau 1: refresh at every step. Step 0 fills the slots with {0, 1} (not priced); step 1 routes
+  // {1, 2}: 2 comes in for 0; step 2 {2, 3}: 3 for 1; step 3 {3, 4}: 4 for 2. Expert 7 (1 pair)
+  // runs on the CPU at every step.
+  const TauCost every = price_tau(t, 2, 1, costs(1e9));
+  EXPECT_EQ(every.swaps, 3);
+  EXPECT_EQ(every.cpu_pairs, 4);
+  EXPECT_NEAR(every.transfer_s, 3e-3, 1e-12);
+  EXPECT_NEAR(every.cpu_s, 4e-3, 1e-12);
+  // Never refreshed: {0, 1} stay; steps 1-3 run 1 + 2 + 2 unresident experts of 3 pairs on the
+  // CPU besides expert 7.
+  const TauCost never = price_tau(t, 2, 0, costs(1e9));
+  EXPECT_EQ(never.swaps, 0);
+  EXPECT_EQ(never.cpu_pairs, 4 + 15);
+  EXPECT_NEAR(never.cpu_s, 4e-3 + 5 * (1e-3 + 2e-4), 1e-12);
+  EXPECT_EQ(every.gpu_pairs + every.cpu_pairs, never.gpu_pairs + never.cpu_pairs);
+}
+
+TEST(RefreshInterval, FastCopiesRefreshOftenSlowCopiesSeldom) {
+  const RoutingTrace t = drifting_trace(3);
+  EXPECT_EQ(choose_tau(t, 2, 4, costs(1e12)).tau, 1);  // a copy costs 1 us: refresh every step
+  const TauChoice slow = choose_tau(t, 2, 4, costs(1e7));  // a copy costs 100 ms: only at block starts
+  EXPECT_NE(slow.tau, 1);
+  for (const TauCost& c : slow.candidates) EXPECT_LE(c.total_s(), price_tau(t, 2, 1, costs(1e7)).total_s());
+  EXPECT_NE(slow.explain(costs(1e7)).find("<-"), std::string::npos);
+}
+
+TEST(RefreshInterval, StableRoutingNeedsNoRefreshInsideABlock) {
+  RoutingTrace t;
+  for (int s = 0; s < 8; ++s) t.add(s % 4, {{4, 4, 0, 0, 1, 0}});
+  const TauChoice c = choose_tau(t, 2, 4, costs(1e9));
+  for (const TauCost& k : c.candidates) EXPECT_EQ(k.swaps, 0);
+  EXPECT_EQ(c.tau, 0);  // every tau costs the same; the largest interval (never) wins the tie
+}
+
+TEST(RefreshInterval, RefusesMissingCosts) {
+  EXPECT_THROW(choose_tau(drifting_trace(1), 2, 4, OffloadCosts{}), std::exception);
+  EXPECT_THROW(choose_tau(drifting_trace(1), 2, 0, costs(1e9)), std::exception);
+}
+
+}  // namespace
+}  // namespace mosaic::offload

@@ -20,7 +20,7 @@ BackendTraits traits_of(const std::string& backend) {
   if (backend == "cpu") return cpu_traits();
   if (backend == "cuda") return cuda_traits();
   if (backend == "cuda-fp32") return cuda_fp32_traits();
-  MOSAIC_FAIL("unknown backend '{}': use cpu, cuda or cuda-fp32", backend);
+  MOSAIC_FAIL("unknown backend '{}': use --backend cpu, cuda or cuda-fp32", backend);
 }
 
 std::vector<float> rope_inv_freq(double theta, int hd) {

@@ -33,6 +33,20 @@ struct AttentionMask {
   int64_t pos0 = 0;
 };
 
+// One MoE layer's routed experts under an expert offload (offload/): every expert's master copy in
+// host memory, some of them also in GPU slots. moe_experts_offloaded first copies the experts in
+// copy_in from host into their slots, then runs the resident experts on the device and the others
+// on the CPU (offload/cpu_experts.h) over the rows routed to them, and adds both to x.
+struct OffloadedExperts {
+  const int32_t* host_ids = nullptr;     // the routing read back: [rows, top_k] expert ids
+  const float* host_weights = nullptr;   // and weights
+  const std::vector<const void*>* host = nullptr;    // 3E: every expert's gate, up, down (host memory)
+  const std::vector<const void*>* device = nullptr;  // 3E: a resident expert's slot weights; null for the rest
+  const uint8_t* on_gpu = nullptr;                   // E: resident or not
+  const std::vector<int32_t>* copy_in = nullptr;     // experts promoted this step: copy before computing
+  int layer = 0;
+};
+
 // What the planner must know about a backend without creating one (so `mosaic info
 // --config` can plan a CUDA step on a laptop).
 struct BackendTraits {
@@ -62,6 +76,15 @@ class Backend {
   // Copies a checkpoint tensor into resident weight memory in the backend's weight type.
   virtual const void* upload_weight(const io::TensorInfo& t) = 0;
   virtual size_t weight_bytes() const = 0;
+  // An offloaded routed expert's master copy: the tensor in host memory the device copies from at
+  // full speed (pinned), in the weight type. The CPU backend: upload_weight.
+  virtual const void* upload_weight_host(const io::TensorInfo& t) { return upload_weight(t); }
+  // Weight memory on the device for expert slots (counted in weight_bytes).
+  virtual void* alloc_weight(size_t bytes) = 0;
+  // Bytes upload_weight_host holds.
+  virtual size_t host_weight_bytes() const { return 0; }
+  // Measured: bytes per second from pinned host memory to the device (the CPU backend: memcpy).
+  virtual double host_to_device_bytes_per_s() = 0;
   virtual size_t weight_elem_size() const = 0;
   virtual void upload(void* dst, const void* src, size_t bytes) = 0;
   virtual void download(void* dst, const void* src, size_t bytes) = 0;
@@ -115,6 +138,8 @@ class Backend {
   virtual void moe_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,
                            int top_k, int64_t ffn, const std::vector<const void*>& experts, void* x,
                            void* workspace, const uint8_t* only = nullptr) = 0;
+  virtual void moe_experts_offloaded(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,
+                                     int top_k, int64_t ffn, const OffloadedExperts& o, void* x, void* workspace) = 0;
   virtual void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) = 0;
   // Per row: the token to commit (argmax, or gumbel-max with temperature, noise from the
   // counter source at (seed, step, pos[i], column)) and its confidence.

@@ -226,20 +226,36 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
         be_.moe_experts(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, experts, x.p, ws.p);
         break;
       }
-      // Offloaded: the routing decides where each expert runs this step (a refresh may move some
-      // first, on the layer's first chunk only), then the GPU's experts and the CPU's run as two
-      // parts. The weights stay where they were loaded: placement decides the split, not the math.
+      // Offloaded: the routing, read back, decides where each expert runs this step (a refresh
+      // may move some first, on the layer's first chunk only); the backend copies the promoted
+      // experts into their slots and runs the resident ones on the device, the rest on the CPU.
       const size_t pairs = static_cast<size_t>(rows) * n.moe.top_k;
       host_ids_.resize(pairs);
+      host_weights_.resize(pairs);
       be_.download(host_ids_.data(), id, pairs * sizeof(int32_t));
+      be_.download(host_weights_.data(), wt, pairs * sizeof(float));
+      be_.synchronize();
       const int n_experts = static_cast<int>(experts.size() / 3);
-      offload_->route(n.layer, offload::count_routes(host_ids_.data(), static_cast<int64_t>(pairs), n_experts), r0 == 0);
+      const std::vector<offload::Swap> swaps = offload_->route(
+          n.layer, offload::count_routes(host_ids_.data(), static_cast<int64_t>(pairs), n_experts), r0 == 0);
+      if (!copies_) {  // statistics only: every expert is on the device
+        be_.moe_experts(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, experts, x.p, ws.p);
+        break;
+      }
       const offload::LayerPlacement& p = offload_->placement(n.layer);
+      const std::vector<void*>& slots = copies_->slots.at(n.layer);
       on_gpu_.assign(static_cast<size_t>(n_experts), 0);
-      on_cpu_.assign(static_cast<size_t>(n_experts), 0);
-      for (int e = 0; e < n_experts; ++e) (p.resident(e) ? on_gpu_ : on_cpu_)[e] = 1;
-      be_.moe_experts(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, experts, x.p, ws.p, on_gpu_.data());
-      be_.moe_experts(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, experts, x.p, ws.p, on_cpu_.data());
+      device_.assign(experts.size(), nullptr);
+      for (int e = 0; e < n_experts; ++e) {
+        if (!p.resident(e)) continue;
+        on_gpu_[e] = 1;
+        for (int j = 0; j < 3; ++j) device_[3 * e + j] = slots[3 * p.slot_of(e) + j];
+      }
+      copy_in_.clear();
+      for (const offload::Swap& s : swaps) copy_in_.push_back(s.promote);
+      OffloadedExperts o{host_ids_.data(), host_weights_.data(), &copies_->host.at(n.layer), &device_,
+                         on_gpu_.data(), &copy_in_, n.layer};
+      be_.moe_experts_offloaded(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, o, x.p, ws.p);
       break;
     }
     case Op::CfgCombine: {

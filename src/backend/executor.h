@@ -44,6 +44,13 @@ struct OutputBuffers {
   const std::vector<std::byte>& at(const std::string& name) const;
 };
 
+// An offloaded model's routed experts, per MoE layer: every expert's host copies (gate, up, down
+// per expert) and the GPU slots (gate, up, down per slot).
+struct ExpertCopies {
+  std::map<int, std::vector<const void*>> host;
+  std::map<int, std::vector<void*>> slots;
+};
+
 // Where a step's time goes: wall time per kind of node (region kind, op, and for products
 // which tensor they make), measured by synchronizing around every node.
 struct OpTime {
@@ -61,9 +68,12 @@ class Executor {
   // Non-null: the following steps add their per-node times here (each node then waits for
   // the device: slower steps, for finding where time goes, not for timing the step).
   void set_op_times(OpTimes* t) { op_times_ = t; }
-  // Non-null: MoE layers ask it where each routed expert runs this step and run the GPU's
-  // experts and the CPU's as two parts.
-  void set_offload(offload::ExpertOffload* o) { offload_ = o; }
+  // Non-null: MoE layers report their routing to it (placement, statistics); with `copies`, they
+  // also run where it places them: its slots on the device, the rest on the CPU.
+  void set_offload(offload::ExpertOffload* o, const ExpertCopies* copies) {
+    offload_ = o;
+    copies_ = copies;
+  }
 
  private:
   struct View {
@@ -81,8 +91,11 @@ class Executor {
   bool trace_ = false;
   OpTimes* op_times_ = nullptr;
   offload::ExpertOffload* offload_ = nullptr;
-  std::vector<int32_t> host_ids_;
-  std::vector<uint8_t> on_gpu_, on_cpu_;
+  const ExpertCopies* copies_ = nullptr;
+  std::vector<int32_t> host_ids_, copy_in_;
+  std::vector<float> host_weights_;
+  std::vector<uint8_t> on_gpu_;
+  std::vector<const void*> device_;
 };
 
 

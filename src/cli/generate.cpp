@@ -179,11 +179,10 @@ void run_generate(const GenerateFlags& f) {
   else
     sampler = make_sampler(kind, f, settings);
 
-  offload_options(f.offload);  // flag errors before the weights load
-  Session s(f.session, !f.quiet);
+  offload_slots(f.offload, peek, traits_of(resolve_backend(f.session.backend)).act_size);  // flag errors first
+  Session s(f.session, !f.quiet, -1, &f.offload);
   const io::ModelConfig& config = s.model().config();
-  const std::unique_ptr<offload::ExpertOffload> offload = make_offload(f.offload, s.model(), s.backend_name());
-  s.model().set_offload(offload.get());
+  offload::ExpertOffload* const offload = s.offload();
   std::vector<int32_t> prompt;
   if (!f.prompt_tokens.empty()) {
     prompt = io::parse_token_list(f.prompt_tokens, config.embedding_size);

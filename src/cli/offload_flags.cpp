@@ -4,7 +4,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "offload/simulated_costs.h"
+#include "offload/measured_costs.h"
 
 namespace mosaic::cli {
 
@@ -49,19 +49,23 @@ double expert_bytes(const io::ModelConfig& c, size_t elem_bytes) {
   return 3.0 * static_cast<double>(c.d_model) * static_cast<double>(c.moe.ffn_hidden) * static_cast<double>(elem_bytes);
 }
 
+std::optional<int> offload_slots(const OffloadFlags& f, const io::ModelConfig& c, size_t weight_elem) {
+  return offload::gpu_slots(offload_options(f), c, expert_bytes(c, weight_elem));
+}
+
+bool experts_on_host(const OffloadFlags& f, const io::ModelConfig& c, size_t weight_elem) {
+  const std::optional<int> slots = offload_slots(f, c, weight_elem);
+  return slots && *slots < c.moe.experts;
+}
+
 std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Model& m, const std::string& backend) {
   const offload::OffloadOptions o = offload_options(f);
   const io::ModelConfig& c = m.config();
-  const std::optional<int> slots = offload::gpu_slots(o, c, expert_bytes(c, m.backend().weight_elem_size()));
+  const std::optional<int> slots = offload_slots(f, c, m.backend().weight_elem_size());
   if (!slots) {
     MOSAIC_CHECK(!f.moe_stats || c.moe.experts > 0, "--moe-stats: {} has no routed experts", c.source);
     if (!f.moe_stats) return nullptr;
   }
-  // The CPU backend simulates the device: both parts of a layer run on the CPU from the same
-  // weights, so placement, refreshes, hit rates and tokens are real while no byte moves.
-  MOSAIC_CHECK(backend == "cpu",
-               "--gpu-experts / --expert-budget / --moe-stats run on the CPU backend only so far (a simulated device: "
-               "the placement, refreshes and hit rates are real, no weight moves); the CUDA offload is not built yet");
   std::vector<int> layers;
   for (int64_t l = 0; l < c.n_layers; ++l)
     if (c.is_moe_layer(l)) layers.push_back(static_cast<int>(l));
@@ -69,7 +73,7 @@ std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Mode
   auto off = std::make_unique<offload::ExpertOffload>(o.policy, experts, slots.value_or(experts), layers,
                                                       o.refresh_interval);
   if (o.policy == offload::Policy::Tide && o.refresh_interval == 0 && slots && *slots < experts)
-    off->set_costs(offload::measure_simulated_costs(c.d_model, c.moe.ffn_hidden));
+    off->set_costs(offload::measure_costs(m.backend(), c.d_model, c.moe.ffn_hidden));
   return off;
 }
 

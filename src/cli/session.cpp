@@ -26,7 +26,7 @@ void add_session_flags(CLI::App* c, SessionFlags& f) {
   add_taming_flags(c, f.taming);
 }
 
-Session::Session(const SessionFlags& f, bool progress, int run_layers) {
+Session::Session(const SessionFlags& f, bool progress, int run_layers, const OffloadFlags* offload) {
   check_taming(f.taming);
   backend_name_ = resolve_backend(f.backend);
   backend_ = make_backend(backend_name_);
@@ -45,7 +45,18 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers) {
                    human_bytes(static_cast<double>(total)));
       }
     };
-  model_ = std::make_unique<Model>(dir, *backend_, cb, run_layers);
+  // An expert offload loads the routed experts into pinned host memory, then gives each MoE layer
+  // its GPU slots (counted in the weights, so the activation budget is what remains).
+  bool on_host = false;
+  if (offload) {
+    const io::ModelConfig peek = load_model_config((std::filesystem::path(dir) / "config.json").string());
+    on_host = experts_on_host(*offload, peek, backend_->weight_elem_size());
+  }
+  model_ = std::make_unique<Model>(dir, *backend_, cb, run_layers, on_host);
+  if (offload) {
+    offload_ = make_offload(*offload, *model_, backend_name_);
+    model_->set_offload(offload_.get());
+  }
   const size_t used = backend_->weight_bytes() + backend_overhead(backend_name_);
   MOSAIC_CHECK(total_budget_ > used,
                "the memory budget {} does not even hold the weights ({}) and the {} backend's working memory; "
@@ -63,6 +74,11 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers) {
                model_->config().family, model_->config().n_layers, model_->config().d_model,
                backend_name_, human_bytes(static_cast<double>(backend_->weight_bytes())),
                human_bytes(static_cast<double>(model_->activation_budget())));
+  if (progress && offload_ && on_host)
+    fmt::print(stderr, "mosaic: expert offload {}: {} of {} routed experts per MoE layer in GPU slots; every "
+               "routed expert in host memory{}\n", offload::policy_name(offload_->policy()), offload_->slots(),
+               offload_->experts(), backend_name_ == "cpu" ? " (the CPU backend simulates the device)"
+               : fmt::format(", pinned ({})", human_bytes(static_cast<double>(backend_->host_weight_bytes()))));
 }
 
 const io::Tokenizer& Session::tokenizer() const {

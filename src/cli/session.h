@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/offload_flags.h"
 #include "io/tokenizer.h"
 #include "decode/sampler.h"
 #include "models/model.h"
@@ -26,7 +27,8 @@ void add_session_flags(CLI::App* c, SessionFlags& f);
 
 class Session {
  public:
-  Session(const SessionFlags& f, bool progress, int run_layers = -1);
+  // offload: the expert-offload flags (MoE models), or null.
+  Session(const SessionFlags& f, bool progress, int run_layers = -1, const OffloadFlags* offload = nullptr);
   Model& model() { return *model_; }
   Backend& backend() { return *backend_; }
   const std::string& backend_name() const { return backend_name_; }
@@ -35,10 +37,13 @@ class Session {
   // Plain (non-chat) prompt: BOS when the model has one, then the text.
   std::vector<int32_t> encode_plain(const std::string& text) const;
   size_t total_budget() const { return total_budget_; }
+  // The expert offload the flags asked for (null: none); the model runs with it.
+  offload::ExpertOffload* offload() const { return offload_.get(); }
 
  private:
   std::string backend_name_;
   std::unique_ptr<Backend> backend_;
+  std::unique_ptr<offload::ExpertOffload> offload_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<io::Tokenizer> tokenizer_;
   size_t total_budget_ = 0;

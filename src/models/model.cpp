@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 
 #include "core/error.h"
 #include "io/checkpoint.h"
@@ -10,8 +11,20 @@
 
 namespace mosaic {
 
+std::map<int, std::vector<std::string>> routed_expert_names(const Graph& g) {
+  std::map<int, std::vector<std::string>> names;
+  for (const Node& n : g.nodes)
+    if (n.op == Op::MoeExperts) {
+      auto& v = names[n.layer];
+      v.clear();
+      for (size_t i = 3; i < n.in.size(); ++i) v.push_back(g.tensors[n.in[i].tensor].weight);
+    }
+  return names;
+}
+
 std::vector<const void*> bind_weights(const Graph& g, const io::Checkpoint& ck, Backend& be,
-                                      std::map<std::string, const void*>& uploaded, const LoadProgress& progress) {
+                                      std::map<std::string, const void*>& uploaded, const LoadProgress& progress,
+                                      const std::set<std::string>* on_host) {
   // Check every shape before moving a byte: a wrong checkpoint should fail in
   // milliseconds, not after gigabytes were copied.
   std::vector<const io::TensorInfo*> info(g.tensors.size(), nullptr);
@@ -42,7 +55,8 @@ std::vector<const void*> bind_weights(const Graph& g, const io::Checkpoint& ck, 
     if (!info[t]) continue;
     auto it = uploaded.find(td.weight);
     if (it == uploaded.end()) {
-      it = uploaded.emplace(td.weight, be.upload_weight(*info[t])).first;
+      const bool host = on_host && on_host->count(td.weight);
+      it = uploaded.emplace(td.weight, host ? be.upload_weight_host(*info[t]) : be.upload_weight(*info[t])).first;
       done += info[t]->nbytes;
       if (progress) progress(done, total, td.weight);
     }
@@ -52,8 +66,9 @@ std::vector<const void*> bind_weights(const Graph& g, const io::Checkpoint& ck, 
   return ptrs;
 }
 
-Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, int run_layers)
-    : dir_(dir), be_(be), progress_(progress), run_layers_(run_layers) {
+Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, int run_layers,
+             bool routed_experts_on_host)
+    : dir_(dir), be_(be), progress_(progress), run_layers_(run_layers), experts_on_host_(routed_experts_on_host) {
   namespace fs = std::filesystem;
   MOSAIC_CHECK(fs::is_directory(dir), "model directory '{}' does not exist (pass --model DIR with config.json "
                "and *.safetensors)", dir);
@@ -67,7 +82,41 @@ Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, 
   GraphOptions all;
   all.fused_qkv = fused_qkv_;
   all.traits = be_.traits();
-  bind_weights(family_->build_step_graph(config_, all), *ckpt_, be_, weights_, progress_);
+  const Graph g = family_->build_step_graph(config_, all);
+  std::set<std::string> on_host;
+  if (experts_on_host_) {
+    MOSAIC_CHECK(config_.moe.experts > 0, "{}: routed experts on the host, but the model has none", config_.source);
+    for (const auto& [layer, names] : routed_expert_names(g)) on_host.insert(names.begin(), names.end());
+  }
+  bind_weights(g, *ckpt_, be_, weights_, progress_, &on_host);
+}
+
+void Model::set_offload(offload::ExpertOffload* o) {
+  offload_ = o;
+  experts_.host.clear();
+  experts_.slots.clear();
+  if (!o || !experts_on_host_) return;
+  MOSAIC_CHECK(o->slots() < o->experts(), "offload: {} GPU slots for {} experts needs no host copies", o->slots(),
+               o->experts());
+  GraphOptions all;
+  all.fused_qkv = fused_qkv_;
+  all.traits = be_.traits();
+  const size_t es = be_.weight_elem_size();
+  const size_t matrix = static_cast<size_t>(config_.d_model * config_.moe.ffn_hidden) * es;
+  for (const auto& [layer, names] : routed_expert_names(family_->build_step_graph(config_, all))) {
+    std::vector<const void*>& host = experts_.host[layer];
+    for (const std::string& n : names) host.push_back(weights_.at(n));
+    // Each slot holds one expert's gate, up and down; it starts with the expert the placement
+    // starts with (offload::LayerPlacement: experts 0 .. slots-1).
+    std::vector<void*>& slots = experts_.slots[layer];
+    const offload::LayerPlacement& p = o->placement(layer);
+    for (int s = 0; s < o->slots(); ++s)
+      for (int j = 0; j < 3; ++j) {
+        slots.push_back(be_.alloc_weight(matrix));
+        be_.upload(slots.back(), host[3 * p.expert_in(s) + j], matrix);
+      }
+  }
+  be_.synchronize();
 }
 
 Model::~Model() = default;
@@ -112,6 +161,7 @@ Model::Runner& Model::runner(const GraphOptions& o) {
   auto r = std::make_unique<Runner>();
   r->graph = family_->build_step_graph(config_, o);
   r->exec = std::make_unique<Executor>(be_, r->graph, bind_weights(r->graph, *ckpt_, be_, weights_, progress_));
+  r->exec->set_offload(offload_, experts_on_host_ ? &experts_ : nullptr);
   return *runners_.emplace(o, std::move(r)).first->second;
 }
 
@@ -233,8 +283,10 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
     in["outside_rows"] = HostInput::of(outside_rows);
   }
   OutputBuffers buffers;
+  MOSAIC_CHECK(!experts_on_host_ || offload_, "{}: the routed experts were loaded into host memory for an expert "
+               "offload, and none is set", dir_);
   r.exec->set_op_times(op_times_);
-  r.exec->set_offload(offload_);
+  r.exec->set_offload(offload_, experts_on_host_ && offload_ ? &experts_ : nullptr);
   if (offload_) offload_->begin_step(std::max(req.step_in_block, 0));
   r.exec->run(plan, in, req.sample, &buffers);
 

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,7 +81,10 @@ class Model {
  public:
   // `run_layers` > 0 runs steps through only the first layers (all weights still load):
   // lets a benchmark confirm the memory of a step whose full depth would take too long.
-  Model(const std::string& dir, Backend& be, const LoadProgress& progress = {}, int run_layers = -1);
+  // routed_experts_on_host: every MoE layer's routed experts load into host memory
+  // (Backend::upload_weight_host) for an expert offload; set_offload then gives them GPU slots.
+  Model(const std::string& dir, Backend& be, const LoadProgress& progress = {}, int run_layers = -1,
+        bool routed_experts_on_host = false);
   ~Model();
 
   const io::ModelConfig& config() const { return config_; }
@@ -109,8 +113,11 @@ class Model {
   // Non-null: steps add per-node wall times here (see Executor::set_op_times).
   void set_op_times(OpTimes* t) { op_times_ = t; }
   // Non-null: the routed experts run where this offload places them (offload/expert_offload.h);
-  // the model does not own it.
-  void set_offload(offload::ExpertOffload* o) { offload_ = o; }
+  // the model does not own it. With the experts on the host, each MoE layer gets the offload's
+  // GPU slots (Backend::alloc_weight, counted in the weights), filled with its first residents;
+  // otherwise the offload only counts (its placement and statistics; every expert computes on
+  // the device).
+  void set_offload(offload::ExpertOffload* o);
   offload::ExpertOffload* offload() const { return offload_; }
 
   // The graph options, graph and plan a request of this kind runs with.
@@ -152,6 +159,8 @@ class Model {
   bool masked_last_layer_ = true;
   OpTimes* op_times_ = nullptr;
   offload::ExpertOffload* offload_ = nullptr;
+  bool experts_on_host_ = false;
+  ExpertCopies experts_;
   int first_layer_ = 0, end_layer_ = -1;
   // What the arena's persistent prefix holds: the caches a Store step wrote, for which
   // generation shape and block; a Cached step must find its own there.
@@ -171,6 +180,9 @@ class Model {
 // dtypes; returns per-tensor pointers for an Executor.
 std::vector<const void*> bind_weights(const Graph& g, const io::Checkpoint& ck, Backend& be,
                                       std::map<std::string, const void*>& uploaded,
-                                      const LoadProgress& progress = {});
+                                      const LoadProgress& progress = {},
+                                      const std::set<std::string>* on_host = nullptr);
+// Per MoE layer, the checkpoint names of its routed experts' weights (gate, up, down per expert).
+std::map<int, std::vector<std::string>> routed_expert_names(const Graph& g);
 
 }  // namespace mosaic

@@ -1,10 +1,13 @@
-// The expert offload on a simulated device (the CPU backend with a placement map: the GPU's
-// experts and the CPU's run as two parts of each MoE layer): it moves experts, never routing,
+// The expert offload on a simulated device (the CPU backend with a placement map: the "GPU"
+// slots hold copies made as the placement changes, the other experts run through the offload's
+// CPU kernel from their host copies): it moves experts, never routing,
 // so every golden generation keeps its tokens under every policy, and what it reports follows
 // the policy (all-CPU hits nothing; refreshing hits more than the static placement).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+
+#include <cmath>
 
 #include "backend/backend.h"
 #include "decode/llada2_sampler.h"
@@ -37,8 +40,10 @@ double hit_rate(const ExpertOffload& o) {
 // only); returns the hit rate.
 double run_goldens(const std::filesystem::path& dir, Policy policy, int slots, int tau, bool uncached = true) {
   auto be = make_cpu_backend();
-  Model m(dir.string(), *be);
-  const int experts = static_cast<int>(m.config().moe.experts);
+  const int experts = static_cast<int>(Model(dir.string(), *be).config().moe.experts);
+  // The routed experts in "host memory" and `slots` of each layer's in "GPU slots": the resident
+  // ones run from the slots' copies, the others through the offload's CPU kernel.
+  Model m(dir.string(), *be, {}, -1, slots < experts);
   ExpertOffload off(policy, experts, slots, moe_layers(m.config()), tau);
   off.set_costs({25e9, 3.0 * 4 * m.config().d_model * m.config().moe.ffn_hidden, 20e-6, 2e-6});
   m.set_offload(&off);
@@ -79,6 +84,38 @@ TEST(OffloadLossless, TheShippedModelsGoldensKeepTheirTokens) {
   const double tide = run_goldens(dir, Policy::Tide, 32, 4, false);
   run_goldens(dir, Policy::Lru, 32, 0, false);
   EXPECT_GT(tide, fixed);
+}
+
+// One step's logits, offloaded (half the experts, a refresh at this step) against all resident:
+// the same sums in another order, so equal to fp32 rounding.
+TEST(OffloadLossless, AStepsLogitsEqualTheAllResidentStepsToRounding) {
+  const auto dir = test::source_dir() / "models" / "mosaic-moe-tiny";
+  auto be = make_cpu_backend(), be2 = make_cpu_backend();
+  Model all(dir.string(), *be), part(dir.string(), *be2, {}, -1, true);
+  const int E = static_cast<int>(all.config().moe.experts);
+  ExpertOffload off(Policy::Tide, E, E / 2, moe_layers(all.config()), 2);
+  part.set_offload(&off);
+  const json g = json::parse(test::read_file(dir / "goldens.json"));
+  std::vector<int32_t> t = g["cases"][0]["prompt_tokens"].get<std::vector<int32_t>>();
+  for (int32_t v : g["cases"][0]["output_tokens"]) t.push_back(v);
+  t.resize(96);
+  for (size_t i = 64; i < t.size(); i += 2) t[i] = static_cast<int32_t>(all.config().mask_token_id);
+  std::vector<int32_t> pos(t.size());
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
+  StepRequest r;
+  r.tokens = &t;
+  r.head_pos = pos;
+  r.emit_logits = true;
+  r.attention_block = 32;
+  r.step_in_block = 0;
+  const auto a = all.step(r).logits, b = part.step(r).logits;
+  ASSERT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += a[i] * a[i];
+  EXPECT_LT(std::sqrt(num / den), 1e-5);
+  int64_t cpu_pairs = 0;
+  for (int l : off.layers()) cpu_pairs += off.stats(l).pairs - off.stats(l).gpu_pairs;
+  EXPECT_GT(cpu_pairs, 0);  // the CPU part ran
 }
 
 TEST(OffloadOptions, BadFlagsAreRefusedWithTheFlagNamed) {

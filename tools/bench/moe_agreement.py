@@ -21,7 +21,8 @@ import sys
 import time
 
 # (name, flags, environment); cuda-plain runs the experts one by one with cuBLASLt instead of
-# the grouped kernel (MOSAIC_MOE=plain).
+# the grouped kernel (MOSAIC_MOE=plain); *-offload keep 16 routed experts per layer in GPU slots
+# (TIDE, refresh interval auto) and run the others on the CPU. "all" runs the first six.
 CONFIGS = [
     ("cpu/none", ["--backend", "cpu", "--cache", "none"]),
     ("cpu/prefix", ["--backend", "cpu", "--cache", "prefix"]),
@@ -30,6 +31,8 @@ CONFIGS = [
     ("cuda/none", ["--backend", "cuda", "--cache", "none"]),
     ("cuda/prefix", ["--backend", "cuda", "--cache", "prefix"]),
     ("cuda-plain/prefix", ["--backend", "cuda", "--cache", "prefix"], {"MOSAIC_MOE": "plain"}),
+    ("cuda-fp32-offload/prefix", ["--backend", "cuda-fp32", "--cache", "prefix", "--gpu-experts", "16"]),
+    ("cuda-offload/prefix", ["--backend", "cuda", "--cache", "prefix", "--gpu-experts", "16"]),
 ]
 
 
@@ -55,7 +58,9 @@ def main():
     args = p.parse_args()
 
     configs = [(c[0], c[1], c[2] if len(c) > 2 else {}) for c in CONFIGS]
-    if args.configs != "all":
+    if args.configs == "all":
+        configs = configs[:6]
+    else:
         configs = [c for c in configs if c[0] in args.configs.split(",")]
     with open(args.prompts, encoding="utf-8") as f:
         lines = [line.strip() for line in f if len(line.strip()) >= 40]

@@ -1,6 +1,8 @@
 // The CPU backend: float32 activations and weights in host memory, kernels from kernels.h.
 #include <cblas.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -14,6 +16,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "memory/host_arena.h"
+#include "offload/cpu_experts.h"
 
 namespace mosaic {
 
@@ -39,6 +42,22 @@ class CpuBackend final : public Backend {
     return weights_.back().get();
   }
   size_t weight_bytes() const override { return weight_bytes_; }
+  double host_to_device_bytes_per_s() override {
+    const size_t n = size_t{64} << 20;
+    std::vector<std::byte> src(n, std::byte{1}), dst(n);
+    double best = 1e30;
+    for (int r = 0; r < 3; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::memcpy(dst.data(), src.data(), n);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return static_cast<double>(n) / best;
+  }
+  void* alloc_weight(size_t bytes) override {
+    weights_.push_back(std::make_unique<float[]>((bytes + 3) / 4));
+    weight_bytes_ += bytes;
+    return weights_.back().get();
+  }
   size_t weight_elem_size() const override { return 4; }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
@@ -99,6 +118,23 @@ class CpuBackend final : public Backend {
                    const uint8_t* only) override {
     cpu::moe_experts(f(h), rows, d, ids, weights, top_k, ffn, experts, f(x), f(workspace), only);
   }
+  // The simulated device: the resident experts run from their slots, the others from their host
+  // copies with the offload's CPU kernel; both on this CPU.
+  void moe_experts_offloaded(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,
+                             int top_k, int64_t ffn, const OffloadedExperts& o, void* x, void* workspace) override {
+    if (rows == 0) return;
+    for (int32_t e : *o.copy_in)
+      for (int j = 0; j < 3; ++j)
+        std::memcpy(const_cast<void*>((*o.device)[3 * e + j]), (*o.host)[3 * e + j],
+                    static_cast<size_t>(d * ffn) * sizeof(float));
+    cpu::moe_experts(f(h), rows, d, ids, weights, top_k, ffn, *o.device, f(x), f(workspace), o.on_gpu);
+    cpu_part_.resize(static_cast<size_t>(rows * d));
+    if (offload::cpu_experts(h, rows, d, o.host_ids, o.host_weights, top_k, ffn, *o.host, false, o.on_gpu,
+                             cpu_part_.data()) == 0)
+      return;
+    float* xf = f(x);
+    for (size_t i = 0; i < cpu_part_.size(); ++i) xf[i] += cpu_part_[i];
+  }
   void cfg_combine(float* cond, const float* uncond, int64_t n, float scale) override {
     cpu::cfg_combine(cond, uncond, n, scale);
   }
@@ -116,6 +152,7 @@ class CpuBackend final : public Backend {
   HostArena arena_;
   std::vector<std::unique_ptr<float[]>> weights_;
   size_t weight_bytes_ = 0;
+  std::vector<float> cpu_part_;
   std::map<std::pair<double, int>, std::vector<float>> inv_freq_;
 };
 

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/lt_matmul.h"
+#include "backend/cuda/offload_runner.h"
 #include "core/dtype.h"
 #include "io/safetensors.h"
 #include "memory/cuda/vmm_region.h"
@@ -90,6 +91,7 @@ class CudaBackend final : public Backend {
     cudnn_.reset();
 #endif
     lt_.reset();
+    offload_.reset();
     for (auto& s : staging_) cudaFreeHost(s);
     for (auto& ev : staging_done_) cudaEventDestroy(ev);
     cudaFree(blas_ws_);
@@ -159,6 +161,53 @@ class CudaBackend final : public Backend {
   }
   size_t weight_bytes() const override { return weight_top_; }
   size_t weight_elem_size() const override { return f32_ ? 4 : 2; }
+  double host_to_device_bytes_per_s() override {
+    const size_t n = size_t{256} << 20;
+    void *host = nullptr, *dev = nullptr;
+    CUDA_CHECK(cudaMallocHost(&host, n));
+    CUDA_CHECK(cudaMalloc(&dev, n));
+    cudaEvent_t a, z;
+    CUDA_CHECK(cudaEventCreate(&a));
+    CUDA_CHECK(cudaEventCreate(&z));
+    float best = 1e30f;
+    for (int r = 0; r < 3; ++r) {
+      CUDA_CHECK(cudaEventRecord(a, stream_));
+      CUDA_CHECK(cudaMemcpyAsync(dev, host, n, cudaMemcpyHostToDevice, stream_));
+      CUDA_CHECK(cudaEventRecord(z, stream_));
+      CUDA_CHECK(cudaEventSynchronize(z));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, a, z));
+      best = std::min(best, ms);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(z);
+    cudaFree(dev);
+    cudaFreeHost(host);
+    return static_cast<double>(n) / (static_cast<double>(best) * 1e-3);
+  }
+  void* alloc_weight(size_t bytes) override {
+    const size_t offset = weight_top_;
+    weight_top_ = align_up(offset + bytes, kTensorAlignment);
+    weights_->resize(weight_top_);
+    track_peak();
+    return weights_->base() + offset;
+  }
+  const void* upload_weight_host(const io::TensorInfo& t) override {
+    const size_t n = static_cast<size_t>(t.numel());
+    void* dst = offload_runner().host_alloc(n * weight_elem_size());
+    if (f32_) {
+      to_f32(t.dtype, t.data, static_cast<float*>(dst), n);
+    } else if (t.dtype == DType::BF16) {
+      std::memcpy(dst, t.data, n * 2);
+    } else {
+      std::vector<float> tmp(n);
+      to_f32(t.dtype, t.data, tmp.data(), n);
+      auto* out = static_cast<uint16_t*>(dst);
+      for (size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(tmp[i]);
+    }
+    return dst;
+  }
+  size_t host_weight_bytes() const override { return offload_ ? offload_->host_bytes() : 0; }
 
   void upload(void* dst, const void* src, size_t bytes) override {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
@@ -316,6 +365,27 @@ class CudaBackend final : public Backend {
       else cuda::scatter_add_rows(b(y), d, idx + off, wts + off, n, b(x), stream_);
       off += n;
     }
+  }
+  // An offloaded layer (offload_runner.h): promoted experts copied into their slots, the resident
+  // ones as grouped GEMMs over the slots (bf16) or expert by expert (fp32), the rest on the CPU
+  // meanwhile, added back.
+  void moe_experts_offloaded(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,
+                             int top_k, int64_t ffn, const OffloadedExperts& o, void* x, void* workspace) override {
+    if (rows == 0) return;
+    const int experts = static_cast<int>(o.host->size() / 3);
+    cuda::OffloadRunner::GroupedPart grouped;
+    if (!f32_ && grouped_moe_ && cuda::moe_grouped_supported(d, ffn, experts))
+      grouped = [&](const int32_t* gpu_ids, const cuda::bf16* const* table) {
+        cuda::moe_experts_grouped(b(h), rows, d, gpu_ids, weights, top_k, ffn, experts, table, b(x), workspace,
+                                  moe_meta_, stream_);
+      };
+    offload_runner().run(h, rows, d, top_k, ffn, o, x, grouped, [&] {
+      moe_experts(h, rows, d, ids, weights, top_k, ffn, *o.device, x, workspace, o.on_gpu);
+    });
+  }
+  cuda::OffloadRunner& offload_runner() {
+    if (!offload_) offload_ = std::make_unique<cuda::OffloadRunner>(stream_, f32_);
+    return *offload_;
   }
   // The device copy of a layer's expert pointers (gate[0..E), up[0..E), down[0..E)), made on
   // first use in the fixed table region and kept: weights never move.
@@ -490,6 +560,7 @@ class CudaBackend final : public Backend {
   void* staging_[2] = {nullptr, nullptr};
   cudaEvent_t staging_done_[2] = {nullptr, nullptr};
   std::unique_ptr<cuda::LtMatmul> lt_;
+  std::unique_ptr<cuda::OffloadRunner> offload_;
   std::string attention_choice_;
 #ifdef MOSAIC_CUDNN
   std::unique_ptr<cuda::CudnnAttention> cudnn_;

@@ -259,6 +259,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
   const int64_t key0 = SPLIT && static_cast<int>(blockIdx.z) >= p.splits ? p.kv_rows : 0;
   int64_t lim[C::MT][2] = {};
   int64_t cta_min = INT64_MAX;
+  // Keys of this source at or past key_end are loaded as zeros: no row of the CTA sees them, and
+  // with a cache they may not be written yet (whatever the arena held: a NaN there times a zero
+  // probability would still be NaN).
+  int64_t key_end = kv_rows;
   if constexpr (SPLIT) {
     if (p.block > 0) {
       auto limit_of = [&](int64_t row) {
@@ -279,6 +283,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
           const int64_t row = q0 + warp * C::MW + mt * 16 + gq + 8 * r;
           lim[mt][r] = row < p.rows ? limit_of(row) : INT64_MAX;
         }
+      key_end = min(kv_rows, max(cta_max - key0, int64_t{0}));
       const int64_t seen = cta_max - key0 - static_cast<int64_t>(tile0) * C::BC;  // keys of this range seen
       nt = seen <= 0 ? 0 : min(nt, static_cast<int>((seen + C::BC - 1) / C::BC));
     }
@@ -342,7 +347,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
 #pragma unroll
     for (int it = 0; it < C::BC / C::RPP; ++it) {
       const int64_t row = kv0 + ld_row + it * C::RPP;
-      const bool ok = row < kv_rows;
+      const bool ok = row < key_end;
       const int64_t off = (ok ? row : 0) * p.kv_ld;
       cp_async_16(dst + it * C::RPP * C::ROW_BYTES, k_src + off, ok);
       cp_async_16(dst + C::KV_TILE_BYTES + it * C::RPP * C::ROW_BYTES, v_src + off, ok);

@@ -89,6 +89,9 @@ void scatter_add_rows(const bf16* y, int64_t d, const int32_t* idx, const float*
                       cudaStream_t s);
 void scatter_add_rows_f32(const float* y, int64_t d, const int32_t* idx, const float* w, int64_t rows, float* out,
                           cudaStream_t s);
+// x[i] += y[i] for n elements, y fp32 (an offloaded layer's CPU part, moe.cu).
+void add_f32(const float* y, int64_t n, bf16* x, cudaStream_t s);
+void add_f32(const float* y, int64_t n, float* x, cudaStream_t s);
 // The router's choice on the device (moe_route.cu), the CPU's rule (cpu::moe_select): ids and
 // weights [rows, top_k] from logits [rows, experts] and the bias (bf16, may be null).
 bool moe_select_supported(const MoeRouting& r);

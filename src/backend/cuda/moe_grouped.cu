@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(THREADS, 2) grouped_gemm_kernel(const GemmArgs
     }
 }
 
-// counts[e] = pairs routed to e (ids out of range are dropped).
+// counts[e] = pairs routed to e (ids out of range, -1 for a pair another part runs, are dropped).
 __global__ void count_kernel(const int32_t* __restrict__ ids, int64_t pairs, int experts, int32_t* counts) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < pairs;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -200,7 +200,10 @@ __global__ void slot_kernel(const int32_t* __restrict__ ids, int64_t pairs, int 
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < pairs;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int e = ids[i];
-    if (e < 0 || e >= experts) continue;
+    if (e < 0 || e >= experts) {  // a pair another part runs (an offloaded layer's CPU experts)
+      slot[i] = -1;
+      continue;
+    }
     const int32_t pos = atomicAdd(cursor + e, 1);
     perm[pos] = static_cast<int32_t>(i / k);
     slot[i] = pos;
@@ -213,7 +216,10 @@ __global__ void combine_kernel(const bf16* __restrict__ y, int64_t d, const int3
   const int64_t r = blockIdx.x;
   for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
     float acc = 0.f;
-    for (int j = 0; j < k; ++j) acc = fmaf(w[r * k + j], __bfloat162float(y[slot[r * k + j] * d + c]), acc);
+    for (int j = 0; j < k; ++j) {
+      const int32_t s = slot[r * k + j];
+      if (s >= 0) acc = fmaf(w[r * k + j], __bfloat162float(y[static_cast<int64_t>(s) * d + c]), acc);
+    }
     x[r * d + c] = __float2bfloat16(__bfloat162float(x[r * d + c]) + acc);
   }
 }

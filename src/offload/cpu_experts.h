@@ -16,4 +16,7 @@ namespace mosaic::offload {
 int64_t cpu_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* w, int top_k,
                     int64_t ffn, const std::vector<const void*>& host, bool bf16, const uint8_t* on_gpu, float* y);
 
+// Tests: off runs the portable few-row kernel even where AVX-512 is there.
+void cpu_experts_use_simd(bool on);
+
 }  // namespace mosaic::offload

@@ -34,7 +34,13 @@ void run_bench(const BenchFlags& f) {
   MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
   check_segment_flags(f);
-  if (!f.cache.empty()) {
+  if (!f.offload.empty()) {
+    MOSAIC_CHECK(!f.max_tokens && f.segment.empty() && !f.op_times && f.profile_path.empty() &&
+                     std::none_of(f.step_flags.begin(), f.step_flags.end(), [](CLI::Option* o) { return o->count(); }),
+                 "--offload runs whole generations: it does not combine with --max-tokens, --segment, --op-times, "
+                 "--profile, --warmup or --iters (use --warmup-generations)");
+    MOSAIC_CHECK(f.gen_length % f.block_length == 0, "--gen-length must be a multiple of --block-length");
+  } else if (!f.cache.empty()) {
     const std::vector<CacheMode> modes = parse_cache_modes(f.cache);
     validate_cache_options({CacheMode::Sparse, f.sparse_keep, f.sparse_kernel});
     check_sparse_flags(f.sparse_flags, std::find(modes.begin(), modes.end(), CacheMode::Sparse) != modes.end());
@@ -53,6 +59,11 @@ void run_bench(const BenchFlags& f) {
   if (!f.tokens.empty() && !f.max_tokens) lengths = parse_lengths(f.tokens);
   if (f.max_tokens) lengths.push_back(plan_max_tokens(s, f, out));
 
+  if (!f.offload.empty()) {
+    out["results"] = bench_offload(s, f, lengths);
+    if (!f.json_path.empty()) write_json(f.json_path, out);
+    return;
+  }
   if (!f.cache.empty()) {
     out["results"] = bench_generations(m, f, lengths);
     if (!f.json_path.empty()) write_json(f.json_path, out);
@@ -105,6 +116,14 @@ void add_bench(CLI::App& app) {
                  "state between segments through files: a step longer than one sitting runs in pieces");
   c->add_option("--hidden-in", f->hidden_in, "With --segment: the previous segment's hidden state (.safetensors)");
   c->add_option("--hidden-out", f->hidden_out, "With --segment: where to write this segment's hidden state");
+  c->add_option("--offload", f->offload,
+                "MoE models: time whole generations per expert placement, e.g. gpu,tide,static,lru,cpu (gpu: every "
+                "routed expert on the device; tide: interval refresh; static: the first step's placement; lru: "
+                "fetch on miss; cpu: every routed expert on the CPU), with --gpu-experts N slots per layer, one "
+                "--cache mode (default none), in one process on the same weights; reports tokens/s, hit rates, "
+                "copies and tide over the best baseline")
+      ->group("Expert offload (MoE models; TIDE)");
+  add_offload_flags(c, f->offload_flags, false);
   c->add_option("--cache", f->cache,
                 "Time whole generations instead of single steps, for each listed cache mode (e.g. "
                 "none,prefix,dual,sparse): one token per step, steps = --gen-length, blocks of --block-length; "

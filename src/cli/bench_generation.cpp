@@ -19,8 +19,6 @@
 
 namespace mosaic::cli {
 
-namespace {
-
 std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n) {
   std::mt19937 rng(1234);
   const int64_t vocab = std::min(c.vocab_size, c.mask_token_id > 0 ? c.mask_token_id : c.vocab_size);
@@ -29,12 +27,24 @@ std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n) {
   return x;
 }
 
-struct KindTime {
-  int64_t steps = 0;
-  double ms = 0;
-};
-
-}  // namespace
+TimedGeneration timed_generation(Model& m, const std::vector<int32_t>& prompt, const BenchFlags& f,
+                                 const CacheOptions& cache) {
+  TimedGeneration t;
+  for (int rep = 0; rep <= f.warmup_generations; ++rep) {  // the first ones warm up
+    t.kinds.clear();
+    const int64_t P = static_cast<int64_t>(prompt.size());
+    auto s = default_sampler(m, P, f.gen_length, f.gen_length, f.block_length, cache);
+    Sequence seq = Sequence::start(prompt, s->sequence_length(P, f.gen_length) - P,
+                                   static_cast<int32_t>(m.config().mask_token_id), 0);
+    t.result = run_generation(m, *s, seq, [&](const StepEvent& ev, const std::vector<int32_t>&) {
+      if (!ev.ran_model) return;
+      t.kinds[ev.cache_step].steps += 1;
+      t.kinds[ev.cache_step].ms += ev.stats.ms;
+      t.arena = std::max(t.arena, ev.stats.arena_bytes);
+    });
+  }
+  return t;
+}
 
 std::vector<CacheMode> parse_cache_modes(const std::string& s) {
   std::vector<CacheMode> modes;
@@ -62,22 +72,10 @@ nlohmann::json bench_generations(Model& m, const BenchFlags& f, const std::vecto
                            {"block_length", f.block_length}};
       try {
         const GenerationPlan plan = m.check_generation(cache, {L, f.block_length, f.block_length}, false);
-        std::map<CacheStep, KindTime> kinds;
-        size_t arena = 0;
-        GenerateResult r;
-        for (int rep = 0; rep <= f.warmup_generations; ++rep) {  // the first ones warm up
-          kinds.clear();
-          const int64_t P = static_cast<int64_t>(prompt.size());
-          auto s = default_sampler(m, P, f.gen_length, f.gen_length, f.block_length, cache);
-          Sequence seq = Sequence::start(prompt, s->sequence_length(P, f.gen_length) - P,
-                                         static_cast<int32_t>(m.config().mask_token_id), 0);
-          r = run_generation(m, *s, seq, [&](const StepEvent& ev, const std::vector<int32_t>&) {
-            if (!ev.ran_model) return;
-            kinds[ev.cache_step].steps += 1;
-            kinds[ev.cache_step].ms += ev.stats.ms;
-            arena = std::max(arena, ev.stats.arena_bytes);
-          });
-        }
+        TimedGeneration t = timed_generation(m, prompt, f, cache);
+        std::map<CacheStep, KindTime>& kinds = t.kinds;
+        const size_t arena = t.arena;
+        const GenerateResult& r = t.result;
         const double tps = static_cast<double>(f.gen_length) / (r.total_ms / 1000);
         // The generated tokens against the first mode's (1 for an exact cache on a fixed schedule).
         const std::vector<int32_t> gen(r.tokens.begin() + r.prompt_length, r.tokens.end());

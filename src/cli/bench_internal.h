@@ -6,11 +6,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "backend/executor.h"
 #include "cli/session.h"
+#include "decode/engine.h"
 #include "models/model.h"
 
 namespace mosaic::cli {
@@ -31,6 +33,9 @@ struct BenchFlags {
   std::vector<CLI::Option*> sparse_flags;
   std::vector<CLI::Option*> step_flags;  // --warmup, --iters: single steps only
   int warmup_generations = 1;
+  // --offload: whole generations per expert placement (bench_offload.cpp).
+  std::string offload;
+  OffloadFlags offload_flags;
 };
 
 // --tokens: "4096,16k" -> {4096, 16384}.
@@ -55,6 +60,25 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std
 // bench_generation.cpp: --cache MODES. Prints the table; returns the JSON results.
 std::vector<CacheMode> parse_cache_modes(const std::string& s);
 nlohmann::json bench_generations(Model& m, const BenchFlags& f, const std::vector<int64_t>& lengths);
+// A fixed random prompt of n tokens below the mask id (seed 1234).
+std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n);
+// One whole generation of the family's default sampler (one token per step), after
+// --warmup-generations untimed ones: its result and the time per kind of step.
+struct KindTime {
+  int64_t steps = 0;
+  double ms = 0;
+};
+struct TimedGeneration {
+  GenerateResult result;
+  std::map<CacheStep, KindTime> kinds;
+  size_t arena = 0;
+};
+TimedGeneration timed_generation(Model& m, const std::vector<int32_t>& prompt, const BenchFlags& f,
+                                 const CacheOptions& cache);
+
+// bench_offload.cpp: --offload POLICIES, whole generations per expert placement (TIDE and its
+// baselines), with --gpu-experts; prints the table; returns the JSON results.
+nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<int64_t>& lengths);
 
 // bench_max_tokens.cpp: --max-tokens.
 int64_t plan_max_tokens(Session& s, const BenchFlags& f, nlohmann::json& out);

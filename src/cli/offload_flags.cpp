@@ -8,7 +8,7 @@
 
 namespace mosaic::cli {
 
-void add_offload_flags(CLI::App* c, OffloadFlags& f) {
+void add_offload_flags(CLI::App* c, OffloadFlags& f, bool policy) {
   const char* group = "Expert offload (MoE models; TIDE)";
   c->add_option("--gpu-experts", f.gpu_experts,
                 "Routed experts per MoE layer with a GPU slot; the others run on the CPU from host memory. Default: all "
@@ -17,7 +17,8 @@ void add_offload_flags(CLI::App* c, OffloadFlags& f) {
   c->add_option("--expert-budget", f.expert_budget,
                 "Bytes of GPU expert slots in all (like 20GiB), instead of --gpu-experts: the slots per layer it holds")
       ->group(group);
-  c->add_option("--offload", f.policy,
+  if (policy)
+    c->add_option("--offload", f.policy,
                 "Which experts hold the slots: tide (refresh from each step's routing at every block's first step and "
                 "every --refresh-interval steps) | static (the first step's choice, never refreshed) | lru (fetch "
                 "every missed expert, evict the least recently used) | cpu (every routed expert on the CPU; "

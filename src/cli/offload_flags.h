@@ -19,7 +19,8 @@ struct OffloadFlags {
   bool moe_stats = false;
 };
 
-void add_offload_flags(CLI::App* c, OffloadFlags& f);
+// policy false: without --offload (bench takes a list of policies under that name).
+void add_offload_flags(CLI::App* c, OffloadFlags& f, bool policy = true);
 // The options the flags give, checked (errors name the flag); nullopt slots: no offload.
 offload::OffloadOptions offload_options(const OffloadFlags& f);
 // Bytes of one routed expert (gate, up, down) on a backend that stores weights in elem_bytes.

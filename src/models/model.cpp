@@ -93,8 +93,6 @@ Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, 
 
 void Model::set_offload(offload::ExpertOffload* o) {
   offload_ = o;
-  experts_.host.clear();
-  experts_.slots.clear();
   if (!o || !experts_on_host_) return;
   MOSAIC_CHECK(o->slots() < o->experts(), "offload: {} GPU slots for {} experts needs no host copies", o->slots(),
                o->experts());
@@ -105,16 +103,16 @@ void Model::set_offload(offload::ExpertOffload* o) {
   const size_t matrix = static_cast<size_t>(config_.d_model * config_.moe.ffn_hidden) * es;
   for (const auto& [layer, names] : routed_expert_names(family_->build_step_graph(config_, all))) {
     std::vector<const void*>& host = experts_.host[layer];
+    host.clear();
     for (const std::string& n : names) host.push_back(weights_.at(n));
     // Each slot holds one expert's gate, up and down; it starts with the expert the placement
-    // starts with (offload::LayerPlacement: experts 0 .. slots-1).
+    // starts with (offload::LayerPlacement: experts 0 .. slots-1). A later offload with as many
+    // slots or fewer reuses the slots allocated before.
     std::vector<void*>& slots = experts_.slots[layer];
+    while (static_cast<int>(slots.size()) < 3 * o->slots()) slots.push_back(be_.alloc_weight(matrix));
     const offload::LayerPlacement& p = o->placement(layer);
     for (int s = 0; s < o->slots(); ++s)
-      for (int j = 0; j < 3; ++j) {
-        slots.push_back(be_.alloc_weight(matrix));
-        be_.upload(slots.back(), host[3 * p.expert_in(s) + j], matrix);
-      }
+      for (int j = 0; j < 3; ++j) be_.upload(slots[3 * s + j], host[3 * p.expert_in(s) + j], matrix);
   }
   be_.synchronize();
 }

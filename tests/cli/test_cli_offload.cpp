@@ -66,6 +66,26 @@ TEST(CliOffload, BadFlagsAreRefused) {
   EXPECT_NE(dense.err.find("has no routed experts"), std::string::npos) << dense.err;
 }
 
+TEST(CliOffload, BenchRunsEveryPlacementOnTheSameWeights) {
+  const auto r = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
+                                   (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
+                                   " --offload gpu,tide,static,lru,cpu --gpu-experts 32 --tokens 96 --gen-length 32 "
+                                   "--warmup-generations 0 --refresh-interval 2");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (const char* policy : {" gpu ", " tide ", " static ", " lru ", " cpu "})
+    EXPECT_NE(r.out.find(policy), std::string::npos) << policy << "\n" << r.out;
+  EXPECT_NE(r.out.find("tide / best baseline"), std::string::npos) << r.out;
+  // Every placement gives the all-GPU run's tokens (agreement 1.000 on each row).
+  int agree = 0;
+  for (size_t at = r.out.find("1.000\n"); at != std::string::npos; at = r.out.find("1.000\n", at + 1)) ++agree;
+  EXPECT_EQ(agree, 5) << r.out;
+  const auto missing = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
+                                         (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
+                                         " --offload tide --tokens 96 --gen-length 32");
+  EXPECT_NE(missing.rc, 0);
+  EXPECT_NE(missing.err.find("needs --gpu-experts"), std::string::npos) << missing.err;
+}
+
 TEST(CliOffload, InfoPlansTheFlashModelOnAn80GbGpuAndA256GbHost) {
   const std::string info = test::mosaic_binary() + " info --config " +
                            (test::source_dir() / "configs" / "llada2-flash" / "config.json").string();

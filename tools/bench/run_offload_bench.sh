@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# TIDE's expert offload on one GPU (issue 14): LLaDA2.0-mini's shape on random bf16 weights and the
+# shipped trained MoE model, every placement in one `mosaic bench --offload` call per model (the
+# same process, weights and prompt): gpu (all routed experts on the device, the upper bound),
+# tide (interval refresh, tau from the cost model unless TAU is set), static, lru, cpu.
+#
+#   bash tools/bench/run_offload_bench.sh OUTDIR [MOSAIC_BIN]
+#
+# Stages (each bounded by `timeout`):
+# 1. the checkpoint (make_checkpoint.py --preset llada2-mini, ~30.3 GiB into $CKPT_DIR, default
+#    /tmp/ckpt-llada2-mini; skipped when present)
+# 2. mosaic bench --offload on it: --gpu-experts $SLOTS (default 128 of 256), --tokens $LENGTHS
+#    (default 1024: prompt + $GEN_LENGTH), --cache $CACHE (default prefix)  -> mini.json, mini.log
+# 3. the same on models/mosaic-moe-tiny with 32 of 64 experts, --moe-stats   -> tiny.json, tiny.log
+# 4. mosaic info: LLaDA2.0-flash offloaded on an 80 GB GPU + 256 GB host         -> flash_info.txt
+# Environment: SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, MOSAIC_LIBS.
+set -uo pipefail
+out=${1:?output dir}
+bin=${2:-build/bin/mosaic}
+libs=${MOSAIC_LIBS:-${LD_LIBRARY_PATH:-}}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+[ -e "$bin" ] && bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+cd "$(dirname "$0")/../.."
+ck=${CKPT_DIR:-/tmp/ckpt-llada2-mini}
+common=(--offload gpu,tide,static,lru,cpu --gen-length "${GEN_LENGTH:-256}" --block-length 32
+        --cache "${CACHE:-prefix}" --refresh-interval "${TAU:-auto}" --moe-stats)
+run() {  # run LIMIT NAME CMD...
+  local limit=$1 name=$2; shift 2
+  echo "== [offload] $name (limit ${limit}s)" >&2
+  local t0=$SECONDS
+  timeout --foreground --kill-after=10 "$limit" "$@"
+  echo "== [offload] $name: rc=$? in $((SECONDS - t0)) s" >&2
+}
+[ -f "$ck/config.json" ] || run 600 checkpoint python3 tools/reference/make_checkpoint.py --preset llada2-mini \
+  --out "$ck" --device cuda
+run 900 mini env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "${LENGTHS:-1024}" \
+  --gpu-experts "${SLOTS:-128}" "${common[@]}" --json "$out/mini.json" > "$out/mini.log" 2>&1
+cat "$out/mini.log"
+run 300 tiny env LD_LIBRARY_PATH="$libs" "$bin" bench --model models/mosaic-moe-tiny --backend cuda \
+  --tokens "${LENGTHS:-1024}" --gpu-experts 32 "${common[@]}" --json "$out/tiny.json" > "$out/tiny.log" 2>&1
+tail -12 "$out/tiny.log"
+run 60 flash-info env LD_LIBRARY_PATH="$libs" "$bin" info --config configs/llada2-flash/config.json \
+  --gpu-experts 64 --memory-budget 80GB --host-memory 256GB > "$out/flash_info.txt" 2>&1
+grep -E "offload|host|gpu experts" "$out/flash_info.txt"

@@ -50,7 +50,10 @@ void run_bench(const BenchFlags& f) {
                  "--op-times, --profile, --warmup or --iters (use --warmup-generations)");
     MOSAIC_CHECK(f.gen_length % f.block_length == 0, "--gen-length must be a multiple of --block-length");
   }
-  Session s(f.session, true, f.layers);
+  // An offload bench without the all-GPU run loads only the offloaded model (experts on the host,
+  // and with --layers only those layers: a model larger than the host, measured in part).
+  const bool offload_only = !f.offload.empty() && ("," + f.offload + ",").find(",gpu,") == std::string::npos;
+  Session s(f.session, true, f.layers, offload_only ? &f.offload_flags : nullptr);
   Model& m = s.model();
   const Segment seg = start_segment(s, f);
   nlohmann::json out = run_description(s, f, seg);
@@ -102,8 +105,9 @@ void add_bench(CLI::App& app) {
   f->step_flags = {c->add_option("--warmup", f->warmup, "Untimed steps first")->capture_default_str(),
                    c->add_option("--iters", f->iters, "Timed steps; the median is reported")->capture_default_str()};
   c->add_option("--layers", f->layers,
-                "Run only the first N layers (all weights stay resident): to confirm the memory of very long "
-                "steps quickly; times then cover N layers");
+                "Run only the first N layers (all weights stay resident, except with --offload without gpu: then "
+                "only those N layers load): to confirm the memory of very long steps quickly, or to measure a "
+                "model larger than this machine in part; times then cover N layers");
   c->add_flag("--max-tokens", f->max_tokens,
               "Find the largest length whose step fits the memory budget (plan search), then run it");
   c->add_option("--confirm-tokens", f->confirm_tokens,

@@ -6,6 +6,7 @@
 // tokens with the all-GPU run, and TIDE's speed over the best of the three baselines.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "cli/bench_internal.h"
@@ -33,8 +34,8 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
     policies.push_back(item);
   }
   MOSAIC_CHECK(!policies.empty(), "--offload is empty: give policies such as gpu,tide,static,lru,cpu");
-  Model& all = s.model();
-  const io::ModelConfig& c = all.config();
+  const bool with_gpu = std::find(policies.begin(), policies.end(), "gpu") != policies.end();
+  const io::ModelConfig& c = s.model().config();
   MOSAIC_CHECK(c.moe.experts > 0, "--offload: {} has no routed experts", c.source);
   const int E = static_cast<int>(c.moe.experts);
   OffloadFlags of = f.offload_flags;
@@ -43,8 +44,8 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
   const bool offloaded = std::any_of(policies.begin(), policies.end(), [](const std::string& p) { return p != "gpu"; });
   MOSAIC_CHECK(!offloaded || slots, "--offload {} needs --gpu-experts N or --expert-budget BYTES", f.offload);
   const int tau = offload::parse_refresh_interval(f.offload_flags.refresh_interval);
-  std::vector<int> layers;
-  for (int64_t l = 0; l < c.n_layers; ++l)
+  std::vector<int> layers;  // the MoE layers run
+  for (int64_t l = 0; l < (f.layers > 0 ? f.layers : c.n_layers); ++l)
     if (c.is_moe_layer(l)) layers.push_back(static_cast<int>(l));
   CacheOptions cache;
   if (!f.cache.empty()) {
@@ -53,18 +54,24 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
     cache.mode = modes.front();
   }
 
-  // The offloaded runs share one copy of the model with its routed experts in host memory.
-  std::unique_ptr<Model> part;
+  // The offloaded runs share one copy of the model with its routed experts in host memory: the
+  // session's own without the all-GPU run, else a second one beside it.
+  std::unique_ptr<Model> second;
+  Model* part = with_gpu ? nullptr : &s.model();
+  Model& all = s.model();
   offload::OffloadCosts costs;
-  if (offloaded) {
+  if (offloaded && with_gpu) {
     const size_t before = s.backend().weight_bytes();
     fmt::print(stderr, "mosaic: loading the routed experts into host memory for the offloaded runs\n");
-    part = std::make_unique<Model>(all.dir(), s.backend(), LoadProgress{}, f.layers, true);
+    second = std::make_unique<Model>(all.dir(), s.backend(), LoadProgress{}, f.layers, true);
+    part = second.get();
     const size_t extra = s.backend().weight_bytes() - before + static_cast<size_t>(expert_bytes(c, s.backend().weight_elem_size()) * layers.size() * *slots);
     MOSAIC_CHECK(all.activation_budget() > extra, "--offload: the device cannot hold a second copy of the model's "
                  "non-expert weights and {} slots per layer next to the all-GPU one", *slots);
     part->set_activation_budget(all.activation_budget() - extra);
     part->set_taming(all.chunk_min_rows(), all.tame_target());
+  }
+  if (offloaded) {
     costs = offload::measure_costs(s.backend(), c.d_model, c.moe.ffn_hidden);
     fmt::print(stderr, "mosaic: measured host-to-device {:.2f} GB/s; CPU expert {:.1f} us + {:.1f} us per further row\n",
                costs.h2d_bytes_per_s / 1e9, costs.cpu_s_per_expert * 1e6, costs.cpu_s_per_row * 1e6);
@@ -114,7 +121,11 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
           overlap += st.overlap() / static_cast<double>(layers.size());
         }
         const double hit = pairs ? static_cast<double>(gpu_pairs) / static_cast<double>(pairs) : 0.0;
-        const std::string tau_s = policy != offload::Policy::Tide ? "-" : off.refresh_interval() == 0 ? "never" : std::to_string(off.refresh_interval());
+        // auto's choice comes at the second block: a one-block run only traced (refreshed every step).
+        const std::string tau_s = policy != offload::Policy::Tide                 ? "-"
+                                  : tau == 0 && !off.tau_choice()                 ? "trace"
+                                  : off.refresh_interval() == 0                   ? "never"
+                                                                                  : std::to_string(off.refresh_interval());
         fmt::print("{:>9} {:>7} {:>6} {:>6} {:>9.2f} {:>9.2f} {:>8.3f} {:>7} {:>9} {:>8.3f} {:>7}\n", L, name, n, tau_s,
                    r.total_ms / 1000, tps, hit, copies, pairs - gpu_pairs, overlap,
                    gpu_tokens.empty() ? std::string("-") : fmt::format("{:.3f}", static_cast<double>(same) / static_cast<double>(gen.size())));

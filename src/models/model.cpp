@@ -78,10 +78,10 @@ Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, 
   fused_qkv_ = family_->fused_qkv(config_, *ckpt_);
   MOSAIC_CHECK(run_layers_ <= 0 || run_layers_ <= config_.n_layers, "cannot run {} layers of a {}-layer model",
                run_layers_, config_.n_layers);
-  // Load every weight now, so the first step is not the one that pays for it.
-  GraphOptions all;
-  all.fused_qkv = fused_qkv_;
-  all.traits = be_.traits();
+  // Load every weight now, so the first step is not the one that pays for it. With the routed
+  // experts on the host (an offload, for models too large to hold) and run_layers, only the layers
+  // run load: LLaDA2.0-flash's 186 GB of experts do not fit a 128 GB host, its first layers do.
+  GraphOptions all = load_options();
   const Graph g = family_->build_step_graph(config_, all);
   std::set<std::string> on_host;
   if (experts_on_host_) {
@@ -96,9 +96,7 @@ void Model::set_offload(offload::ExpertOffload* o) {
   if (!o || !experts_on_host_) return;
   MOSAIC_CHECK(o->slots() < o->experts(), "offload: {} GPU slots for {} experts needs no host copies", o->slots(),
                o->experts());
-  GraphOptions all;
-  all.fused_qkv = fused_qkv_;
-  all.traits = be_.traits();
+  const GraphOptions all = load_options();
   const size_t es = be_.weight_elem_size();
   const size_t matrix = static_cast<size_t>(config_.d_model * config_.moe.ffn_hidden) * es;
   for (const auto& [layer, names] : routed_expert_names(family_->build_step_graph(config_, all))) {
@@ -118,6 +116,14 @@ void Model::set_offload(offload::ExpertOffload* o) {
 }
 
 Model::~Model() = default;
+
+GraphOptions Model::load_options() const {
+  GraphOptions o;
+  o.fused_qkv = fused_qkv_;
+  o.traits = be_.traits();
+  if (experts_on_host_ && run_layers_ > 0) o.run_layers = run_layers_;
+  return o;
+}
 
 GraphOptions Model::graph_options(const StepRequest& r) const {
   GraphOptions o;

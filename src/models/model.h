@@ -83,6 +83,7 @@ class Model {
   // lets a benchmark confirm the memory of a step whose full depth would take too long.
   // routed_experts_on_host: every MoE layer's routed experts load into host memory
   // (Backend::upload_weight_host) for an expert offload; set_offload then gives them GPU slots.
+  // With it, run_layers > 0 loads only the layers run (without it every weight loads).
   Model(const std::string& dir, Backend& be, const LoadProgress& progress = {}, int run_layers = -1,
         bool routed_experts_on_host = false);
   ~Model();
@@ -141,6 +142,8 @@ class Model {
     PlanCache plans;
   };
   Runner& runner(const GraphOptions& o);
+  // The graph whose weights load (every layer, or with an offload and run_layers only those).
+  GraphOptions load_options() const;
   void check_cache_request(const StepRequest& r, int64_t L) const;
 
   std::string dir_;

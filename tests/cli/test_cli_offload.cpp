@@ -86,6 +86,19 @@ TEST(CliOffload, BenchRunsEveryPlacementOnTheSameWeights) {
   EXPECT_NE(missing.err.find("needs --gpu-experts"), std::string::npos) << missing.err;
 }
 
+// Without the all-GPU run, --layers K loads only K layers (how LLaDA2.0-flash, larger than the
+// host, is measured in part).
+TEST(CliOffload, BenchOfTheFirstLayersLoadsOnlyThose) {
+  const auto r = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
+                                   (test::fixtures_dir() / "llada2_tiny").string() +
+                                   " --offload tide,cpu --gpu-experts 8 --layers 2 --tokens 64 --gen-length 32 "
+                                   "--warmup-generations 0");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find(" tide "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" cpu "), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("expert offload tide"), std::string::npos) << r.err;
+}
+
 TEST(CliOffload, InfoPlansTheFlashModelOnAn80GbGpuAndA256GbHost) {
   const std::string info = test::mosaic_binary() + " info --config " +
                            (test::source_dir() / "configs" / "llada2-flash" / "config.json").string();

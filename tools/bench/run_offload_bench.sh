@@ -13,7 +13,11 @@
 #    (default 1024: prompt + $GEN_LENGTH), --cache $CACHE (default prefix)  -> mini.json, mini.log
 # 3. the same on models/mosaic-moe-tiny with 32 of 64 experts, --moe-stats   -> tiny.json, tiny.log
 # 4. mosaic info: LLaDA2.0-flash offloaded on an 80 GB GPU + 256 GB host         -> flash_info.txt
-# Environment: SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, MOSAIC_LIBS.
+# 5. LLaDA2.0-flash's first $FLASH_LAYERS layers (default 4; its whole 192 GiB do not fit the
+#    host): a checkpoint of those layers only, then bench --offload without gpu, --layers, with
+#    $FLASH_SLOTS of 256 experts per layer (default 96, TIDE's flash setting)      -> flash.json, flash.log
+# Environment: SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, FLASH_LAYERS,
+# FLASH_SLOTS, FLASH_DIR (/tmp/ckpt-llada2-flash-K), MOSAIC_LIBS.
 set -uo pipefail
 out=${1:?output dir}
 bin=${2:-build/bin/mosaic}
@@ -43,3 +47,12 @@ tail -12 "$out/tiny.log"
 run 60 flash-info env LD_LIBRARY_PATH="$libs" "$bin" info --config configs/llada2-flash/config.json \
   --gpu-experts 64 --memory-budget 80GB --host-memory 256GB > "$out/flash_info.txt" 2>&1
 grep -E "offload|host|gpu experts" "$out/flash_info.txt"
+fl=${FLASH_LAYERS:-4}
+fdir=${FLASH_DIR:-/tmp/ckpt-llada2-flash-$fl}
+[ -f "$fdir/config.json" ] || run 600 flash-checkpoint python3 tools/reference/make_checkpoint.py \
+  --config configs/llada2-flash/config.json --layers "$fl" --out "$fdir" --device cuda
+run 900 flash env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$fdir" --backend cuda --tokens "${LENGTHS:-1024}" \
+  --layers "$fl" --gpu-experts "${FLASH_SLOTS:-96}" --offload tide,static,lru,cpu --gen-length "${GEN_LENGTH:-256}" \
+  --block-length 32 --cache "${CACHE:-prefix}" --refresh-interval "${TAU:-auto}" --moe-stats \
+  --json "$out/flash.json" > "$out/flash.log" 2>&1
+tail -8 "$out/flash.log"

@@ -25,6 +25,7 @@ import copy
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
@@ -309,10 +310,22 @@ def random_tensors(cfg: dict, dtype, device="cpu", seed: int = 0, fused_qkv: boo
     return {s[0]: init_tensor(s, seed, i, device) for i, s in enumerate(tensor_specs(cfg, dt, fused_qkv))}
 
 
+def layer_of(name: str) -> int:
+    """The decoder layer a tensor belongs to (-1: embeddings, final norm, head)."""
+    m = re.search(r"\.(?:layers|blocks)\.(\d+)\.", name)
+    return int(m.group(1)) if m else -1
+
+
 def write(cfg: dict, out: str, seed: int = 0, dtype="bf16", device="cpu", shard_gb: float = 5.0,
-          fused_qkv: bool = False, log=print, std_scale: Optional[Dict[str, float]] = None) -> None:
+          fused_qkv: bool = False, log=print, std_scale: Optional[Dict[str, float]] = None,
+          layers: Optional[int] = None) -> None:
     dt = st_io.parse_dtype(dtype)
-    specs = tensor_specs(cfg, dt, fused_qkv)
+    all_specs = tensor_specs(cfg, dt, fused_qkv)
+    # --layers K: only the first K decoder layers' tensors (with the same per-tensor seeds as the
+    # whole checkpoint), for models whose whole weights do not fit this machine; config.json keeps
+    # every layer (mosaic runs such a checkpoint with --layers K).
+    keep = [i for i, s in enumerate(all_specs) if layers is None or layer_of(s[0]) < layers]
+    specs = [all_specs[i] for i in keep]
     os.makedirs(out, exist_ok=True)
     c = dict(cfg)
     c["torch_dtype"] = {torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float16: "float16",
@@ -322,7 +335,7 @@ def write(cfg: dict, out: str, seed: int = 0, dtype="bf16", device="cpu", shard_
         f.write("\n")
     t0 = time.time()
     st_io.write_checkpoint(out, [(s[0], s[1], s[2]) for s in specs],
-                           lambda i: init_tensor(specs[i], seed, i, device, std_scale),
+                           lambda i: init_tensor(all_specs[keep[i]], seed, keep[i], device, std_scale),
                            int(shard_gb * (1 << 30)), log=log)
     if log:
         n = sum(math.prod(s[1]) for s in specs)
@@ -333,20 +346,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--preset", choices=sorted(PRESETS))
-    g.add_argument("--config", help="a config.json (model_type llada or Dream)")
+    g.add_argument("--config", help="a config.json (model_type llada, Dream, llada2_moe, llada_moe)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--shard-gb", type=float, default=5.0)
     ap.add_argument("--fused-qkv", action="store_true")
+    ap.add_argument("--layers", type=int, help="write only the first K decoder layers (config.json keeps all)")
     a = ap.parse_args()
     if a.preset:
         cfg = PRESETS[a.preset]()
     else:
         with open(a.config) as f:
             cfg = json.load(f)
-    write(cfg, a.out, a.seed, a.dtype, a.device, a.shard_gb, a.fused_qkv)
+    write(cfg, a.out, a.seed, a.dtype, a.device, a.shard_gb, a.fused_qkv, layers=a.layers)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ std::vector<int64_t> parse_lengths(const std::string& s) {
 
 namespace {
 
-void run_bench(const BenchFlags& f) {
+void run_bench(const BenchFlags& flags) {
+  BenchFlags f = flags;
+  // --moe-stats alone: the routing statistics of the all-GPU run (placement never moves).
+  if (f.offload_flags.moe_stats && f.offload.empty()) f.offload = "gpu";
   MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
   check_segment_flags(f);

@@ -79,7 +79,7 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
   const size_t pairs = static_cast<size_t>(rows) * top_k;
 
   // 1. Promoted experts into their slots, on the copy stream, after the work queued so far (which
-  //    may still read what the slots held); the device part waits for them.
+  //    may still read what the slots held).
   if (!o.copy_in->empty()) {
     CUDA_CHECK(cudaEventRecord(before_copy_, stream_));
     CUDA_CHECK(cudaStreamWaitEvent(copy_, before_copy_));
@@ -88,18 +88,18 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
         CUDA_CHECK(cudaMemcpyAsync(const_cast<void*>((*o.device)[3 * e + j]), (*o.host)[3 * e + j], matrix,
                                    cudaMemcpyHostToDevice, copy_));
     CUDA_CHECK(cudaEventRecord(copied_, copy_));
-    CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_));
   }
   int64_t cpu_pairs = 0;
   for (size_t i = 0; i < pairs; ++i) cpu_pairs += !o.on_gpu[o.host_ids[i]];
 
-  // 2. The CPU's rows leave first, so the device part does not delay them.
+  // 2. The CPU's rows leave before the device part waits for the copies, so the CPU starts at once.
   const size_t h_bytes = static_cast<size_t>(rows * d) * es;
   if (cpu_pairs > 0) {
     grow_host(h_host_, h_cap_, h_bytes);
     CUDA_CHECK(cudaMemcpyAsync(h_host_, h, h_bytes, cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaEventRecord(h_ready_, stream_));
   }
+  if (!o.copy_in->empty()) CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_));
 
   // 3. The device part, queued.
   if (cpu_pairs < static_cast<int64_t>(pairs)) {

@@ -1,3 +1,6 @@
+// The CPU part of an offloaded MoE layer: the experts without a GPU slot over the rows routed to
+// them, from their host copies. Few rows per expert (a cached step's usual case) run as dot
+// products that read each weight once (AVX-512 where the CPU has it); many as an OpenBLAS GEMM.
 #include "offload/cpu_experts.h"
 
 #include <cblas.h>

@@ -43,6 +43,8 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
   const std::optional<int> slots = offload_slots(of, c, s.backend().weight_elem_size());
   const bool offloaded = std::any_of(policies.begin(), policies.end(), [](const std::string& p) { return p != "gpu"; });
   MOSAIC_CHECK(!offloaded || slots, "--offload {} needs --gpu-experts N or --expert-budget BYTES", f.offload);
+  MOSAIC_CHECK(!offloaded || *slots < E, "--offload {}: --gpu-experts {} holds every one of the {} routed experts; "
+               "give fewer (the gpu policy is the all-resident run)", f.offload, *slots, E);
   const int tau = offload::parse_refresh_interval(f.offload_flags.refresh_interval);
   std::vector<int> layers;  // the MoE layers run
   for (int64_t l = 0; l < (f.layers > 0 ? f.layers : c.n_layers); ++l)
@@ -68,7 +70,9 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
     const size_t extra = s.backend().weight_bytes() - before + static_cast<size_t>(expert_bytes(c, s.backend().weight_elem_size()) * layers.size() * *slots);
     MOSAIC_CHECK(all.activation_budget() > extra, "--offload: the device cannot hold a second copy of the model's "
                  "non-expert weights and {} slots per layer next to the all-GPU one", *slots);
+    // Both models share the device: each plans its steps in what the other leaves.
     part->set_activation_budget(all.activation_budget() - extra);
+    all.set_activation_budget(all.activation_budget() - extra);
     part->set_taming(all.chunk_min_rows(), all.tame_target());
   }
   if (offloaded) {

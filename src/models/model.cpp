@@ -92,10 +92,11 @@ Model::Model(const std::string& dir, Backend& be, const LoadProgress& progress, 
 }
 
 void Model::set_offload(offload::ExpertOffload* o) {
+  if (o && experts_on_host_)
+    MOSAIC_CHECK(o->slots() < o->experts(), "offload: {} GPU slots for {} experts needs no host copies", o->slots(),
+                 o->experts());
   offload_ = o;
   if (!o || !experts_on_host_) return;
-  MOSAIC_CHECK(o->slots() < o->experts(), "offload: {} GPU slots for {} experts needs no host copies", o->slots(),
-               o->experts());
   const GraphOptions all = load_options();
   const size_t es = be_.weight_elem_size();
   const size_t matrix = static_cast<size_t>(config_.d_model * config_.moe.ffn_hidden) * es;

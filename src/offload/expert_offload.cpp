@@ -127,7 +127,9 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
   MOSAIC_CHECK(static_cast<int>(counts.size()) == experts_, "offload: {} counts for {} experts", counts.size(),
                experts_);
   LayerStats& s = l.stats;
-  if (!first_chunk) {
+  const bool again = l.last_step == steps_;
+  l.last_step = steps_;
+  if (!first_chunk || again) {
     for (int e = 0; e < experts_; ++e) s.pairs += counts[e];
     s.gpu_pairs += gpu_pairs(l.placement, counts);
     if (auto_tau_ && !choice_)

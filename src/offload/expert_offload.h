@@ -61,8 +61,8 @@ class ExpertOffload {
   void begin_step(int step_in_block);
   // This step's routed pairs per expert in `layer`: moves experts per the policy and returns the
   // copies to make (each into the slot the demoted expert held) before the layer computes.
-  // first_chunk false: a later chunk of the same layer and step (a chunked region), which moves
-  // nothing and only adds to the counts.
+  // first_chunk false, or a second call for the layer in the same step (a chunked region's later
+  // chunks, guidance's second trunk): moves nothing and only adds to the counts.
   std::vector<Swap> route(int layer, const std::vector<int64_t>& counts, bool first_chunk = true);
   const LayerPlacement& placement(int layer) const { return at(layer).placement; }
 
@@ -89,6 +89,7 @@ class ExpertOffload {
     LayerStats stats;
     std::vector<uint8_t> prev_routed;  // the previous step's routed experts (this block)
     std::vector<int64_t> step_counts;  // this step's, for the auto trace
+    int64_t last_step = -1;            // the step that last routed here
   };
   Layer& at(int layer);
   const Layer& at(int layer) const;

@@ -15,8 +15,8 @@ OffloadCosts measure_costs(Backend& be, int64_t d, int64_t ffn) {
   const bool bf16 = es == 2;
   c.expert_bytes = 3.0 * static_cast<double>(d * ffn) * static_cast<double>(es);
   c.h2d_bytes_per_s = be.host_to_device_bytes_per_s();
-  // One expert (gate and up [ffn, d], down [d, ffn]) over 1 and over 8 rows with the CPU kernel
-  // an offloaded layer runs, in the backend's weight type.
+  // One expert (gate and up [ffn, d], down [d, ffn]) over 1 and over 7 rows with the CPU kernel
+  // an offloaded layer runs for few rows, in the backend's weight type.
   std::vector<std::byte> w(static_cast<size_t>(c.expert_bytes)), h(static_cast<size_t>(8 * d) * es);
   for (size_t i = 0; i < w.size(); ++i) w[i] = std::byte{static_cast<unsigned char>(i % 61 == 0 ? 0x3c : 0)};
   std::vector<const void*> host = {w.data(), w.data() + d * ffn * es, w.data() + 2 * d * ffn * es};
@@ -33,7 +33,7 @@ OffloadCosts measure_costs(Backend& be, int64_t d, int64_t ffn) {
     return best;
   };
   c.cpu_s_per_expert = seconds(1);
-  c.cpu_s_per_row = std::max(0.0, (seconds(8) - c.cpu_s_per_expert) / 7.0);
+  c.cpu_s_per_row = std::max(0.0, (seconds(7) - c.cpu_s_per_expert) / 6.0);
   return c;
 }
 

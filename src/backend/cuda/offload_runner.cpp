@@ -12,11 +12,15 @@ namespace {
 
 constexpr size_t kPinnedChunk = size_t{1} << 30;
 
-// Grows a pinned host buffer (contents dropped) to hold `bytes`.
+// Grow a staging buffer (contents dropped) to hold `bytes`. The caller's stream is idle (the
+// executor synchronizes before every offloaded layer), so the old buffer is free to go; after a
+// failed allocation the buffer is empty, never dangling.
 template <class T>
 void grow_host(T*& p, size_t& cap, size_t bytes) {
   if (bytes <= cap) return;
   if (p) CUDA_CHECK(cudaFreeHost(const_cast<void*>(static_cast<const void*>(p))));
+  p = nullptr;
+  cap = 0;
   void* q = nullptr;
   CUDA_CHECK(cudaMallocHost(&q, bytes));
   p = static_cast<T*>(q);
@@ -24,12 +28,15 @@ void grow_host(T*& p, size_t& cap, size_t bytes) {
 }
 
 template <class T>
-void grow_device(T*& p, size_t bytes, size_t cap_before) {
-  if (bytes <= cap_before) return;
+void grow_device(T*& p, size_t& cap, size_t bytes) {
+  if (bytes <= cap) return;
   if (p) CUDA_CHECK(cudaFree(const_cast<void*>(static_cast<const void*>(p))));
+  p = nullptr;
+  cap = 0;
   void* q = nullptr;
   CUDA_CHECK(cudaMalloc(&q, bytes));
   p = static_cast<T*>(q);
+  cap = bytes;
 }
 
 }  // namespace
@@ -104,13 +111,11 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
   // 3. The device part, queued.
   if (cpu_pairs < static_cast<int64_t>(pairs)) {
     if (grouped) {
-      size_t cap = ids_cap_;
       grow_host(ids_host_, ids_cap_, pairs * 4);
-      grow_device(ids_dev_, pairs * 4, cap);
+      grow_device(ids_dev_, ids_dev_cap_, pairs * 4);
       for (size_t i = 0; i < pairs; ++i) ids_host_[i] = o.on_gpu[o.host_ids[i]] ? o.host_ids[i] : -1;
-      cap = table_cap_;
       grow_host(table_host_, table_cap_, o.device->size() * sizeof(void*));
-      grow_device(table_dev_, o.device->size() * sizeof(void*), cap);
+      grow_device(table_dev_, table_dev_cap_, o.device->size() * sizeof(void*));
       // The grouped kernels' order: every gate, then every up, then every down.
       for (int e = 0; e < experts; ++e)
         for (int j = 0; j < 3; ++j) table_host_[j * experts + e] = (*o.device)[3 * e + j];
@@ -126,9 +131,8 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
   // 4. The CPU part while the device runs, then its sum added to the residual rows.
   if (cpu_pairs > 0) {
     const size_t y_bytes = static_cast<size_t>(rows * d) * 4;
-    size_t cap = y_cap_;
     grow_host(y_host_, y_cap_, y_bytes);
-    grow_device(y_dev_, y_bytes, cap);
+    grow_device(y_dev_, y_dev_cap_, y_bytes);
     CUDA_CHECK(cudaEventSynchronize(h_ready_));
     offload::cpu_experts(h_host_, rows, d, o.host_ids, o.host_weights, top_k, ffn, *o.host, !f32_, o.on_gpu, y_host_);
     CUDA_CHECK(cudaMemcpyAsync(y_dev_, y_host_, y_bytes, cudaMemcpyHostToDevice, stream_));

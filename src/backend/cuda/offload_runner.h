@@ -51,6 +51,7 @@ class OffloadRunner {
   int32_t* ids_dev_ = nullptr;
   const bf16** table_dev_ = nullptr;
   size_t h_cap_ = 0, y_cap_ = 0, ids_cap_ = 0, table_cap_ = 0;
+  size_t y_dev_cap_ = 0, ids_dev_cap_ = 0, table_dev_cap_ = 0;
 };
 
 }  // namespace mosaic::cuda

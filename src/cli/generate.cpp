@@ -30,6 +30,7 @@ struct GenerateFlags {
   OffloadFlags offload;
   std::string prompt, prompt_tokens, format = "text", remasking = "low_confidence", alg = "entropy";
   bool chat = false, quiet = false, stream = false;
+  CLI::Option* prompt_tokens_flag = nullptr;
   int64_t gen_length = 128, steps = 128, block_length = 0;
   double temperature = 0.0, top_p = 1.0, alg_temp = 0.0, eps = 1e-3;
   int64_t top_k = 0;
@@ -166,6 +167,8 @@ std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, 
 
 void run_generate(const GenerateFlags& f) {
   MOSAIC_CHECK(f.prompt.empty() || f.prompt_tokens.empty(), "give either --prompt or --prompt-tokens, not both");
+  MOSAIC_CHECK(f.prompt_tokens_flag->count() == 0 || !f.prompt_tokens.empty(),
+               "--prompt-tokens is empty: give token ids such as 1,2,3 (or leave the flag out for the default prompt)");
   MOSAIC_CHECK(f.format == "text" || f.format == "json", "--format '{}': use text or json", f.format);
   // The sampler and its options are checked from config.json, before gigabytes of weights load.
   const std::string dir = resolve_model_dir(f.session.model);
@@ -322,7 +325,8 @@ void add_generate(CLI::App& app) {
                   "LLaDA2.0's generate())");
   add_session_flags(c, f->session);
   c->add_option("--prompt", f->prompt, "Prompt text (default: \"Once upon a time\")");
-  c->add_option("--prompt-tokens", f->prompt_tokens, "Prompt as comma-separated token ids, e.g. 1,2,3");
+  f->prompt_tokens_flag =
+      c->add_option("--prompt-tokens", f->prompt_tokens, "Prompt as comma-separated token ids, e.g. 1,2,3");
   c->add_flag("--chat", f->chat, "Wrap the prompt in the model's chat template (instruct models)");
   c->add_option("--gen-length", f->gen_length, "Tokens to generate")->capture_default_str();
   f->steps_flag = c->add_option("--steps", f->steps, "Denoising steps in total (a multiple of the number of blocks); "

@@ -118,6 +118,10 @@ TEST(Cli, BadFlagsAreNamed) {
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("/no/such/model"), std::string::npos) << r.err;
 
+  r = run_command(mosaic("generate --backend cpu --model " + fixture() + " --prompt-tokens ''"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--prompt-tokens is empty"), std::string::npos) << r.err;
+
   r = run_command(mosaic("generate --backend tpu --prompt hi"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("--backend cpu"), std::string::npos) << r.err;

@@ -46,9 +46,7 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
   MOSAIC_CHECK(!offloaded || *slots < E, "--offload {}: --gpu-experts {} holds every one of the {} routed experts; "
                "give fewer (the gpu policy is the all-resident run)", f.offload, *slots, E);
   const int tau = offload::parse_refresh_interval(f.offload_flags.refresh_interval);
-  std::vector<int> layers;  // the MoE layers run
-  for (int64_t l = 0; l < (f.layers > 0 ? f.layers : c.n_layers); ++l)
-    if (c.is_moe_layer(l)) layers.push_back(static_cast<int>(l));
+  const std::vector<int> layers = c.moe_layers(f.layers);  // the MoE layers run
   CacheOptions cache;
   if (!f.cache.empty()) {
     const std::vector<CacheMode> modes = parse_cache_modes(f.cache);

@@ -99,7 +99,7 @@ void run_info(const InfoFlags& f) {
   int moe_layers = 0;
   const double one_expert = expert_bytes(config, weight_elem);
   if (config.moe.experts > 0) {
-    for (int64_t l = 0; l < config.n_layers; ++l) moe_layers += config.is_moe_layer(l);
+    moe_layers = static_cast<int>(config.moe_layers().size());
     host_bytes = static_cast<size_t>(one_expert * moe_layers * static_cast<double>(config.moe.experts));
     nonexpert_bytes = weights - host_bytes;
   }
@@ -121,8 +121,6 @@ void run_info(const InfoFlags& f) {
              config.mask_token_id, config.rope_theta);
   if (config.moe.experts > 0) {
     const io::MoeConfig& m = config.moe;
-    int64_t moe_layers = 0;
-    for (int64_t l = 0; l < config.n_layers; ++l) moe_layers += config.is_moe_layer(l);
     fmt::print("moe         {} of {} layers: {} experts of ffn {}, {} per token ({} router{}){}\n", moe_layers,
                config.n_layers, m.experts, m.ffn_hidden, m.experts_per_token,
                m.sigmoid_groups ? "sigmoid, group-limited" : "softmax", m.expert_bias ? ", expert bias" : "",

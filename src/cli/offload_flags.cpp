@@ -67,9 +67,7 @@ std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Mode
     MOSAIC_CHECK(!f.moe_stats || c.moe.experts > 0, "--moe-stats: {} has no routed experts", c.source);
     if (!f.moe_stats) return nullptr;
   }
-  std::vector<int> layers;
-  for (int64_t l = 0; l < c.n_layers; ++l)
-    if (c.is_moe_layer(l)) layers.push_back(static_cast<int>(l));
+  const std::vector<int> layers = c.moe_layers();
   const int experts = static_cast<int>(c.moe.experts);
   auto off = std::make_unique<offload::ExpertOffload>(o.policy, experts, slots.value_or(experts), layers,
                                                       o.refresh_interval);

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace mosaic::io {
@@ -77,6 +79,13 @@ T count_params(const ModelConfig& c) {
 }
 
 }  // namespace
+
+std::vector<int> ModelConfig::moe_layers(int64_t n) const {
+  std::vector<int> v;
+  for (int64_t l = 0; l < (n > 0 ? std::min(n, n_layers) : n_layers); ++l)
+    if (is_moe_layer(l)) v.push_back(static_cast<int>(l));
+  return v;
+}
 
 int64_t ModelConfig::n_params() const { return count_params<int64_t>(*this); }
 

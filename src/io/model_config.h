@@ -62,6 +62,8 @@ struct ModelConfig {
     if (!moe.layers.empty()) return layer < static_cast<int64_t>(moe.layers.size()) && moe.layers[layer];
     return layer >= moe.first_dense_layers;
   }
+  // Indices of the MoE layers among the first `n` (all layers when n <= 0).
+  std::vector<int> moe_layers(int64_t n = 0) const;
   // Parameters of the transformer (weights that must be resident).
   int64_t n_params() const;
 };

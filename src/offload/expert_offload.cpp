@@ -47,8 +47,7 @@ std::optional<int> gpu_slots(const OffloadOptions& o, const io::ModelConfig& c, 
   MOSAIC_CHECK(c.moe.experts > 0, "--gpu-experts / --expert-budget: {} has no routed experts (family {})",
                c.family, c.family);
   const int experts = static_cast<int>(c.moe.experts);
-  int moe_layers = 0;
-  for (int64_t l = 0; l < c.n_layers; ++l) moe_layers += c.is_moe_layer(l);
+  const int moe_layers = static_cast<int>(c.moe_layers().size());
   int slots = 0;
   if (by_count) {
     MOSAIC_CHECK(o.gpu_experts <= experts, "--gpu-experts {} is more than the model's {} routed experts per layer",

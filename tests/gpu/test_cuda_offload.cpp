@@ -26,13 +26,6 @@ using nlohmann::json;
 using offload::ExpertOffload;
 using offload::Policy;
 
-std::vector<int> moe_layers(const io::ModelConfig& c) {
-  std::vector<int> v;
-  for (int64_t l = 0; l < c.n_layers; ++l)
-    if (c.is_moe_layer(l)) v.push_back(static_cast<int>(l));
-  return v;
-}
-
 TEST(CudaOffload, Fp32GoldensKeepTheirTokensUnderEveryPolicy) {
   for (const auto& dir : {test::fixtures_dir() / "llada2_tiny", test::source_dir() / "models" / "mosaic-moe-tiny"}) {
     auto gpu = make_cuda_backend(0, true);
@@ -41,7 +34,7 @@ TEST(CudaOffload, Fp32GoldensKeepTheirTokensUnderEveryPolicy) {
     const json g = json::parse(test::read_file(dir / "goldens.json"));
     for (auto [policy, slots, tau] : {std::tuple{Policy::Tide, E / 2, 1}, std::tuple{Policy::Lru, E / 2, 0},
                                       std::tuple{Policy::Static, E / 4, 0}, std::tuple{Policy::Cpu, 0, 0}}) {
-      ExpertOffload off(policy, E, slots, moe_layers(m.config()), tau);
+      ExpertOffload off(policy, E, slots, m.config().moe_layers(), tau);
       m.set_offload(&off);
       int64_t copies = 0;
       for (const json& c : g["cases"]) {
@@ -76,7 +69,7 @@ TEST(CudaOffload, Bf16StepStaysWithinNoiseOfTheAllGpuStep) {
     Model m(dir.string(), *gpu, {}, -1, offloaded);
     ASSERT_EQ(m.config().mask_token_id, 4095);
     const int E = static_cast<int>(m.config().moe.experts);
-    ExpertOffload off(Policy::Tide, E, E / 2, moe_layers(m.config()), 2);
+    ExpertOffload off(Policy::Tide, E, E / 2, m.config().moe_layers(), 2);
     if (offloaded) m.set_offload(&off);
     logits = m.step(r).logits;
     for (const json& c : g["cases"]) {

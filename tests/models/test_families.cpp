@@ -61,6 +61,18 @@ TEST(ModelFamilies, EachFamilyParsesItsOwnFields) {
   EXPECT_NE(family_of(d).chat_prompt({{"user", "hi"}}, true).find("<|im_start|>assistant\n"), std::string::npos);
 }
 
+// LLaDA2.0-flash's first layer is dense; LLaDA-MoE's are all MoE; a dense model has none.
+TEST(ModelFamilies, MoeLayersListsTheLayersWithRoutedExperts) {
+  const io::ModelConfig flash = load_model_config(std::string(MOSAIC_SOURCE_DIR) + "/configs/llada2-flash/config.json");
+  const std::vector<int> all = flash.moe_layers();
+  ASSERT_EQ(all.size(), static_cast<size_t>(flash.n_layers - 1));
+  EXPECT_EQ(all.front(), 1);
+  EXPECT_EQ(all.back(), flash.n_layers - 1);
+  EXPECT_EQ(flash.moe_layers(4), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(flash.moe_layers(1000).size(), all.size());
+  EXPECT_TRUE(parse_model_config(dream_config(), "dream.json").moe_layers().empty());
+}
+
 // Sizes no model has (a field of 2^63, a product past int64) are refused with the field named,
 // before anything multiplies them (found by fuzz/fuzz_config: a signed overflow in n_params).
 TEST(ModelFamilies, AbsurdSizesAreRefused) {

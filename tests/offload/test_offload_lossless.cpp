@@ -23,13 +23,6 @@ using nlohmann::json;
 using offload::ExpertOffload;
 using offload::Policy;
 
-std::vector<int> moe_layers(const io::ModelConfig& c) {
-  std::vector<int> v;
-  for (int64_t l = 0; l < c.n_layers; ++l)
-    if (c.is_moe_layer(l)) v.push_back(static_cast<int>(l));
-  return v;
-}
-
 double hit_rate(const ExpertOffload& o) {
   int64_t pairs = 0, gpu = 0;
   for (int l : o.layers()) pairs += o.stats(l).pairs, gpu += o.stats(l).gpu_pairs;
@@ -44,7 +37,7 @@ double run_goldens(const std::filesystem::path& dir, Policy policy, int slots, i
   // The routed experts in "host memory" and `slots` of each layer's in "GPU slots": the resident
   // ones run from the slots' copies, the others through the offload's CPU kernel.
   Model m(dir.string(), *be, {}, -1, slots < experts);
-  ExpertOffload off(policy, experts, slots, moe_layers(m.config()), tau);
+  ExpertOffload off(policy, experts, slots, m.config().moe_layers(), tau);
   off.set_costs({25e9, 3.0 * 4 * m.config().d_model * m.config().moe.ffn_hidden, 20e-6, 2e-6});
   m.set_offload(&off);
   const json g = json::parse(test::read_file(dir / "goldens.json"));
@@ -93,7 +86,7 @@ TEST(OffloadLossless, AStepsLogitsEqualTheAllResidentStepsToRounding) {
   auto be = make_cpu_backend(), be2 = make_cpu_backend();
   Model all(dir.string(), *be), part(dir.string(), *be2, {}, -1, true);
   const int E = static_cast<int>(all.config().moe.experts);
-  ExpertOffload off(Policy::Tide, E, E / 2, moe_layers(all.config()), 2);
+  ExpertOffload off(Policy::Tide, E, E / 2, all.config().moe_layers(), 2);
   part.set_offload(&off);
   const json g = json::parse(test::read_file(dir / "goldens.json"));
   std::vector<int32_t> t = g["cases"][0]["prompt_tokens"].get<std::vector<int32_t>>();

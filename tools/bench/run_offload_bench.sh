@@ -16,7 +16,8 @@
 # 5. LLaDA2.0-flash's first $FLASH_LAYERS layers (default 4; its whole 192 GiB do not fit the
 #    host): a checkpoint of those layers only, then bench --offload without gpu, --layers, with
 #    $FLASH_SLOTS of 256 experts per layer (default 96, TIDE's flash setting)      -> flash.json, flash.log
-# Environment: SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, FLASH_LAYERS,
+# STAGES picks stages (default "mini tiny flash-info flash"; one device call is at most 10 minutes,
+# so split them over calls). Environment: SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, FLASH_LAYERS,
 # FLASH_SLOTS, FLASH_DIR (/tmp/ckpt-llada2-flash-K), MOSAIC_LIBS.
 set -uo pipefail
 out=${1:?output dir}
@@ -29,6 +30,8 @@ cd "$(dirname "$0")/../.."
 ck=${CKPT_DIR:-/tmp/ckpt-llada2-mini}
 common=(--offload gpu,tide,static,lru,cpu --gen-length "${GEN_LENGTH:-256}" --block-length 32
         --cache "${CACHE:-prefix}" --refresh-interval "${TAU:-auto}" --moe-stats)
+stages=" ${STAGES:-mini tiny flash-info flash} "
+want() { [[ $stages == *" $1 "* ]]; }
 run() {  # run LIMIT NAME CMD...
   local limit=$1 name=$2; shift 2
   echo "== [offload] $name (limit ${limit}s)" >&2
@@ -36,22 +39,25 @@ run() {  # run LIMIT NAME CMD...
   timeout --foreground --kill-after=10 "$limit" "$@"
   echo "== [offload] $name: rc=$? in $((SECONDS - t0)) s" >&2
 }
-[ -f "$ck/config.json" ] || run 600 checkpoint python3 tools/reference/make_checkpoint.py --preset llada2-mini \
+if want mini; then
+[ -f "$ck/config.json" ] || run 200 checkpoint python3 tools/reference/make_checkpoint.py --preset llada2-mini \
   --out "$ck" --device cuda
-run 900 mini env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "${LENGTHS:-1024}" \
+run ${MINI_LIMIT:-420} mini env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "${LENGTHS:-1024}" \
   --gpu-experts "${SLOTS:-128}" "${common[@]}" --json "$out/mini.json" > "$out/mini.log" 2>&1
 cat "$out/mini.log"
-run 300 tiny env LD_LIBRARY_PATH="$libs" "$bin" bench --model models/mosaic-moe-tiny --backend cuda \
+fi
+want tiny && run 200 tiny env LD_LIBRARY_PATH="$libs" "$bin" bench --model models/mosaic-moe-tiny --backend cuda \
   --tokens "${LENGTHS:-1024}" --gpu-experts 32 "${common[@]}" --json "$out/tiny.json" > "$out/tiny.log" 2>&1
-tail -12 "$out/tiny.log"
-run 60 flash-info env LD_LIBRARY_PATH="$libs" "$bin" info --config configs/llada2-flash/config.json \
+want tiny && tail -12 "$out/tiny.log"
+want flash-info && run 60 flash-info env LD_LIBRARY_PATH="$libs" "$bin" info --config configs/llada2-flash/config.json \
   --gpu-experts 64 --memory-budget 80GB --host-memory 256GB > "$out/flash_info.txt" 2>&1
-grep -E "offload|host|gpu experts" "$out/flash_info.txt"
+want flash-info && grep -E "offload|host|gpu experts" "$out/flash_info.txt"
+want flash || exit 0
 fl=${FLASH_LAYERS:-4}
 fdir=${FLASH_DIR:-/tmp/ckpt-llada2-flash-$fl}
-[ -f "$fdir/config.json" ] || run 600 flash-checkpoint python3 tools/reference/make_checkpoint.py \
+[ -f "$fdir/config.json" ] || run 300 flash-checkpoint python3 tools/reference/make_checkpoint.py \
   --config configs/llada2-flash/config.json --layers "$fl" --out "$fdir" --device cuda
-run 900 flash env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$fdir" --backend cuda --tokens "${LENGTHS:-1024}" \
+run ${FLASH_LIMIT:-420} flash env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$fdir" --backend cuda --tokens "${LENGTHS:-1024}" \
   --layers "$fl" --gpu-experts "${FLASH_SLOTS:-96}" --offload tide,static,lru,cpu --gen-length "${GEN_LENGTH:-256}" \
   --block-length 32 --cache "${CACHE:-prefix}" --refresh-interval "${TAU:-auto}" --moe-stats \
   --json "$out/flash.json" > "$out/flash.log" 2>&1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what mosaic builds and tests with, from Debian's packages (and two small pip
-# packages, the tests' independent oracles, into a virtual environment at .venv/). clang with
+# Installs what mosaic builds and tests with, from Debian's packages (and a few pip packages into
+# a virtual environment at .venv/: the tests' independent oracles, and OpenAI's client, which
+# the server's tests drive it with). clang with
 # its sanitizer and libFuzzer runtimes (libclang-rt-dev) and OpenMP (libomp-dev) serve the
 # sanitizer build of the tests (tools/sanitize.sh) and the fuzz targets (tools/fuzz.sh).
 # Safe to re-run: it skips what is already there.
@@ -22,8 +23,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-if [ "${MOSAIC_SKIP_PY:-0}" != 1 ] && ! .venv/bin/python -c "import tokenizers, safetensors, numpy" 2>/dev/null; then
-  echo "deps: creating .venv with tokenizers, safetensors, numpy (test oracles)" >&2
-  /usr/bin/python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check tokenizers safetensors numpy
+if [ "${MOSAIC_SKIP_PY:-0}" != 1 ] && ! .venv/bin/python -c "import tokenizers, safetensors, numpy, openai" 2>/dev/null; then
+  echo "deps: creating .venv with tokenizers, safetensors, numpy (test oracles), openai (the server's client)" >&2
+  [ -x .venv/bin/python ] || /usr/bin/python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check tokenizers safetensors numpy openai
 fi

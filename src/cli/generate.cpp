@@ -114,14 +114,6 @@ Llada2Options llada2_options(const GenerateFlags& f, nlohmann::json& settings) {
   return o;
 }
 
-// LLaDA's defaults that fit --gen-length: blocks of the largest divisor of it up to 32 (the
-// official block length), one token per step. Given values keep their checks.
-int64_t fitting_block_length(int64_t gen_length) {
-  for (int64_t b = std::min<int64_t>(32, gen_length); b > 1; --b)
-    if (gen_length % b == 0) return b;
-  return std::max<int64_t>(gen_length, 1);
-}
-
 std::unique_ptr<Sampler> make_sampler(SamplerKind kind, const GenerateFlags& f, nlohmann::json& settings) {
   if (kind == SamplerKind::Llada) {
     refuse({f.dream_only, f.filters, f.llada2_only}, "LLaDA", "--remasking, --cfg-scale");

@@ -15,6 +15,9 @@ int main(int argc, char** argv) {
   mosaic::cli::add_info(app);
   mosaic::cli::add_bench(app);
   mosaic::cli::add_eval(app);
+#ifdef MOSAIC_SERVE
+  mosaic::cli::add_serve(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

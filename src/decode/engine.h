@@ -30,6 +30,10 @@ struct GenerateResult {
 
 using StepCallback = std::function<void(const StepEvent&, const std::vector<int32_t>& tokens)>;
 
+// One step of an unfinished sequence: prepare, run the model (unless no row needs it), commit,
+// advance. A server interleaves sequences with it at block boundaries.
+StepEvent run_step(Model& model, Sampler& sampler, Sequence& seq);
+
 GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, const StepCallback& on_step = {});
 
 }  // namespace mosaic

@@ -45,6 +45,7 @@ class Llada2Sampler final : public Sampler {
   void prepare(const Sequence& s, StepRequest& r) override;
   int64_t commit(Sequence& s, const StepRequest& r, const StepOutputs& out) override;
   bool block_done(const Sequence& s) const override;
+  bool cache_spans_blocks() const override { return o_.cache == CacheMode::Prefix; }
 
  private:
   int64_t block_begin(const Sequence& s) const { return (first_block_ + s.block) * o_.block_length; }

@@ -6,6 +6,12 @@
 
 namespace mosaic {
 
+int64_t fitting_block_length(int64_t gen_length) {
+  for (int64_t b = std::min<int64_t>(32, gen_length); b > 1; --b)
+    if (gen_length % b == 0) return b;
+  return std::max<int64_t>(gen_length, 1);
+}
+
 Confidence parse_remasking(const std::string& s) {
   if (s == "low_confidence") return Confidence::Probability;
   if (s == "random") return Confidence::Random;

@@ -29,6 +29,9 @@ struct GenerateOptions {
 
 // Checks the options against the schedule's rules; the messages name the CLI flags.
 void validate_generate_options(const GenerateOptions& o);
+// LLaDA's default block length that fits `gen_length`: its largest divisor up to 32 (the
+// official block length).
+int64_t fitting_block_length(int64_t gen_length);
 // "low_confidence" | "random"
 Confidence parse_remasking(const std::string& s);
 

@@ -24,6 +24,10 @@ class Sampler {
   // After a commit: whether the block is finished. By default after its scheduled steps;
   // threshold decoding ends a block when it has no masks left.
   virtual bool block_done(const Sequence& s) const { return s.step + 1 >= steps_per_block(); }
+  // Whether a cache this sampler's steps read outlives a block (LLaDA2.0's exact prefix cache
+  // keeps the rows of earlier blocks). Otherwise every block's first step stores its caches
+  // afresh, so a server may run other sequences between two blocks of this one.
+  virtual bool cache_spans_blocks() const { return false; }
   // The sequence it denoises: the prompt and the generated region (LLaDA2.0 pads the region to
   // whole blocks counted from position 0).
   virtual int64_t sequence_length(int64_t prompt_length, int64_t gen_length) const {

@@ -2,7 +2,8 @@
 # Builds mosaic's CUDA binaries here (nvcc 13.0, sm_90a) and packs them with the shared
 # libraries the GPU machine lacks (fmt, libgomp), so no device time goes into compiling. The
 # GPU machine brings the CUDA libraries (cudart, cuBLASLt, cuDNN) itself. OpenBLAS is linked
-# statically and the binaries stripped and packed in one xz stream: the repository with the
+# statically, `mosaic serve` left out (cpp-httplib and its TLS and compression libraries would
+# not fit beside the repository), and the binaries stripped and packed in one xz stream: the repository with the
 # shipped models is ~60 MiB of the device tool's 64 MiB per call, so the bundle must stay small.
 #
 #   bash tools/bench/make_gpu_bundle.sh            # -> .deps/bundle/gpu.tar.xz (~3.5 MB)
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOSAIC_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
-  -DMOSAIC_BENCH=OFF -DBLA_STATIC=ON -DPython3_EXECUTABLE="$(command -v python3)" >/dev/null
+  -DMOSAIC_BENCH=OFF -DMOSAIC_SERVE=OFF -DBLA_STATIC=ON -DPython3_EXECUTABLE="$(command -v python3)" >/dev/null
 cmake --build build-gpu --target mosaic mosaic_gpu_tests
 stage=$(mktemp -d)
 mkdir -p "$stage/gpu/lib" .deps/bundle

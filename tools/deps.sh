@@ -3,14 +3,15 @@
 # a virtual environment at .venv/: the tests' independent oracles, and OpenAI's client, which
 # the server's tests drive it with). clang with
 # its sanitizer and libFuzzer runtimes (libclang-rt-dev) and OpenMP (libomp-dev) serve the
-# sanitizer build of the tests (tools/sanitize.sh) and the fuzz targets (tools/fuzz.sh).
+# sanitizer build of the tests (tools/sanitize.sh) and the fuzz targets (tools/fuzz.sh); tmux
+# gives the chat's test a real terminal.
 # Safe to re-run: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config git nlohmann-json3-dev libcli11-dev libfmt-dev
           libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libpcre2-dev libcpp-httplib-dev
-          python3 python3-venv python3-pip clang libclang-rt-dev libomp-dev)
+          python3 python3-venv python3-pip clang libclang-rt-dev libomp-dev tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

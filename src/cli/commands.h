@@ -17,6 +17,7 @@ void add_info(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_serve(CLI::App& app);
+void add_chat(CLI::App& app);
 
 // The process exit code a command asked for (0 unless it set one, e.g. info's 3).
 int exit_code();

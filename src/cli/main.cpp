@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   mosaic::cli::add_info(app);
   mosaic::cli::add_bench(app);
   mosaic::cli::add_eval(app);
+  mosaic::cli::add_chat(app);
 #ifdef MOSAIC_SERVE
   mosaic::cli::add_serve(app);
 #endif

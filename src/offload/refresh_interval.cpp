@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace mosaic::offload {
@@ -33,15 +35,19 @@ TauCost price_tau(const RoutingTrace& trace, int slots, int tau, const OffloadCo
         cost.transfer_s += static_cast<double>(swaps.size()) * c.expert_bytes / c.h2d_bytes_per_s;
         apply_swaps(p, swaps);
       }
+      double serial = 0, longest = 0;  // this layer's CPU experts, one after another / the longest
       for (int e = 0; e < experts; ++e) {
         if (n[e] == 0) continue;
         if (p.resident(e)) {
           cost.gpu_pairs += n[e];
         } else {
           cost.cpu_pairs += n[e];
-          cost.cpu_s += c.cpu_s_per_expert + static_cast<double>(n[e] - 1) * c.cpu_s_per_row;
+          const double t = c.cpu_s_per_expert + static_cast<double>(n[e] - 1) * c.cpu_s_per_row;
+          serial += t;
+          longest = std::max(longest, t);
         }
       }
+      cost.cpu_s += std::max(longest, serial / std::max(c.cpu_parallel_speedup, 1.0));
     }
   }
   return cost;
@@ -64,9 +70,9 @@ TauChoice choose_tau(const RoutingTrace& trace, int slots, int max_tau, const Of
 std::string TauChoice::explain(const OffloadCosts& c) const {
   std::string s = fmt::format(
       "refresh interval: tau {} (cost model inputs: host-to-device {:.2f} GB/s, expert {:.2f} MB, CPU {:.1f} us per "
-      "expert + {:.1f} us per further row)\n",
+      "expert + {:.1f} us per further row, {:.1f}x in parallel)\n",
       tau == 0 ? std::string("never") : std::to_string(tau), c.h2d_bytes_per_s / 1e9, c.expert_bytes / 1e6,
-      c.cpu_s_per_expert * 1e6, c.cpu_s_per_row * 1e6);
+      c.cpu_s_per_expert * 1e6, c.cpu_s_per_row * 1e6, c.cpu_parallel_speedup);
   s += "  tau    swaps   transfer ms   cpu pairs   cpu ms   total ms\n";
   for (const TauCost& t : candidates)
     s += fmt::format("  {:<5}  {:>5}   {:>11.2f}   {:>9}   {:>6.2f}   {:>8.2f}{}\n",

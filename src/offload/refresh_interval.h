@@ -3,8 +3,9 @@
 // routed pairs on the GPU (less CPU time) but copies more experts over PCIe. The model replays
 // a routing trace (the routed pairs per expert of each MoE layer at each step) under each
 // candidate tau with the same refresh rule the engine runs (placement.h), and prices what it
-// sees: every promoted expert's bytes over the measured host-to-device bandwidth, every expert
-// the CPU runs at the measured CPU cost. The tau with the least transfer + CPU time wins.
+// sees: every promoted expert's bytes over the measured host-to-device bandwidth, every layer's
+// CPU experts at the measured CPU cost (in parallel, at the measured speedup). The tau with the
+// least transfer + CPU time wins.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@ struct OffloadCosts {
   double expert_bytes = 0;      // one routed expert's weights (gate, up, down)
   double cpu_s_per_expert = 0;  // the CPU running one expert for one row (its weights read once)
   double cpu_s_per_row = 0;     // each further row of the same expert
+  // The CPU runs a layer's experts in parallel: n experts of one row each take
+  // max(one expert, n / cpu_parallel_speedup experts) (1: one after another).
+  double cpu_parallel_speedup = 1;
 };
 
 // The routed pairs of a stretch of generation: step_in_block[i] is step i's index inside its

@@ -45,6 +45,20 @@ TEST(RefreshInterval, PricesWhatTheReplaySees) {
   EXPECT_EQ(every.gpu_pairs + every.cpu_pairs, never.gpu_pairs + never.cpu_pairs);
 }
 
+// A layer's CPU experts run in parallel: at a speedup of 2, the two unresident experts of steps
+// 2 and 3 cost one expert each (the longest), and step 1's lone one its own time.
+TEST(RefreshInterval, CpuExpertsOfALayerRunInParallel) {
+  const RoutingTrace t = drifting_trace(1);
+  OffloadCosts c = costs(1e9);
+  c.cpu_parallel_speedup = 2;
+  const TauCost never = price_tau(t, 2, 0, c);
+  // step 0: expert 7 (1e-3); step 1: experts 2 and 7: max(1.2e-3, 2.2e-3 / 2); steps 2, 3: experts
+  // {2, 3} or {3, 4} and 7: max(1.2e-3, 3.4e-3 / 2).
+  EXPECT_NEAR(never.cpu_s, 1e-3 + 1.2e-3 + 2 * 1.7e-3, 1e-12);
+  c.cpu_parallel_speedup = 0.5;  // below 1 means one after another
+  EXPECT_NEAR(price_tau(t, 2, 0, c).cpu_s, price_tau(t, 2, 0, costs(1e9)).cpu_s, 1e-12);
+}
+
 TEST(RefreshInterval, FastCopiesRefreshOftenSlowCopiesSeldom) {
   const RoutingTrace t = drifting_trace(3);
   EXPECT_EQ(choose_tau(t, 2, 4, costs(1e12)).tau, 1);  // a copy costs 1 us: refresh every step

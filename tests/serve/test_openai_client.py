@@ -10,6 +10,7 @@ server keeps serving, /metrics, and SIGTERM finishing an admitted request before
 """
 import argparse
 import json
+import os
 import re
 import signal
 import socket
@@ -24,6 +25,10 @@ import urllib.request
 import openai
 
 MOSAIC = "build/bin/mosaic"
+# One thread per mosaic process: ctest runs tests side by side, and OpenMP threads of two
+# processes spinning on the same cores slow both many times over.
+ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+       "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
 
 
 class Server:
@@ -31,7 +36,7 @@ class Server:
 
     def __init__(self, *flags):
         self.proc = subprocess.Popen([MOSAIC, "serve", "--backend", "cpu", "--port", "0", *flags],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
         line = self.proc.stdout.readline()
         m = re.search(r"http://[\d.]+:(\d+)", line)
         if not m:

@@ -16,8 +16,8 @@
 # 5. LLaDA2.0-flash's first $FLASH_LAYERS layers (default 4; its whole 192 GiB do not fit the
 #    host): a checkpoint of those layers only, then bench --offload without gpu, --layers, with
 #    $FLASH_SLOTS of 256 experts per layer (default 96, TIDE's flash setting)      -> flash.json, flash.log
-# STAGES picks stages (default "mini tiny flash-info flash"; one device call is at most 10 minutes,
-# so split them over calls). Environment: SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, FLASH_LAYERS,
+# STAGES picks stages (default "mini tiny flash-info flash"; also mini-tau; one device call is at most 10 minutes,
+# so split them over calls). Environment: POLICIES (default gpu,tide,static,lru,cpu), TAUS, SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, FLASH_LAYERS,
 # FLASH_SLOTS, FLASH_DIR (/tmp/ckpt-llada2-flash-K), MOSAIC_LIBS.
 set -uo pipefail
 out=${1:?output dir}
@@ -28,7 +28,7 @@ out=$(cd "$out" && pwd)
 [ -e "$bin" ] && bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 cd "$(dirname "$0")/../.."
 ck=${CKPT_DIR:-/tmp/ckpt-llada2-mini}
-common=(--offload gpu,tide,static,lru,cpu --gen-length "${GEN_LENGTH:-256}" --block-length 32
+common=(--offload "${POLICIES:-gpu,tide,static,lru,cpu}" --gen-length "${GEN_LENGTH:-256}" --block-length 32
         --cache "${CACHE:-prefix}" --refresh-interval "${TAU:-auto}" --moe-stats)
 stages=" ${STAGES:-mini tiny flash-info flash} "
 want() { [[ $stages == *" $1 "* ]]; }
@@ -39,12 +39,23 @@ run() {  # run LIMIT NAME CMD...
   timeout --foreground --kill-after=10 "$limit" "$@"
   echo "== [offload] $name: rc=$? in $((SECONDS - t0)) s" >&2
 }
-if want mini; then
-[ -f "$ck/config.json" ] || run 200 checkpoint python3 tools/reference/make_checkpoint.py --preset llada2-mini \
+if want mini || want mini-tau; then
+  [ -f "$ck/config.json" ] || run 200 checkpoint python3 tools/reference/make_checkpoint.py --preset llada2-mini \
   --out "$ck" --device cuda
+fi
+if want mini; then
 run ${MINI_LIMIT:-420} mini env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "${LENGTHS:-1024}" \
   --gpu-experts "${SLOTS:-128}" "${common[@]}" --json "$out/mini.json" > "$out/mini.log" 2>&1
 cat "$out/mini.log"
+fi
+# mini-tau: TIDE alone at each fixed interval of $TAUS (default "2 4 8"), beside the auto choice above.
+if want mini-tau; then
+  for t in ${TAUS:-2 4 8}; do
+    run 200 "mini-tau-$t" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "${LENGTHS:-1024}" \
+      --gpu-experts "${SLOTS:-128}" --offload tide --refresh-interval "$t" --gen-length "${GEN_LENGTH:-256}" \
+      --block-length 32 --cache "${CACHE:-prefix}" --json "$out/mini_tau$t.json" > "$out/mini_tau$t.log" 2>&1
+    grep -E "^ +[0-9]+ +tide" "$out/mini_tau$t.log"
+  done
 fi
 want tiny && run 200 tiny env LD_LIBRARY_PATH="$libs" "$bin" bench --model models/mosaic-moe-tiny --backend cuda \
   --tokens "${LENGTHS:-1024}" --gpu-experts 32 "${common[@]}" --json "$out/tiny.json" > "$out/tiny.log" 2>&1

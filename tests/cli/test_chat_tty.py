@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""`mosaic chat` in a real terminal (tmux) on the shipped model: the answer redrawn in place
+while it denoises (placeholders for masked positions, then the text once), two turns that
+keep the history, a Ctrl-C that stops an answer without leaving, /reset, /quit; and no escape
+codes when piped.
+
+    python3 tests/cli/test_chat_tty.py --mosaic build/bin/mosaic
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+
+MOSAIC = "build/bin/mosaic"
+PLACEHOLDER = "\u2591"
+# One thread per mosaic process: ctest runs tests side by side, and OpenMP threads of two
+# processes spinning on the same cores slow both many times over.
+THREADS = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')} OPENBLAS_NUM_THREADS=1"
+ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "OPENBLAS_NUM_THREADS": "1"}
+STATS = re.compile(r"\[(\d+) tokens in [\d.]+ s: \d+ steps, [\d.]+ ms/step, [\d.]+ tokens/s; prompt (\d+) tokens\]")
+
+
+def tmux(*args):
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
+
+
+class ChatInATerminal(unittest.TestCase):
+    def setUp(self):
+        if not shutil.which("tmux"):
+            self.skipTest("tmux is not installed (tools/deps.sh installs it)")
+        self.name = f"mosaic-chat-test-{time.time_ns()}"
+        tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "50",
+             f"env {THREADS} {MOSAIC} chat --backend cpu; echo CHAT-EXITED-$?; sleep 60")
+        self.screens = []
+
+    def tearDown(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+    def screen(self):
+        s = tmux("capture-pane", "-p", "-t", self.name, "-S", "-200")
+        self.screens.append(s)
+        return s
+
+    def wait_for(self, pattern, timeout=120, count=1):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            s = self.screen()
+            if len(re.findall(pattern, s)) >= count:
+                return s
+            time.sleep(0.03)
+        self.fail(f"no {pattern!r} (x{count}) on the screen within {timeout} s:\n{self.screens[-1]}")
+
+    def send(self, *keys):
+        tmux("send-keys", "-t", self.name, *keys)
+
+    def test_two_turns_ctrl_c_reset_quit(self):
+        self.wait_for(r"mosaic chat: mosaic-tiny")
+        self.send("/set max_tokens 256", "Enter")
+        self.wait_for(r"max_tokens 256")
+        # Turn 1: placeholders while it denoises, then the text once and the figures.
+        self.send("Tell me of Moses", "Enter")
+        final = self.wait_for(STATS.pattern)
+        seen_masks = any(PLACEHOLDER in s for s in self.screens)
+        self.assertTrue(seen_masks, "no screen showed the masked positions")
+        answer_area = final.split("Tell me of Moses", 1)[1].split("[", 1)[0]
+        self.assertNotIn(PLACEHOLDER, answer_area)
+        first_words = answer_area.strip()[:24]
+        self.assertTrue(first_words)
+        self.assertEqual(final.count(first_words), 1, "the answer was appended, not redrawn:\n" + final)
+        prompt1 = int(STATS.findall(final)[-1][1])
+        # Turn 2 keeps the history: its prompt holds turn 1.
+        self.send("And Aaron?", "Enter")
+        s = self.wait_for(STATS.pattern, count=2)
+        prompt2 = int(STATS.findall(s)[-1][1])
+        self.assertGreater(prompt2, prompt1 + 10)
+        # Ctrl-C mid-answer stops it; the chat goes on.
+        self.send("/set max_tokens 2048", "Enter")
+        self.wait_for(r"max_tokens 2048")
+        self.screens.clear()
+        self.send("Speak of the law", "Enter")
+        self.wait_for(PLACEHOLDER, timeout=60)
+        self.send("C-c")
+        self.wait_for(r"\[stopped\]", timeout=60)
+        # /reset forgets: the next prompt is short again.
+        self.send("/set max_tokens 32", "Enter")
+        self.send("/reset", "Enter")
+        self.wait_for(r"the conversation is forgotten")
+        self.send("Hello", "Enter")
+        s = self.wait_for(STATS.pattern, count=3)
+        self.assertLess(int(STATS.findall(s)[-1][1]), prompt2)
+        self.send("/quit", "Enter")
+        self.wait_for(r"CHAT-EXITED-0", timeout=30)
+
+
+class ChatPiped(unittest.TestCase):
+    def test_no_escape_codes_when_piped(self):
+        r = subprocess.run([MOSAIC, "chat", "--backend", "cpu", "--max-tokens", "32"],
+                           input="Tell me of Moses\n/set steps 16\nAnd Aaron?\n/quit\n",
+                           capture_output=True, text=True, timeout=300, env=ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertNotIn(PLACEHOLDER, r.stdout)
+        self.assertEqual(len(STATS.findall(r.stderr)), 2, r.stderr)
+        self.assertIn("steps 16", r.stdout)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mosaic", default=MOSAIC)
+    args, rest = ap.parse_known_args()
+    MOSAIC = args.mosaic
+    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)

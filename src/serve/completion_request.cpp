@@ -5,6 +5,8 @@
 
 #include <limits>
 
+#include "core/error.h"
+#include "io/json_file.h"
 #include "serve/api_error.h"
 
 namespace mosaic::serve {
@@ -114,11 +116,12 @@ void parse_messages(const json& j, CompletionRequest& r) {
 CompletionRequest parse_completion_request(const std::string& body, bool chat) {
   json j;
   try {
-    j = json::parse(body);
-  } catch (const json::exception& e) {
+    // Nesting is bounded (io::parse_json): copying a value recurses once per level.
+    j = io::parse_json(body, "the request body");
+  } catch (const Error& e) {
     std::string why = e.what();  // quotes the input it stopped at, which may be long
     if (why.size() > 300) why = why.substr(0, 300) + "...";
-    bad("", fmt::format("the request body is not valid JSON: {}", why));
+    bad("", why);
   }
   if (!j.is_object()) bad("", fmt::format("the request body must be a JSON object, not {}", kind_of(j)));
   CompletionRequest r;

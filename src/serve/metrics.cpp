@@ -79,7 +79,7 @@ std::string Metrics::render() const {
                      "# TYPE mosaic_queue_depth gauge\nmosaic_queue_depth {}\n"
                      "# HELP mosaic_arena_bytes Activation arena of the last step (caches included).\n"
                      "# TYPE mosaic_arena_bytes gauge\nmosaic_arena_bytes {}\n"
-                     "# HELP mosaic_cache_bytes Planned key/value cache bytes of the active generations.\n"
+                     "# HELP mosaic_cache_bytes Planned key/value cache bytes of the generation whose turn it is.\n"
                      "# TYPE mosaic_cache_bytes gauge\nmosaic_cache_bytes {}\n"
                      "# HELP mosaic_weight_bytes Resident weight bytes.\n"
                      "# TYPE mosaic_weight_bytes gauge\nmosaic_weight_bytes {}\n",

@@ -41,7 +41,7 @@ std::shared_ptr<GenerationJob> Scheduler::submit(std::shared_ptr<GenerationJob> 
                                     active_.size(), queue_.size()));
   job->set_id(next_id_++);
   queue_.push_back(job);
-  metrics_.set_queue(static_cast<int64_t>(active_.size()), static_cast<int64_t>(queue_.size()), cache_bytes_);
+  publish_gauges();
   cv_.notify_all();
   return job;
 }
@@ -74,6 +74,7 @@ void Scheduler::loop() {
       }
       if (next_ >= active_.size()) next_ = 0;
       job = active_[next_];
+      cache_bytes_ = job->cache_bytes();
       publish_gauges();
     }
     if (!job->cancelled()) run_turn(*job);
@@ -103,7 +104,6 @@ void Scheduler::run_turn(GenerationJob& job) {
         ev = run_step(model_, *g.sampler, g.sequence);
       }
       if (ev.ran_model) metrics_.observe_step(ev.stats.ms / 1000, 1, ev.stats.arena_bytes);
-      cache_bytes_ = job.cache_bytes();
       if (job.after_step()) {
         metrics_.observe_request_latency(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - job.admitted()).count());

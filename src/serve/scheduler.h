@@ -50,7 +50,7 @@ class Scheduler {
   std::deque<std::shared_ptr<GenerationJob>> queue_;
   std::vector<std::shared_ptr<GenerationJob>> active_;
   size_t next_ = 0;  // round-robin position in active_
-  size_t cache_bytes_ = 0;
+  size_t cache_bytes_ = 0;  // the planned caches of the generation whose turn it is
   int64_t next_id_ = 1;
   bool draining_ = false, stopping_ = false;
   std::thread thread_;

@@ -107,6 +107,20 @@ class ChatPiped(unittest.TestCase):
         self.assertEqual(len(STATS.findall(r.stderr)), 2, r.stderr)
         self.assertIn("steps 16", r.stdout)
 
+    def test_the_oldest_turn_goes_when_the_conversation_would_not_fit(self):
+        # 38 MiB: the weights (34 MiB) and the dual cache of ~180 tokens, not of ~260.
+        r = subprocess.run([MOSAIC, "chat", "--backend", "cpu", "--cache", "dual", "--max-tokens", "64",
+                            "--memory-budget", "38MiB"],
+                           input="Tell me of Moses\nAnd Aaron and the children of Israel in the wilderness of Sinai?\n"
+                                 "What did Pharaoh say?\n",
+                           capture_output=True, text=True, timeout=300, env=ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        prompts = [int(p) for _, p in STATS.findall(r.stderr)]
+        self.assertEqual(len(prompts), 3, r.stderr)
+        self.assertGreater(prompts[1], prompts[0])
+        self.assertIn("dropped its oldest turn", r.stderr)
+        self.assertLessEqual(prompts[2], prompts[1])
+
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

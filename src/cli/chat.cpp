@@ -178,27 +178,35 @@ void run_chat(const ChatFlags& f) {
     req.temperature = set.temperature;
     req.cache = set.cache;
     req.seed = set.seed;
-    // The oldest turns go when the conversation would not fit the memory budget.
+    // The oldest turns go when the conversation would not fit the memory budget (kept when even
+    // the newest alone does not).
     std::optional<serve::PreparedGeneration> g;
+    ChatMessages trial = history;
+    int dropped = 0;
     for (;;) {
-      req.messages = history;
+      req.messages = trial;
       try {
         g = serve::prepare_generation(model, tok, req, {});
         model.check_generation(g->cache, g->shape, g->guided);
         break;
-      } catch (const serve::ApiError& e) {
-        fmt::print(stderr, "mosaic: {}\n", e.what());
       } catch (const OutOfBudget& e) {
-        auto first = std::find_if(history.begin(), history.end(), [](const auto& m) { return m.first != "system"; });
-        if (history.end() - first > 1) {
-          history.erase(first, std::min(first + 2, history.end() - 1));
-          fmt::print(stderr, "mosaic: the conversation would not fit the memory budget: dropped its oldest turn\n");
+        auto first = std::find_if(trial.begin(), trial.end(), [](const auto& m) { return m.first != "system"; });
+        if (trial.end() - first > 1) {
+          trial.erase(first, std::min(first + 2, trial.end() - 1));
+          ++dropped;
           continue;
         }
+        fmt::print(stderr, "mosaic: {}\n", e.what());
+      } catch (const std::exception& e) {  // ApiError, an encoding error
         fmt::print(stderr, "mosaic: {}\n", e.what());
       }
       g.reset();
       break;
+    }
+    if (g && dropped > 0) {
+      history = trial;
+      fmt::print(stderr, "mosaic: the conversation would not fit the memory budget: dropped its oldest turn{}\n",
+                 dropped > 1 ? fmt::format("s ({})", dropped) : "");
     }
     if (!g) {
       history.pop_back();

@@ -57,10 +57,7 @@ void run_serve(const ServeFlags& f) {
   o.scheduler.queue = f.queue;
   serve::HttpServer server(s.model(), s.tokenizer(), o);
   server.bind();
-  // The address line is the contract scripts wait for (port 0 picks one).
-  fmt::print("mosaic: serving {} on http://{}:{} (max batch {}, queue {}{})\n", o.model_name, f.host, server.port(),
-             f.max_batch, f.queue, key.empty() ? "" : ", API key required");
-  std::fflush(stdout);
+  // The handlers are in place before the address line: a script may signal as soon as it reads it.
   MOSAIC_CHECK(pipe(signal_pipe) == 0, "cannot create the signal pipe");
   struct sigaction sa = {};
   sa.sa_handler = on_signal;
@@ -71,11 +68,21 @@ void run_serve(const ServeFlags& f) {
     char sig = 0;
     while (read(signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
     }
-    if (!f.quiet) fmt::print(stderr, "mosaic: {} received: finishing the admitted generations, then exiting\n",
-                             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (sig == 0) return;  // listen() returned by itself
+    // A second signal ends the process at once (the default action) if the drain takes too long.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (!f.quiet) fmt::print(stderr, "mosaic: {} received: finishing the admitted generations, then exiting (again "
+                             "to exit now)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     server.drain_and_stop();
   });
+  // The address line is the contract scripts wait for (port 0 picks one).
+  fmt::print("mosaic: serving {} on http://{}:{} (max batch {}, queue {}{})\n", o.model_name, f.host, server.port(),
+             f.max_batch, f.queue, key.empty() ? "" : ", API key required");
+  std::fflush(stdout);
   server.listen();
+  const char wake = 0;
+  [[maybe_unused]] ssize_t n = write(signal_pipe[1], &wake, 1);  // wakes the waiter if no signal came
   waiter.join();
   if (!f.quiet) fmt::print(stderr, "mosaic: server stopped\n");
 }

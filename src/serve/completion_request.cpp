@@ -132,7 +132,8 @@ CompletionRequest parse_completion_request(const std::string& body, bool chat) {
   else
     parse_prompt(j, r);
 
-  r.max_tokens = integer(j, chat && j.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens");
+  const bool completion_tokens = chat && j.contains("max_completion_tokens") && !j["max_completion_tokens"].is_null();
+  r.max_tokens = integer(j, completion_tokens ? "max_completion_tokens" : "max_tokens");
   if (r.max_tokens && *r.max_tokens < 1) bad("max_tokens", fmt::format("'max_tokens' must be at least 1 (got {})", *r.max_tokens));
   if (auto t = number(j, "temperature")) {
     if (*t < 0 || *t > 2) bad("temperature", fmt::format("'temperature' must be in [0, 2] (got {})", *t));

@@ -92,24 +92,36 @@ std::unique_ptr<Sampler> llada2_sampler(const CompletionRequest& r, int64_t gen,
   return std::make_unique<Llada2Sampler>(o, P, static_cast<int32_t>(*c.eos_token_id));
 }
 
+// The prompt's tokens: the chat template over the messages, the given ids, or BOS + the text.
+std::vector<int32_t> encode_prompt(const Model& model, const io::Tokenizer& tok, const CompletionRequest& req) {
+  const io::ModelConfig& c = model.config();
+  try {
+    if (req.chat) return tok.encode(model.family().chat_prompt(req.messages, true), true);
+    if (req.prompt_is_tokens) {
+      for (int32_t t : req.prompt_tokens)
+        if (t >= c.embedding_size)
+          bad("prompt", fmt::format("token id {} is past the model's {} embedding rows", t, c.embedding_size));
+      return req.prompt_tokens;
+    }
+    std::vector<int32_t> ids;
+    if (tok.bos_id) ids.push_back(*tok.bos_id);
+    const std::vector<int32_t> body = tok.encode(req.prompt, true);
+    ids.insert(ids.end(), body.begin(), body.end());
+    return ids;
+  } catch (const ApiError&) {
+    throw;
+  } catch (const Error& e) {  // text that is not UTF-8, a message the template refuses
+    bad(req.chat ? "messages" : "prompt", e.what());
+  }
+}
+
 }  // namespace
 
 PreparedGeneration prepare_generation(const Model& model, const io::Tokenizer& tok, const CompletionRequest& req,
                                       const ServeDefaults& defaults) {
   const io::ModelConfig& c = model.config();
   PreparedGeneration g;
-  if (req.chat) {
-    g.prompt = tok.encode(model.family().chat_prompt(req.messages, true), true);
-  } else if (req.prompt_is_tokens) {
-    for (int32_t t : req.prompt_tokens)
-      if (t >= c.embedding_size)
-        bad("prompt", fmt::format("token id {} is past the model's {} embedding rows", t, c.embedding_size));
-    g.prompt = req.prompt_tokens;
-  } else {
-    if (tok.bos_id) g.prompt.push_back(*tok.bos_id);
-    const std::vector<int32_t> body = tok.encode(req.prompt, true);
-    g.prompt.insert(g.prompt.end(), body.begin(), body.end());
-  }
+  g.prompt = encode_prompt(model, tok, req);
   if (g.prompt.empty()) bad(req.chat ? "messages" : "prompt", "the prompt encodes to zero tokens");
   g.max_tokens = req.max_tokens.value_or(defaults.max_tokens);
   const int64_t P = static_cast<int64_t>(g.prompt.size());

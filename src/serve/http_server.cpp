@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <thread>
 
 #include "core/error.h"
 #include "serve/api_error.h"
@@ -19,9 +20,19 @@ int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// Text from clients (a path, a prompt quoted in an error) may not be UTF-8: replaced, never thrown.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(dump(body), "application/json");
+}
+
+// The endpoint label of a path in /metrics: a known route, else "other" (labels stay few and safe).
+std::string endpoint(const std::string& path) {
+  for (const char* known : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"})
+    if (path == known) return path;
+  return "other";
 }
 
 json usage(const JobEvent& done) {
@@ -44,7 +55,7 @@ json chunk_choice(bool chat, const std::string& text, bool first, const json& fi
   return c;
 }
 
-std::string sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
+std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
 
 }  // namespace
 
@@ -70,10 +81,17 @@ void HttpServer::bind() {
                o_.host, o_.port);
 }
 
-void HttpServer::listen() { http_->listen_after_bind(); }
+void HttpServer::listen() {
+  http_->listen_after_bind();
+  listened_ = true;
+}
 
 void HttpServer::drain_and_stop() {
   scheduler_.drain();
+  // The generations are done; their last events may still be on the way to the clients.
+  for (int i = 0; i < 3000 && open_responses_ > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // stop() does nothing before listen() runs: wait for it to (or to have returned).
+  while (!http_->is_running() && !listened_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   http_->stop();
 }
 
@@ -87,7 +105,7 @@ void HttpServer::routes() {
                             : status == 413 ? fmt::format("the request body is larger than {} bytes", o_.max_body_bytes)
                                             : fmt::format("HTTP {}", status);
     send_json(res, status, ApiError(status, msg, "", status == 404 ? "not_found" : "").body());
-    metrics_.count_request(req.path.rfind("/v1/", 0) == 0 ? req.path : "other", status);
+    metrics_.count_request(endpoint(req.path), status);
   });
   s.set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string msg = "internal error";
@@ -98,7 +116,7 @@ void HttpServer::routes() {
     } catch (...) {
     }
     send_json(res, 500, ApiError(500, msg).body());
-    metrics_.count_request(req.path, 500);
+    metrics_.count_request(endpoint(req.path), 500);
   });
 
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -114,7 +132,7 @@ void HttpServer::routes() {
     const ApiError e(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'", "",
                      "invalid_api_key");
     send_json(res, 401, e.body());
-    metrics_.count_request(req.path, 401);
+    metrics_.count_request(endpoint(req.path), 401);
     return false;
   };
 
@@ -141,16 +159,22 @@ void HttpServer::routes() {
         scheduler_.submit(job);
       } catch (const ApiError& e) {
         send_json(res, e.status(), e.body());
-        metrics_.count_request(req.path, e.status());
+        metrics_.count_request(endpoint(req.path), e.status());
         return;
       }
-      metrics_.count_request(req.path, 200);
+      // Open until its last byte is written: the drain waits for it.
+      open_responses_++;
+      metrics_.count_request(endpoint(req.path), 200);
       const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", job->id());
       const json head = {{"id", id},
                          {"object", chat ? (r.stream ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
                          {"created", unix_now()},
                          {"model", o_.model_name}};
       if (!r.stream) {
+        struct Closed {
+          std::atomic<int>& n;
+          ~Closed() { n--; }
+        } closed{open_responses_};
         std::string text;
         for (JobEvent ev;;) {
           if (!job->next(ev, std::chrono::milliseconds(200))) continue;
@@ -180,6 +204,7 @@ void HttpServer::routes() {
       res.set_chunked_content_provider(
           "text/event-stream",
           [job, head, chat, include_usage, first](size_t, httplib::DataSink& sink) {
+            try {
             JobEvent ev;
             if (!job->next(ev, std::chrono::milliseconds(100))) {
               if (!sink.is_writable()) {
@@ -215,9 +240,14 @@ void HttpServer::routes() {
             sink.write(end.data(), end.size());
             sink.done();
             return true;
+            } catch (const std::exception&) {  // httplib calls this outside its own try
+              job->cancel();
+              return false;
+            }
           },
-          [job](bool success) {
+          [this, job](bool success) {
             if (!success) job->cancel();
+            open_responses_--;
           });
     };
   };

@@ -3,6 +3,7 @@
 // /v1/chat/completions (the model's chat template), /v1/models, /health, /metrics. Requests
 // are parsed and prepared on the HTTP threads; generations run on the scheduler's thread;
 // streamed responses are server-sent events of the text as it becomes final.
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -35,10 +36,12 @@ class HttpServer {
   // Binds the address (throws naming it when it cannot); port() then answers.
   void bind();
   int port() const { return port_; }
-  // Serves until stop(); returns then.
+  // Serves until drain_and_stop(); returns then.
   void listen();
-  // Stops taking generations (503), waits for those admitted, then stops the listener.
+  // Stops taking generations (503), waits for those admitted and for their responses to be
+  // written (up to 30 s), then stops the listener (waiting for listen() to have started).
   void drain_and_stop();
+  bool listened() const { return listened_; }
   Metrics& metrics() { return metrics_; }
 
  private:
@@ -52,6 +55,8 @@ class HttpServer {
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;
   int64_t created_ = 0;
+  std::atomic<int> open_responses_{0};
+  std::atomic<bool> listened_{false};
 };
 
 }  // namespace mosaic::serve

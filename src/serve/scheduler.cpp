@@ -31,6 +31,8 @@ std::shared_ptr<GenerationJob> Scheduler::submit(std::shared_ptr<GenerationJob> 
       job->set_cache_bytes(plan.cache_bytes);
     } catch (const OutOfBudget& e) {
       throw ApiError(400, api_words(e.what()), "max_tokens", "context_length_exceeded");
+    } catch (const Error& e) {
+      throw ApiError(400, api_words(e.what()));
     }
   }
   std::lock_guard<std::mutex> lock(mu_);

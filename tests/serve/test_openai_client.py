@@ -193,6 +193,11 @@ class OpenAiClientTest(unittest.TestCase):
         self.assertIn("block_length", e.exception.body["message"])
         status, body = self.server.raw("GET", "/v1/nowhere")
         self.assertEqual(status, 404)
+        # Bytes that are not UTF-8, in a path and in a body, once aborted the server.
+        status, body = self.server.raw("GET", "/%ff%fe")
+        self.assertEqual((status, body["error"]["code"]), (404, "not_found"))
+        status, body = self.server.raw("POST", "/v1/completions", b'{"prompt": "ab\xff\xfe", "max_tokens": 4}')
+        self.assertEqual((status, body["error"]["type"]), (400, "invalid_request_error"))
         self.assertTrue(self.complete("Praise ye", max_tokens=8).choices[0].text)
 
     def test_metrics(self):

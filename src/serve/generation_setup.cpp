@@ -24,7 +24,15 @@ void refuse_unless(bool ok, const char* param, const char* sampler) {
 CacheOptions cache_of(const CompletionRequest& r, const ServeDefaults& d) {
   CacheOptions c;
   c.mode = parse_cache_mode(r.cache.empty() ? d.cache : r.cache);
+  validate_cache_options(c);
   return c;
+}
+
+// 0: the schedule decides; a given threshold is checked.
+double threshold_of(const CompletionRequest& r) {
+  if (!r.threshold) return 0.0;
+  validate_threshold(*r.threshold);
+  return *r.threshold;
 }
 
 std::unique_ptr<Sampler> llada_sampler(const CompletionRequest& r, int64_t gen, const ServeDefaults& d) {
@@ -40,11 +48,7 @@ std::unique_ptr<Sampler> llada_sampler(const CompletionRequest& r, int64_t gen, 
   if (!r.remasking.empty()) o.remasking = parse_remasking(r.remasking);
   o.seed = r.seed;
   o.cache = cache_of(r, d);
-  validate_cache_options(o.cache);
-  if (r.threshold) {
-    validate_threshold(*r.threshold);
-    o.threshold = *r.threshold;
-  }
+  o.threshold = threshold_of(r);
   validate_generate_options(o);
   return std::make_unique<LladaSampler>(o);
 }
@@ -62,11 +66,7 @@ std::unique_ptr<Sampler> dream_sampler(const CompletionRequest& r, int64_t gen, 
   o.top_k = r.top_k;
   o.seed = r.seed;
   o.cache = cache_of(r, d);
-  validate_cache_options(o.cache);
-  if (r.threshold) {
-    validate_threshold(*r.threshold);
-    o.threshold = *r.threshold;
-  }
+  o.threshold = threshold_of(r);
   validate_dream_options(o);
   return std::make_unique<DreamSampler>(o);
 }

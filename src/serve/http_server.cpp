@@ -204,43 +204,42 @@ void HttpServer::routes() {
       res.set_chunked_content_provider(
           "text/event-stream",
           [job, head, chat, include_usage, first](size_t, httplib::DataSink& sink) {
-            try {
-            JobEvent ev;
-            if (!job->next(ev, std::chrono::milliseconds(100))) {
-              if (!sink.is_writable()) {
-                job->cancel();
-                return false;
+            try {  // httplib calls this outside its own try
+              JobEvent ev;
+              if (!job->next(ev, std::chrono::milliseconds(100))) {
+                if (!sink.is_writable()) {
+                  job->cancel();
+                  return false;
+                }
+                return true;
               }
+              json chunk = head;
+              std::string out;
+              if (ev.kind == JobEvent::Kind::Text) {
+                chunk["choices"] = json::array({chunk_choice(chat, ev.text, *first, nullptr)});
+                *first = false;
+                out = sse(chunk);
+                const bool ok = sink.write(out.data(), out.size());
+                if (!ok) job->cancel();
+                return ok;
+              }
+              if (ev.kind == JobEvent::Kind::Error) {
+                out = sse(ev.error);
+              } else {
+                chunk["choices"] = json::array({chunk_choice(chat, "", *first, ev.finish_reason)});
+                out = sse(chunk);
+                if (include_usage) {
+                  json u = head;
+                  u["choices"] = json::array();
+                  u["usage"] = usage(ev);
+                  out += sse(u);
+                }
+              }
+              out += "data: [DONE]\n\n";
+              sink.write(out.data(), out.size());
+              sink.done();
               return true;
-            }
-            json chunk = head;
-            bool ok = true;
-            if (ev.kind == JobEvent::Kind::Text) {
-              chunk["choices"] = json::array({chunk_choice(chat, ev.text, *first, nullptr)});
-              *first = false;
-              ok = sink.write(sse(chunk).data(), sse(chunk).size());
-              if (!ok) job->cancel();
-              return ok;
-            }
-            if (ev.kind == JobEvent::Kind::Error) {
-              const std::string s = sse(ev.error);
-              sink.write(s.data(), s.size());
-            } else {
-              chunk["choices"] = json::array({chunk_choice(chat, "", *first, ev.finish_reason)});
-              std::string s = sse(chunk);
-              if (include_usage) {
-                json u = head;
-                u["choices"] = json::array();
-                u["usage"] = usage(ev);
-                s += sse(u);
-              }
-              sink.write(s.data(), s.size());
-            }
-            const std::string end = "data: [DONE]\n\n";
-            sink.write(end.data(), end.size());
-            sink.done();
-            return true;
-            } catch (const std::exception&) {  // httplib calls this outside its own try
+            } catch (const std::exception&) {
               job->cancel();
               return false;
             }

@@ -57,7 +57,9 @@ size_t tensor_bytes(const TensorDesc& td, const MemoryPlan& plan) {
 
 }  // namespace
 
-void Executor::run(const MemoryPlan& plan, const InputBindings& in, const SampleParams& sp, OutputBuffers* out) {
+void Executor::run(const MemoryPlan& plan, const InputBindings& in, const SampleParams& sp, OutputBuffers* out,
+                   const StepLayout* layout) {
+  layout_ = layout;
   MOSAIC_CHECK(be_.arena_mapped_bytes() >= plan.arena_bytes(), "executor: arena of {} B is smaller than the plan's {} B",
                be_.arena_mapped_bytes(), plan.arena_bytes());
   for (size_t t = 0; t < g_.tensors.size(); ++t) {
@@ -145,6 +147,10 @@ void Executor::trace(int i, const MemoryPlan& plan, int64_t r0, int64_t rows) {
 }
 
 void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t rows, const SampleParams& sp) {
+  if (layout_ && (n.op == Op::Attention || n.op == Op::SampleRows || n.op == Op::CfgCombine || n.op == Op::RankRows)) {
+    exec_packed(n, plan, r0, rows);
+    return;
+  }
   auto in = [&](size_t i) { return view(n.in.at(i), plan, r0, rows); };
   auto out = [&](size_t i) { return view(n.out.at(i), plan, r0, rows); };
   switch (n.op) {
@@ -274,6 +280,76 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
                       static_cast<int32_t*>(tok.p), static_cast<float*>(conf.p));
       break;
     }
+  }
+}
+
+void Executor::exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t rows) {
+  auto in = [&](size_t i) { return view(n.in.at(i), plan, r0, rows); };
+  auto out = [&](size_t i) { return view(n.out.at(i), plan, r0, rows); };
+  auto esize = [&](const Operand& o) { return elem_size(g_.tensors[o.tensor].elem, plan.act_size); };
+  // The head's nodes run on M rows; attention on L rows, or on M past the last layer's keys.
+  const bool on_head_rows = g_.regions[n.region].rows == SymDim::masked();
+  // This chunk's rows [r0, r0 + rows) that sequence s owns, as [a, b).
+  auto piece = [&](const PackedSequence& s, int64_t& a, int64_t& b) {
+    const int64_t begin = on_head_rows ? s.head0 : s.row0, count = on_head_rows ? s.heads : s.rows;
+    a = std::max(r0, begin);
+    b = std::min(r0 + rows, begin + count);
+    return a < b;
+  };
+  auto at = [](const View& v, int64_t row, size_t es) {
+    return static_cast<std::byte*>(v.p) + static_cast<size_t>(row * v.cols) * es;
+  };
+  switch (n.op) {
+    case Op::Attention: {
+      const size_t kv_inputs = n.in.size() - (n.has_positions ? 1 : 0);
+      MOSAIC_CHECK(kv_inputs == 3, "executor: a batched step reads its keys from one place (not a sparse cache)");
+      View q = in(0), k = in(1), v = in(2), o = out(0);
+      const int32_t* positions = n.has_positions ? static_cast<const int32_t*>(in(n.in.size() - 1).p) : nullptr;
+      void* ws = n.out.size() > 1 ? out(1).p : nullptr;
+      const size_t qs = esize(n.in[0]), ks = esize(n.in[1]), os = esize(n.out[0]);
+      for (const PackedSequence& s : *layout_) {
+        int64_t a, b;
+        if (!piece(s, a, b)) continue;
+        MOSAIC_CHECK(s.key0 >= 0 && s.key0 + s.keys <= k.rows, "executor: a sequence's keys [{}, {}) are past the {} "
+                     "keys", s.key0, s.key0 + s.keys, k.rows);
+        const int64_t first = on_head_rows ? s.head0 : s.row0;
+        AttentionMask mask{n.block, positions ? positions + (a - r0) : nullptr, a - first};
+        be_.attention(at(q, a - r0, qs), b - a, {at(k, s.key0, ks), at(v, s.key0, ks), s.keys}, {}, n.heads,
+                      n.kv_heads, n.head_dim, n.scale, at(o, a - r0, os), ws, mask);
+      }
+      break;
+    }
+    case Op::SampleRows: {
+      View l = in(0), pos = in(1), tok = out(0), conf = out(1);
+      for (const PackedSequence& s : *layout_) {
+        int64_t a, b;
+        if (!piece(s, a, b)) continue;
+        const int64_t i = a - r0;
+        be_.sample_rows(static_cast<const float*>(l.p) + i * l.cols, b - a, l.cols,
+                        static_cast<const int32_t*>(pos.p) + i, s.sample, static_cast<int32_t*>(tok.p) + i,
+                        static_cast<float*>(conf.p) + i);
+      }
+      break;
+    }
+    case Op::CfgCombine: {
+      View c = out(0), u = in(1);
+      for (const PackedSequence& s : *layout_) {
+        int64_t a, b;
+        if (!piece(s, a, b)) continue;
+        const int64_t i = (a - r0) * c.cols;
+        be_.cfg_combine(static_cast<float*>(c.p) + i, static_cast<const float*>(u.p) + i, (b - a) * c.cols,
+                        s.sample.cfg_scale);
+      }
+      break;
+    }
+    case Op::RankRows: {  // the whole M rows at once (the rank region is not chunked)
+      View c = in(0), o = out(0);
+      for (const PackedSequence& s : *layout_)
+        if (s.heads > 0)
+          be_.rank_rows(static_cast<const float*>(c.p) + s.head0, s.heads, static_cast<int32_t*>(o.p) + s.head0);
+      break;
+    }
+    default: MOSAIC_CHECK(false, "executor: {} has no batched form", op_name(n.op));
   }
 }
 

@@ -29,6 +29,19 @@ struct HostInput {
 };
 using InputBindings = std::map<std::string, HostInput>;
 
+// Several sequences packed into one step (a batch). Each owns a contiguous range of the step's
+// L rows, of its M head rows and of the keys attention reads (the step's fresh rows, or the
+// cache), and samples with its own parameters. Attention runs per sequence over its own keys;
+// the head samples, guides and ranks each sequence's rows apart (its order counts from its
+// own first head row), so every sequence sees the step it would have taken alone.
+struct PackedSequence {
+  int64_t row0 = 0, rows = 0;    // in L
+  int64_t head0 = 0, heads = 0;  // in M
+  int64_t key0 = 0, keys = 0;    // in the keys attention reads
+  SampleParams sample;
+};
+using StepLayout = std::vector<PackedSequence>;
+
 // Every Output and InOut tensor of a step, by name, as the bytes the plan gave it.
 struct OutputBuffers {
   std::map<std::string, std::vector<std::byte>> bytes;
@@ -64,7 +77,9 @@ class Executor {
   // weights[t] is the resident pointer of Weight tensor t (nullptr for other tensors).
   Executor(Backend& be, const Graph& g, std::vector<const void*> weights);
   // Throws when an input the plan reads is not bound, or a binding's size is not the plan's.
-  void run(const MemoryPlan& plan, const InputBindings& in, const SampleParams& sp, OutputBuffers* out);
+  // With a layout the step is a batch: `sp` is unused, each sequence samples with its own.
+  void run(const MemoryPlan& plan, const InputBindings& in, const SampleParams& sp, OutputBuffers* out,
+           const StepLayout* layout = nullptr);
   // Non-null: the following steps add their per-node times here (each node then waits for
   // the device: slower steps, for finding where time goes, not for timing the step).
   void set_op_times(OpTimes* t) { op_times_ = t; }
@@ -82,6 +97,9 @@ class Executor {
   };
   View view(const Operand& o, const MemoryPlan& plan, int64_t r0, int64_t n_rows) const;
   void exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t n_rows, const SampleParams& sp);
+  // A batch's per-sequence nodes: attention over each sequence's keys, and the head's sampling,
+  // guidance and ranking with each sequence's parameters.
+  void exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t n_rows);
   void trace(int node, const MemoryPlan& plan, int64_t r0, int64_t rows);
   void timed_exec(int node, const MemoryPlan& plan, int64_t r0, int64_t rows, const SampleParams& sp);
 
@@ -92,6 +110,7 @@ class Executor {
   OpTimes* op_times_ = nullptr;
   offload::ExpertOffload* offload_ = nullptr;
   const ExpertCopies* copies_ = nullptr;
+  const StepLayout* layout_ = nullptr;  // the batch being run, or none
   std::vector<int32_t> host_ids_, copy_in_;
   std::vector<float> host_weights_;
   std::vector<uint8_t> on_gpu_;

@@ -1,6 +1,7 @@
 #include "decode/engine.h"
 
 #include <chrono>
+#include <map>
 
 namespace mosaic {
 
@@ -23,6 +24,48 @@ StepEvent run_step(Model& model, Sampler& sampler, Sequence& seq) {
   else
     seq.next_step();
   return ev;
+}
+
+std::vector<StepEvent> run_batch_step(Model& model, const std::vector<BatchMember>& batch) {
+  std::vector<StepEvent> events(batch.size());
+  std::vector<StepRequest> requests(batch.size());
+  // The members whose step needs the model, grouped by the kind of step (one graph each).
+  std::map<GraphOptions, std::vector<size_t>> kinds;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Sampler& sampler = *batch[i].sampler;
+    Sequence& seq = *batch[i].sequence;
+    events[i] = StepEvent{seq.block, sampler.num_blocks(), seq.step, sampler.steps_per_block(), seq.global_step};
+    StepRequest& r = requests[i];
+    r.tokens = &seq.tokens;
+    r.step_in_block = static_cast<int>(seq.step);
+    sampler.prepare(seq, r);
+    if (!r.head_pos.empty()) kinds[model.graph_options(r)].push_back(i);
+  }
+  std::vector<StepOutputs> outs(batch.size());
+  for (const auto& [options, members] : kinds) {
+    std::vector<BatchEntry> entries;
+    for (size_t i : members) entries.push_back({&requests[i], batch[i].id});
+    StepStats stats;
+    std::vector<StepOutputs> o = model.step_batch(entries, &stats);
+    for (size_t j = 0; j < members.size(); ++j) {
+      outs[members[j]] = std::move(o[j]);
+      events[members[j]].stats = stats;
+      events[members[j]].ran_model = true;
+    }
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Sampler& sampler = *batch[i].sampler;
+    Sequence& seq = *batch[i].sequence;
+    StepEvent& ev = events[i];
+    ev.committed = sampler.commit(seq, requests[i], outs[i]);
+    ev.cache_step = requests[i].cache.step;
+    ev.block_done = sampler.block_done(seq);
+    if (ev.block_done)
+      seq.next_block(sampler.num_blocks());
+    else
+      seq.next_step();
+  }
+  return events;
 }
 
 GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, const StepCallback& on_step) {

@@ -34,6 +34,17 @@ using StepCallback = std::function<void(const StepEvent&, const std::vector<int3
 // advance. A server interleaves sequences with it at block boundaries.
 StepEvent run_step(Model& model, Sampler& sampler, Sequence& seq);
 
+// One sequence of a batched step: its sampler, its state, and an id naming its caches.
+struct BatchMember {
+  Sampler* sampler = nullptr;
+  Sequence* sequence = nullptr;
+  int64_t id = 0;
+};
+// One step of several unfinished sequences: each prepares and commits as run_step does, and
+// those whose steps need the model share one pass per kind of step (Model::step_batch).
+// Returns their events, in order; each ran sequence's stats are its pass's.
+std::vector<StepEvent> run_batch_step(Model& model, const std::vector<BatchMember>& batch);
+
 GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, const StepCallback& on_step = {});
 
 }  // namespace mosaic

@@ -21,9 +21,9 @@ Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
   int tokens_un = o_.guided ? input("tokens_uncond", SymDim::tokens()) : -1;
   head_rows_ = input("head_rows", M);
   int head_pos = input("head_pos", M);
-  if (cached()) {
+  if (positioned()) {
     pos_ = input("pos", SymDim::tokens());
-    if (!attends_apart()) cache_rows_ = input("cache_rows", SymDim::tokens());
+    if (cached() && !attends_apart()) cache_rows_ = input("cache_rows", SymDim::tokens());
     head_row_pos_ = input("head_row_pos", M);
   }
   if (selects()) {
@@ -173,7 +173,7 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   if (o_.masked_last_layer && l == n_layers() - 1 && end == n_layers()) {
     x_ = gather_head_rows(x_, pfx_);
     rows_ = M;
-    positions_ = cached() ? head_row_pos_ : head_rows_;
+    positions_ = positioned() ? head_row_pos_ : head_rows_;
   }
 
   r = g_.begin_region({lp + "attn_q", rows_, true});

@@ -41,6 +41,10 @@ struct GraphOptions {
   // > 0: block-causal attention with blocks of this many positions from position 0 (LLaDA2.0's
   // generate(): bidirectional inside a block, causal across blocks).
   int64_t attention_block = 0;
+  // Several sequences packed along L (Model::step_batch): every row's position is an input
+  // ("pos", and "head_row_pos" for the head rows), and the executor runs attention and the head
+  // per sequence (Executor's StepLayout).
+  bool packed = false;
   BackendTraits traits = cpu_traits();
 
   // Every field takes part: a runner cached under one set of options is never reused for another.
@@ -109,6 +113,8 @@ class StepGraphBuilder {
   void rope(int t, int heads, int positions = -1);
   void head_norm(int t, int heads, const std::string& weight);
   bool cached() const { return o_.cache != CacheMode::None && o_.cache_step == CacheStep::Cached; }
+  // Rows at explicit positions: a cached step's, or a batch's.
+  bool positioned() const { return cached() || o_.packed; }
   bool stores_in_place() const {
     return (o_.cache == CacheMode::Prefix || o_.cache == CacheMode::Dual) && o_.cache_step == CacheStep::Store;
   }

@@ -251,6 +251,7 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
                  "step: a cached step of the block at {} found no cache stored for it (a block's first step stores "
                  "it)", cache.block_begin);
   }
+  batch_state_ = {};  // the caches a batch packed are not this sequence's
   be_.reserve_arena(plan.arena_bytes(), use_cache ? plan.persistent_bytes() : 0);
 
   // The rows this step runs: the whole sequence, or a cached step's [run_begin, run_end).

@@ -77,6 +77,13 @@ struct StepOutputs {
   std::vector<std::byte> hidden;  // [L, d], from a segment that stops before the last layer
 };
 
+// One sequence of a batched step (Model::step_batch): its request, and an id that names its
+// cache across the steps of a block.
+struct BatchEntry {
+  const StepRequest* request = nullptr;
+  int64_t id = 0;
+};
+
 class Model {
  public:
   // `run_layers` > 0 runs steps through only the first layers (all weights still load):
@@ -130,6 +137,17 @@ class Model {
 
   StepOutputs step(const StepRequest& r, StepStats* stats = nullptr);
 
+  // Several sequences' steps in one pass (models/batch_step.cpp): their rows packed along L,
+  // attention and sampling per sequence, so each sequence's outputs are those of its step
+  // alone. Every request must want the same kind of step (guidance, cache mode and step,
+  // block-causal blocks). With a cache, a Store step packs the sequences' caches in the order
+  // given and a Cached step finds each by its id; sparse caches, layer segments and the exact
+  // (block-causal) prefix cache run alone.
+  std::vector<StepOutputs> step_batch(const std::vector<BatchEntry>& batch, StepStats* stats = nullptr);
+  // Plans every kind of step a batch of these generations takes together (their rows packed)
+  // under the activation budget; does not throw when it does not fit (plan.fits says).
+  GenerationPlan check_batch(const CacheOptions& cache, const std::vector<GenerationShape>& shapes, bool guided);
+
   // Plans every kind of step a generation of this shape takes under the activation budget,
   // before it starts; throws OutOfBudget, naming the longest sequence that fits, when one
   // does not (a cache never runs out of memory mid-generation).
@@ -177,6 +195,18 @@ class Model {
   // The exact (block-causal) prefix cache: its shape, and the rows [0, written_) steps wrote.
   CacheState exact_state_;
   int64_t written_ = 0;
+  // The caches a batch's Store step packed: per sequence id, its keys' first row and shape.
+  struct PackedCache {
+    int64_t key0 = 0, tokens = 0, block_begin = 0, block_end = 0;
+    bool operator==(const PackedCache&) const = default;
+  };
+  struct BatchCacheState {
+    CacheMode mode = CacheMode::None;
+    bool guided = false;
+    int64_t rows = 0;  // every sequence's caches: K
+    std::map<int64_t, PackedCache> sequences;
+  };
+  BatchCacheState batch_state_;
 };
 
 // Uploads the weights graph `g` names, once per checkpoint tensor, checking shapes and

@@ -1,0 +1,228 @@
+// The batch dimension: several sequences' steps in one pass (Model::step_batch, run_batch_step)
+// give every sequence what its steps alone give. Logits of a packed step equal each sequence's
+// own step; whole generations run in rounds (every member starts a block together, as the
+// server's scheduler runs them) give the tokens of each generation alone, for every family,
+// with and without caches, guidance and sampling noise; bad batches get clear errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "decode/dream_sampler.h"
+#include "decode/engine.h"
+#include "decode/llada2_sampler.h"
+#include "decode/llada_sampler.h"
+#include "models/model.h"
+#include "step_request.h"
+#include "test_util.h"
+
+namespace mosaic {
+namespace {
+
+std::string fixture(const char* name) { return (test::fixtures_dir() / name).string(); }
+
+std::vector<int32_t> prompt_of(int64_t n, int salt) {
+  std::vector<int32_t> p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int32_t>((i * 37 + 11 + salt * 13) % 300);
+  return p;
+}
+
+// One generation: its sampler and sequence.
+struct Job {
+  std::unique_ptr<Sampler> sampler;
+  Sequence seq;
+};
+
+// A generation's options varied by `i`: prompt and gen lengths, seeds, temperature.
+Job make_job(const Model& m, int i, CacheMode cache, bool guided) {
+  const auto prompt = prompt_of(7 + 5 * i, i);
+  const int32_t mask = static_cast<int32_t>(m.config().mask_token_id);
+  Job j;
+  const std::string family = m.family().name();
+  if (family == "llada2") {
+    Llada2Options o;
+    o.gen_length = 12 + 4 * i;
+    o.block_length = 8;
+    o.steps = 4;
+    o.threshold = i == 1 ? 0.0 : 0.9;
+    o.temperature = i == 2 ? 0.8 : 0.0;
+    o.seed = 100 + i;
+    o.cache = cache;
+    auto s = std::make_unique<Llada2Sampler>(o, static_cast<int64_t>(prompt.size()),
+                                             static_cast<int32_t>(*m.config().eos_token_id));
+    const int64_t P = static_cast<int64_t>(prompt.size());
+    j.seq = Sequence::start(prompt, s->sequence_length(P, o.gen_length) - P, mask, o.seed);
+    j.sampler = std::move(s);
+  } else if (family == "dream") {
+    DreamOptions o;
+    o.gen_length = 16;
+    o.steps = 8 + 4 * (i % 2);
+    o.block_length = 8;
+    o.temperature = i == 2 ? 0.7 : 0.0;
+    o.seed = 200 + i;
+    o.cache.mode = cache;
+    j.seq = Sequence::start(prompt, o.gen_length, mask, o.seed);
+    j.sampler = std::make_unique<DreamSampler>(o);
+  } else {
+    GenerateOptions o;
+    o.gen_length = 16 + 8 * (i % 2);
+    o.block_length = 8;
+    o.steps = o.gen_length / 2;
+    o.temperature = i == 2 ? 0.9 : 0.0;
+    o.cfg_scale = guided ? 1.5f : 0.0f;
+    o.seed = 300 + i;
+    o.cache.mode = cache;
+    if (i == 1) o.threshold = 0.5;
+    j.seq = Sequence::start(prompt, o.gen_length, mask, o.seed);
+    j.sampler = std::make_unique<LladaSampler>(o);
+  }
+  return j;
+}
+
+// Runs the jobs in rounds as the server does: every unfinished job joins, the round steps the
+// members whose block is not done in one batch, and ends when every member's block is.
+void run_in_rounds(Model& m, std::vector<Job>& jobs) {
+  for (;;) {
+    std::vector<size_t> round;
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if (!jobs[i].seq.finished) round.push_back(i);
+    if (round.empty()) return;
+    std::vector<bool> in_block(jobs.size(), false);
+    for (size_t i : round) in_block[i] = true;
+    for (;;) {
+      std::vector<BatchMember> batch;
+      std::vector<size_t> who;
+      for (size_t i : round)
+        if (in_block[i]) batch.push_back({jobs[i].sampler.get(), &jobs[i].seq, static_cast<int64_t>(i)}), who.push_back(i);
+      if (batch.empty()) break;
+      const std::vector<StepEvent> ev = run_batch_step(m, batch);
+      for (size_t k = 0; k < who.size(); ++k)
+        if (ev[k].block_done) in_block[who[k]] = false;
+    }
+  }
+}
+
+struct Case {
+  const char* fixture;
+  CacheMode cache;
+  bool guided;
+};
+
+class BatchedGeneration : public ::testing::TestWithParam<Case> {};
+
+TEST_P(BatchedGeneration, EachSequenceGetsItsTokensAlone) {
+  const Case c = GetParam();
+  auto be = make_cpu_backend();
+  Model m(fixture(c.fixture), *be);
+  constexpr int n = 3;
+  std::vector<std::vector<int32_t>> alone;
+  for (int i = 0; i < n; ++i) {
+    Job j = make_job(m, i, c.cache, c.guided);
+    alone.push_back(run_generation(m, *j.sampler, j.seq).tokens);
+  }
+  std::vector<Job> jobs;
+  for (int i = 0; i < n; ++i) jobs.push_back(make_job(m, i, c.cache, c.guided));
+  run_in_rounds(m, jobs);
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(jobs[i].seq.tokens, alone[i]) << "sequence " << i;
+    // Something was generated: the tokens are not the masks they started as.
+    int64_t masks = 0;
+    for (int32_t t : jobs[i].seq.tokens) masks += t == static_cast<int32_t>(m.config().mask_token_id);
+    EXPECT_LT(masks, jobs[i].seq.gen_length()) << "sequence " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, BatchedGeneration,
+    ::testing::Values(Case{"llada_tiny", CacheMode::None, false}, Case{"llada_tiny", CacheMode::Dual, false},
+                      Case{"llada_tiny", CacheMode::Prefix, false}, Case{"llada_tiny", CacheMode::None, true},
+                      Case{"llada_tiny", CacheMode::Dual, true}, Case{"dream_tiny", CacheMode::None, false},
+                      Case{"dream_tiny", CacheMode::Dual, false}, Case{"llada_moe_tiny", CacheMode::Dual, false},
+                      Case{"llada2_tiny", CacheMode::None, false}),
+    [](const auto& info) {
+      return std::string(info.param.fixture) + "_" + cache_mode_name(info.param.cache) +
+             (info.param.guided ? "_guided" : "");
+    });
+
+TEST(BatchStep, PackedLogitsEqualEachSequencesOwn) {
+  auto be = make_cpu_backend();
+  Model m(fixture("llada_tiny"), *be);
+  const int32_t mask = static_cast<int32_t>(m.config().mask_token_id);
+  std::vector<std::vector<int32_t>> seqs;
+  for (int i = 0; i < 3; ++i) {
+    auto t = prompt_of(6 + 9 * i, i);
+    t.resize(t.size() + 10, mask);
+    seqs.push_back(t);
+  }
+  std::vector<StepRequest> reqs;
+  for (const auto& t : seqs) {
+    const int32_t L = static_cast<int32_t>(t.size());
+    reqs.push_back(test::logits_request(t, {L - 10, L - 7, L - 1}));
+  }
+  std::vector<BatchEntry> batch;
+  for (size_t i = 0; i < reqs.size(); ++i) batch.push_back({&reqs[i], static_cast<int64_t>(i)});
+  const std::vector<StepOutputs> packed = m.step_batch(batch);
+  ASSERT_EQ(packed.size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const std::vector<float> own = m.step(reqs[i]).logits;
+    ASSERT_EQ(packed[i].logits.size(), own.size());
+    double diff = 0;
+    for (size_t k = 0; k < own.size(); ++k) diff = std::max(diff, std::abs(static_cast<double>(own[k]) - packed[i].logits[k]));
+    EXPECT_LT(diff, 1e-4) << "sequence " << i;
+  }
+  // Not every sequence's logits are alike: packing did not hand one sequence's rows to all.
+  double apart = 0;
+  for (size_t k = 0; k < packed[0].logits.size(); ++k)
+    apart = std::max(apart, std::abs(static_cast<double>(packed[0].logits[k]) - packed[1].logits[k]));
+  EXPECT_GT(apart, 1e-3);
+}
+
+TEST(BatchStep, RefusesMixedKindsAndCachedStepsWithoutAStore) {
+  auto be = make_cpu_backend();
+  Model m(fixture("llada_tiny"), *be);
+  const int32_t mask = static_cast<int32_t>(m.config().mask_token_id);
+  auto t = prompt_of(8, 0);
+  t.resize(16, mask);
+  StepRequest a = test::sample_request(t, {8, 9});
+  StepRequest b = test::logits_request(t, {8, 9});
+  try {
+    m.step_batch({{&a, 0}, {&b, 1}});
+    ADD_FAILURE() << "mixed kinds ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different kinds of step"), std::string::npos) << e.what();
+  }
+  StepRequest c = a;
+  c.cache.options.mode = CacheMode::Dual;
+  c.cache.step = CacheStep::Cached;
+  c.cache.block_begin = c.cache.run_begin = 8;
+  c.cache.block_end = c.cache.run_end = 16;
+  try {
+    m.step_batch({{&c, 0}});
+    ADD_FAILURE() << "a cached step without its store ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("found no cache"), std::string::npos) << e.what();
+  }
+  // After a batch's store, a sequence that was not in it has no cache.
+  StepRequest store = c;
+  store.cache.step = CacheStep::Store;
+  m.step_batch({{&store, 0}});
+  m.step_batch({{&c, 0}});  // its own id: fine
+  try {
+    m.step_batch({{&c, 7}});
+    ADD_FAILURE() << "a cached step of a sequence not stored ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sequence 7"), std::string::npos) << e.what();
+  }
+  c.cache.options.mode = CacheMode::Sparse;
+  try {
+    m.step_batch({{&c, 0}});
+    ADD_FAILURE() << "a sparse cache's step ran batched";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sparse"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace mosaic

@@ -53,6 +53,9 @@ void run_bench(const BenchFlags& flags) {
                  "--op-times, --profile, --warmup or --iters (use --warmup-generations)");
     MOSAIC_CHECK(f.gen_length % f.block_length == 0, "--gen-length must be a multiple of --block-length");
   }
+  MOSAIC_CHECK(f.batch.empty() || (!f.cache.empty() && f.offload.empty()),
+               "--batch times whole generations: give --cache MODES with it (e.g. --cache dual --batch 1,4,16); it "
+               "does not combine with --offload");
   // An offload bench without the all-GPU run loads only the offloaded model (experts on the host,
   // and with --layers only those layers: a model larger than the host, measured in part).
   const bool offload_only = !f.offload.empty() && ("," + f.offload + ",").find(",gpu,") == std::string::npos;
@@ -67,6 +70,11 @@ void run_bench(const BenchFlags& flags) {
 
   if (!f.offload.empty()) {
     out["results"] = bench_offload(s, f, lengths);
+    if (!f.json_path.empty()) write_json(f.json_path, out);
+    return;
+  }
+  if (!f.batch.empty()) {
+    out["results"] = bench_batches(m, f, lengths);
     if (!f.json_path.empty()) write_json(f.json_path, out);
     return;
   }
@@ -141,6 +149,10 @@ void add_bench(CLI::App& app) {
       c->add_option("--sparse-kernel", f->sparse_kernel, "With --cache sparse: the max-pool width (odd)")
           ->capture_default_str(),
   };
+  c->add_option("--batch", f->batch,
+                "With --cache: time generations of this many sequences at once (e.g. 1,4,16), their steps in shared "
+                "passes as the server runs them; reports aggregate tokens/s, per-sequence latency p50/p99 and the "
+                "throughput over the first size");
   c->add_option("--warmup-generations", f->warmup_generations, "With --cache: untimed generations first")
       ->capture_default_str();
   c->add_option("--json", f->json_path, "Also write the results as JSON");

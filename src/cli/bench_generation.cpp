@@ -19,8 +19,8 @@
 
 namespace mosaic::cli {
 
-std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n) {
-  std::mt19937 rng(1234);
+std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
   const int64_t vocab = std::min(c.vocab_size, c.mask_token_id > 0 ? c.mask_token_id : c.vocab_size);
   std::vector<int32_t> x(static_cast<size_t>(n));
   for (auto& t : x) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));

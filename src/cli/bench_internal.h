@@ -33,6 +33,8 @@ struct BenchFlags {
   std::vector<CLI::Option*> sparse_flags;
   std::vector<CLI::Option*> step_flags;  // --warmup, --iters: single steps only
   int warmup_generations = 1;
+  // --batch: with --cache, generations of several sequences in shared passes (bench_batch.cpp).
+  std::string batch;
   // --offload: whole generations per expert placement (bench_offload.cpp).
   std::string offload;
   OffloadFlags offload_flags;
@@ -60,8 +62,11 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std
 // bench_generation.cpp: --cache MODES. Prints the table; returns the JSON results.
 std::vector<CacheMode> parse_cache_modes(const std::string& s);
 nlohmann::json bench_generations(Model& m, const BenchFlags& f, const std::vector<int64_t>& lengths);
-// A fixed random prompt of n tokens below the mask id (seed 1234).
-std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n);
+// A fixed random prompt of n tokens below the mask id.
+std::vector<int32_t> random_prompt(const io::ModelConfig& c, int64_t n, uint32_t seed = 1234);
+
+// bench_batch.cpp: --batch SIZES with --cache MODES. Prints the table; returns the JSON results.
+nlohmann::json bench_batches(Model& m, const BenchFlags& f, const std::vector<int64_t>& lengths);
 // One whole generation of the family's default sampler (one token per step), after
 // --warmup-generations untimed ones: its result and the time per kind of step.
 struct KindTime {

@@ -68,6 +68,20 @@ std::vector<StepEvent> run_batch_step(Model& model, const std::vector<BatchMembe
   return events;
 }
 
+void run_batch_block(Model& model, const std::vector<BatchMember>& members, const BatchCallback& on_pass) {
+  std::vector<BatchMember> in_block;
+  for (const BatchMember& b : members)
+    if (!b.sequence->finished) in_block.push_back(b);
+  while (!in_block.empty()) {
+    const std::vector<StepEvent> events = run_batch_step(model, in_block);
+    if (on_pass) on_pass(in_block, events);
+    std::vector<BatchMember> next;
+    for (size_t i = 0; i < in_block.size(); ++i)
+      if (!events[i].block_done) next.push_back(in_block[i]);
+    in_block = std::move(next);
+  }
+}
+
 GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, const StepCallback& on_step) {
   GenerateResult res;
   res.prompt_length = seq.prompt_length;

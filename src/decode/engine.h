@@ -45,6 +45,13 @@ struct BatchMember {
 // Returns their events, in order; each ran sequence's stats are its pass's.
 std::vector<StepEvent> run_batch_step(Model& model, const std::vector<BatchMember>& batch);
 
+// One round of a batch: the unfinished members step together until each has finished its
+// block (one whose block ends early waits for the others); every member starts its block,
+// so the round's first step stores the batch's caches. on_pass sees each pass's members and
+// their events.
+using BatchCallback = std::function<void(const std::vector<BatchMember>&, const std::vector<StepEvent>&)>;
+void run_batch_block(Model& model, const std::vector<BatchMember>& members, const BatchCallback& on_pass = {});
+
 GenerateResult run_generation(Model& model, Sampler& sampler, Sequence& seq, const StepCallback& on_step = {});
 
 }  // namespace mosaic

@@ -1,10 +1,12 @@
 #pragma once
 // The scheduler owns the model's thread. Requests wait in a bounded queue; up to `max_batch`
-// generations are active at once and take turns block by block (a generation joins and
-// leaves at a block boundary; a block's first step stores its caches afresh, so turns need no
-// copies). A generation whose cache outlives its blocks (LLaDA2.0's prefix cache) keeps its
-// turn to the end. Each step runs one sequence: the batched step (every active sequence's rows
-// in one pass) is not built yet.
+// generations are active at once. They run in rounds of one block: every active generation
+// whose steps can share a pass with the round's first (the same cache mode and guidance) joins,
+// as many as the memory plan holds together, and each step runs all of their rows in one pass
+// (Model::step_batch). A generation joins and leaves at a block boundary: a block's first step
+// stores the round's caches afresh. A generation whose cache outlives its blocks (LLaDA2.0's
+// exact prefix cache) or keeps only some rows (a sparse cache) runs alone, to its end or to
+// the end of its block.
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -38,7 +40,10 @@ class Scheduler {
 
  private:
   void loop();
-  void run_turn(GenerationJob& job);
+  // The active generations that share the first one's round (the first is always in).
+  std::vector<std::shared_ptr<GenerationJob>> form_round();
+  void run_round(const std::vector<std::shared_ptr<GenerationJob>>& round);
+  void run_alone(GenerationJob& job);
   void publish_gauges();
 
   Model& model_;
@@ -49,8 +54,7 @@ class Scheduler {
   std::condition_variable cv_, idle_cv_;
   std::deque<std::shared_ptr<GenerationJob>> queue_;
   std::vector<std::shared_ptr<GenerationJob>> active_;
-  size_t next_ = 0;  // round-robin position in active_
-  size_t cache_bytes_ = 0;  // the planned caches of the generation whose turn it is
+  size_t cache_bytes_ = 0;  // the planned caches of the round running
   int64_t next_id_ = 1;
   bool draining_ = false, stopping_ = false;
   std::thread thread_;

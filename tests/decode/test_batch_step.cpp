@@ -81,26 +81,15 @@ Job make_job(const Model& m, int i, CacheMode cache, bool guided) {
   return j;
 }
 
-// Runs the jobs in rounds as the server does: every unfinished job joins, the round steps the
-// members whose block is not done in one batch, and ends when every member's block is.
+// Runs the jobs in rounds as the server does: every unfinished job joins, and the round ends
+// when every member has finished its block.
 void run_in_rounds(Model& m, std::vector<Job>& jobs) {
   for (;;) {
-    std::vector<size_t> round;
+    std::vector<BatchMember> round;
     for (size_t i = 0; i < jobs.size(); ++i)
-      if (!jobs[i].seq.finished) round.push_back(i);
+      if (!jobs[i].seq.finished) round.push_back({jobs[i].sampler.get(), &jobs[i].seq, static_cast<int64_t>(i)});
     if (round.empty()) return;
-    std::vector<bool> in_block(jobs.size(), false);
-    for (size_t i : round) in_block[i] = true;
-    for (;;) {
-      std::vector<BatchMember> batch;
-      std::vector<size_t> who;
-      for (size_t i : round)
-        if (in_block[i]) batch.push_back({jobs[i].sampler.get(), &jobs[i].seq, static_cast<int64_t>(i)}), who.push_back(i);
-      if (batch.empty()) break;
-      const std::vector<StepEvent> ev = run_batch_step(m, batch);
-      for (size_t k = 0; k < who.size(); ++k)
-        if (ev[k].block_done) in_block[who[k]] = false;
-    }
+    run_batch_block(m, round);
   }
 }
 

@@ -1,7 +1,7 @@
-// The scheduler on the shipped model (CPU): generations taking turns block by block end with
-// the tokens each has alone (greedy, with and without a cache); a cancelled one stops; a full
-// queue answers 429, a generation past the memory budget 400 naming what fits, a draining
-// server 503.
+// The scheduler on the shipped model (CPU): generations run in rounds of a block, several
+// sequences in one pass, and end with the tokens each has alone (greedy and sampled, with and
+// without a cache); a cancelled one stops; a full queue answers 429, a generation past the
+// memory budget 400 naming what fits, a draining server 503.
 #include <gtest/gtest.h>
 
 #include "backend/backend.h"
@@ -36,13 +36,18 @@ std::vector<int32_t> wait_tokens(GenerationJob& job) {
   return job.generation().sequence.tokens;
 }
 
-TEST(Scheduler, TurnsBlockByBlockKeepEachGenerationsTokens) {
+TEST(Scheduler, BatchedGenerationsKeepEachGenerationsTokens) {
   auto be = make_cpu_backend();
   Model m(shipped().string(), *be);
   const io::Tokenizer tok = io::Tokenizer::load((shipped() / "tokenizer.json").string());
-  const std::vector<CompletionRequest> reqs = {request("Once upon a time", 64), request("And the LORD", 32, "dual"),
-                                               request("In the beginning", 64, "prefix"),
-                                               request("Blessed are", 48)};
+  std::vector<CompletionRequest> reqs = {request("Once upon a time", 64),      request("And the LORD", 32, "dual"),
+                                         request("In the beginning", 64, "prefix"), request("Blessed are", 48),
+                                         request("The kingdom of", 40, "dual"),     request("Then said", 24),
+                                         request("And it came to pass", 56, "dual")};
+  reqs[3].temperature = 0.8;  // sampled: its noise is its own in a batch too
+  reqs[3].seed = 7;
+  reqs[6].steps = 28;  // another schedule: its blocks take 4 steps, the others 8 or 1
+  reqs[6].block_length = 8;
   std::vector<std::vector<int32_t>> alone;
   for (const CompletionRequest& r : reqs) {
     PreparedGeneration g = prepare_generation(m, tok, r, {});
@@ -50,12 +55,21 @@ TEST(Scheduler, TurnsBlockByBlockKeepEachGenerationsTokens) {
     alone.push_back(g.sequence.tokens);
   }
   Metrics metrics;
-  Scheduler s(m, metrics, {.max_batch = 3, .queue = 4});
+  Scheduler s(m, metrics, {.max_batch = 6, .queue = 4});
   std::vector<std::shared_ptr<GenerationJob>> jobs;
   for (const CompletionRequest& r : reqs)
     jobs.push_back(s.submit(std::make_shared<GenerationJob>(prepare_generation(m, tok, r, {}), tok)));
   for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(wait_tokens(*jobs[i]), alone[i]) << i;
-  EXPECT_NE(metrics.render().find("mosaic_generated_tokens_total"), std::string::npos);
+  const std::string text = metrics.render();
+  EXPECT_NE(text.find("mosaic_generated_tokens_total"), std::string::npos);
+  // Passes ran several sequences: the batch-size histogram has counts above 1.
+  const size_t at = text.find("mosaic_step_batch_size_bucket{le=\"1\"}");
+  const size_t count_at = text.find("mosaic_step_batch_size_count");
+  ASSERT_NE(at, std::string::npos) << text;
+  ASSERT_NE(count_at, std::string::npos) << text;
+  const double ones = std::stod(text.substr(text.find(' ', at) + 1));
+  const double all = std::stod(text.substr(text.find(' ', count_at) + 1));
+  EXPECT_LT(ones, all) << text;
 }
 
 TEST(Scheduler, CancelQueueBudgetAndDrain) {

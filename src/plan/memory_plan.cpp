@@ -326,6 +326,11 @@ const MemoryPlan& PlanCache::get(const Graph& g, const Dims& d, size_t act_size,
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
   auto p = std::make_unique<MemoryPlan>(plan_for_budget(g, d, act_size, budget, tame_min_rows, tame_target));
+  if (plans_.size() >= kMaxPlans) {
+    plans_.erase(order_.front());
+    order_.pop_front();
+  }
+  order_.push_back(key);
   return *plans_.emplace(key, std::move(p)).first->second;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // A step's memory plan: chunk counts, lifetimes, offsets and the figures we report.
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -82,12 +83,17 @@ int64_t max_tokens_that_fit(const Graph& g, int64_t M, size_t act_size, size_t b
 // step of one shape.
 class PlanCache {
  public:
+  // At most kMaxPlans are kept (a server sees a new shape with almost every request); past
+  // that the oldest goes. A plan returned stays valid until kMaxPlans newer ones were made.
+  static constexpr size_t kMaxPlans = 256;
   const MemoryPlan& get(const Graph& g, const Dims& d, size_t act_size, size_t budget,
                         int64_t tame_min_rows = kTameMinRows, double tame_target = kTameTarget);
   size_t size() const { return plans_.size(); }
 
  private:
-  std::map<std::tuple<Dims, size_t, int64_t, double>, std::unique_ptr<MemoryPlan>> plans_;
+  using Key = std::tuple<Dims, size_t, int64_t, double>;
+  std::map<Key, std::unique_ptr<MemoryPlan>> plans_;
+  std::deque<Key> order_;  // oldest first
 };
 
 }  // namespace mosaic

@@ -343,6 +343,19 @@ TEST(PlanCache, ReturnsTheSamePlanForTheSameKey) {
   EXPECT_NE(&cache.get(g, Dims{1024, 32}, 4, SIZE_MAX, kTameMinRows, 0.0), &a) << "so is the taming goal";
 }
 
+TEST(PlanCache, KeepsAtMostItsBoundDroppingTheOldest) {
+  GraphOptions o;
+  Graph g = build_step_graph(llada8b(), o);
+  PlanCache cache;
+  for (int64_t L = 1; L <= static_cast<int64_t>(PlanCache::kMaxPlans) + 10; ++L) cache.get(g, Dims{L, 1}, 4, SIZE_MAX);
+  EXPECT_EQ(cache.size(), PlanCache::kMaxPlans);
+  const MemoryPlan& newest = cache.get(g, Dims{static_cast<int64_t>(PlanCache::kMaxPlans) + 10, 1}, 4, SIZE_MAX);
+  EXPECT_EQ(cache.size(), PlanCache::kMaxPlans) << "the newest was still cached";
+  EXPECT_EQ(newest.dims.L, static_cast<int64_t>(PlanCache::kMaxPlans) + 10);
+  cache.get(g, Dims{1, 1}, 4, SIZE_MAX);  // the oldest was dropped: planned again, another goes
+  EXPECT_EQ(cache.size(), PlanCache::kMaxPlans);
+}
+
 // A cache-like graph: two persistent tensors (constant rows, as a sequence's cache would
 // be), read by a chunkable region over L rows that also makes transients.
 Graph graph_with_persistent_tensors() {

@@ -47,10 +47,11 @@ void run_bench(const BenchFlags& flags) {
     const std::vector<CacheMode> modes = parse_cache_modes(f.cache);
     validate_cache_options({CacheMode::Sparse, f.sparse_keep, f.sparse_kernel});
     check_sparse_flags(f.sparse_flags, std::find(modes.begin(), modes.end(), CacheMode::Sparse) != modes.end());
-    MOSAIC_CHECK(!f.max_tokens && f.segment.empty() && f.layers <= 0 && !f.op_times && f.profile_path.empty() &&
+    MOSAIC_CHECK(!f.max_tokens && f.segment.empty() && f.layers <= 0 && (!f.op_times || !f.batch.empty()) &&
+                     f.profile_path.empty() &&
                      std::none_of(f.step_flags.begin(), f.step_flags.end(), [](CLI::Option* o) { return o->count(); }),
                  "--cache runs whole generations: it does not combine with --max-tokens, --segment, --layers, "
-                 "--op-times, --profile, --warmup or --iters (use --warmup-generations)");
+                 "--op-times (but for --batch's), --profile, --warmup or --iters (use --warmup-generations)");
     MOSAIC_CHECK(f.gen_length % f.block_length == 0, "--gen-length must be a multiple of --block-length");
   }
   MOSAIC_CHECK(f.batch.empty() || (!f.cache.empty() && f.offload.empty()),
@@ -152,7 +153,7 @@ void add_bench(CLI::App& app) {
   c->add_option("--batch", f->batch,
                 "With --cache: time generations of this many sequences at once (e.g. 1,4,16), their steps in shared "
                 "passes as the server runs them; reports aggregate tokens/s, per-sequence latency p50/p99 and the "
-                "throughput over the first size");
+                "throughput over the first size; with --op-times, where one round's cached passes spend their time");
   c->add_option("--warmup-generations", f->warmup_generations, "With --cache: untimed generations first")
       ->capture_default_str();
   c->add_option("--json", f->json_path, "Also write the results as JSON");

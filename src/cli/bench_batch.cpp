@@ -81,6 +81,26 @@ BatchRun run_batch(Model& m, const BenchFlags& f, int64_t L, int64_t B, const Ca
   return run;
 }
 
+// One more round of B fresh sequences: its first pass (the store) untimed, the rest with op
+// times (each node waits for the device).
+OpTimes cached_pass_op_times(Model& m, const BenchFlags& f, int64_t L, int64_t B, const CacheOptions& cache) {
+  const int64_t P = L - f.gen_length;
+  std::vector<std::unique_ptr<Sampler>> samplers;
+  std::vector<Sequence> seqs;
+  std::vector<BatchMember> round;
+  for (int64_t i = 0; i < B; ++i) {
+    samplers.push_back(default_sampler(m, P, f.gen_length, f.gen_length, f.block_length, cache));
+    seqs.push_back(Sequence::start(random_prompt(m.config(), P, 1234 + static_cast<uint32_t>(i)),
+                                   samplers.back()->sequence_length(P, f.gen_length) - P,
+                                   static_cast<int32_t>(m.config().mask_token_id), 0));
+  }
+  for (int64_t i = 0; i < B; ++i) round.push_back({samplers[i].get(), &seqs[i], i});
+  OpTimes times;
+  run_batch_block(m, round, [&](const std::vector<BatchMember>&, const std::vector<StepEvent>&) { m.set_op_times(&times); });
+  m.set_op_times(nullptr);
+  return times;
+}
+
 }  // namespace
 
 nlohmann::json bench_batches(Model& m, const BenchFlags& f, const std::vector<int64_t>& lengths) {
@@ -132,6 +152,10 @@ nlohmann::json bench_batches(Model& m, const BenchFlags& f, const std::vector<in
             jr["passes"][name] = {{"count", r.kinds[k].steps}, {"ms_mean", avg(k)}};
           }
           jr["agreement_with_first"] = agree;
+          if (f.op_times) {
+            fmt::print("  op times of one round's passes after its first, {} sequences:\n", B);
+            jr["op_times"] = print_op_times(cached_pass_op_times(m, f, L, B, cache));
+          }
         } catch (const Error& e) {
           fmt::print("{:>8} {:>6} {:>6}  failed: {}\n", L, cache_mode_name(mode), B, e.what());
           jr["error"] = e.what();

@@ -102,6 +102,8 @@ void write_hidden_out(Session& s, const BenchFlags& f, const Segment& seg, const
 nlohmann::json run_description(Session& s, const BenchFlags& f, const Segment& seg);
 void print_table_header();
 nlohmann::json report_result(Model& m, const Measured& r, bool op_times);
+// Prints op times by kind of node, largest first; returns them as JSON.
+nlohmann::json print_op_times(const OpTimes& t);
 nlohmann::json report_first_commit(const Measured& r);
 void write_profile(const std::string& path, const Graph& g, const MemoryPlan& p);
 void write_json(const std::string& path, const nlohmann::json& out);

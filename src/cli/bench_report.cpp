@@ -17,6 +17,8 @@ namespace {
 
 int64_t pos_of(const Measured& r, int32_t row) { return r.pos0 + row; }
 
+}  // namespace
+
 // The step's time by kind of node, largest first, from one extra step that waits for the
 // device after every node.
 nlohmann::json print_op_times(const OpTimes& t) {
@@ -35,6 +37,8 @@ nlohmann::json print_op_times(const OpTimes& t) {
   fmt::print("  {:<40} {:>7} {:>10.2f}   (per-node synchronized; the step's own time is above)\n", "total", "", total);
   return j;
 }
+
+namespace {
 
 std::string chunk_summary(const Graph& g, const std::vector<int>& chunks) {
   std::map<std::string, int> most;

@@ -31,6 +31,11 @@ struct AttentionMask {
   int64_t block = 0;
   const int32_t* positions = nullptr;  // backend memory
   int64_t pos0 = 0;
+  // A batch's packed sequences (backend memory, per query): query i sees keys [key_lo[i],
+  // key_hi[i]) only (block-causal limits folded in; `block` is then 0). Only for a backend whose
+  // attention_takes_key_ranges says so.
+  const int32_t* key_lo = nullptr;
+  const int32_t* key_hi = nullptr;
 };
 
 // One MoE layer's routed experts under an expert offload (offload/): every expert's master copy in
@@ -106,6 +111,9 @@ class Backend {
   // backend memory) when given, else pos0 + i.
   virtual void rope(void* x, int64_t rows, int heads, int hd, int rot, int64_t pos0, double theta,
                     const int32_t* positions) = 0;
+  // Whether attention() takes per-query key ranges (AttentionMask::key_lo/hi) at this head dim:
+  // a batch then runs one call for all its sequences instead of one per sequence.
+  virtual bool attention_takes_key_ranges(int /*head_dim*/) const { return false; }
   // Bidirectional attention of `rows` queries over the keys of kv, then those of more (rows 0:
   // none; a sparse cache's kept rows and the block's fresh ones, which live apart); GQA when
   // kv_heads < heads. workspace: [attn_workspace_rows, kv.rows + more.rows] floats, if any.

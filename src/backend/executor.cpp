@@ -22,6 +22,10 @@ Executor::Executor(Backend& be, const Graph& g, std::vector<const void*> weights
       MOSAIC_CHECK(weights_[t] != nullptr, "executor: weight '{}' is not loaded", g.tensors[t].weight);
   const char* tr = std::getenv("MOSAIC_TRACE");
   trace_ = tr && *tr && *tr != '0';
+  // MOSAIC_BATCH_ATTENTION=per-sequence: a batch's attention one call per sequence even where
+  // the backend takes key ranges (for comparing the two).
+  const char* ba = std::getenv("MOSAIC_BATCH_ATTENTION");
+  per_sequence_attention_ = ba && std::string(ba) == "per-sequence";
 }
 
 Executor::View Executor::view(const Operand& o, const MemoryPlan& plan, int64_t r0, int64_t n_rows) const {
@@ -181,11 +185,10 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
     }
     case Op::Attention: {
       View q = in(0), k = in(1), v = in(2), o = out(0);
-      const size_t kv_inputs = n.in.size() - (n.has_positions ? 1 : 0);
       KvRows more;
-      if (kv_inputs > 3) more = {in(3).p, in(4).p, in(3).rows};
+      if (n.kv_inputs() > 2) more = {in(3).p, in(4).p, in(3).rows};
       AttentionMask mask{n.block, nullptr, r0};
-      if (n.has_positions) mask.positions = static_cast<const int32_t*>(in(n.in.size() - 1).p);
+      if (n.has_positions) mask.positions = static_cast<const int32_t*>(in(n.kv_inputs() + 1).p);
       void* ws = n.out.size() > 1 ? out(1).p : nullptr;
       be_.attention(q.p, rows, {k.p, v.p, k.rows}, more, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws, mask);
       break;
@@ -301,11 +304,19 @@ void Executor::exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, in
   };
   switch (n.op) {
     case Op::Attention: {
-      const size_t kv_inputs = n.in.size() - (n.has_positions ? 1 : 0);
-      MOSAIC_CHECK(kv_inputs == 3, "executor: a batched step reads its keys from one place (not a sparse cache)");
+      MOSAIC_CHECK(n.kv_inputs() == 2, "executor: a batched step reads its keys from one place (not a sparse cache)");
       View q = in(0), k = in(1), v = in(2), o = out(0);
-      const int32_t* positions = n.has_positions ? static_cast<const int32_t*>(in(n.in.size() - 1).p) : nullptr;
+      const int32_t* positions = n.has_positions ? static_cast<const int32_t*>(in(3).p) : nullptr;
       void* ws = n.out.size() > 1 ? out(1).p : nullptr;
+      if (n.has_key_ranges && per_sequence_attention_ == false && be_.attention_takes_key_ranges(n.head_dim)) {
+        // One call for every sequence: each query reads its own keys' range.
+        const size_t at_lo = 3 + (n.has_positions ? 1 : 0);
+        AttentionMask mask;
+        mask.key_lo = static_cast<const int32_t*>(in(at_lo).p);
+        mask.key_hi = static_cast<const int32_t*>(in(at_lo + 1).p);
+        be_.attention(q.p, rows, {k.p, v.p, k.rows}, {}, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws, mask);
+        break;
+      }
       const size_t qs = esize(n.in[0]), ks = esize(n.in[1]), os = esize(n.out[0]);
       for (const PackedSequence& s : *layout_) {
         int64_t a, b;

@@ -111,6 +111,7 @@ class Executor {
   offload::ExpertOffload* offload_ = nullptr;
   const ExpertCopies* copies_ = nullptr;
   const StepLayout* layout_ = nullptr;  // the batch being run, or none
+  bool per_sequence_attention_ = false;
   std::vector<int32_t> host_ids_, copy_in_;
   std::vector<float> host_weights_;
   std::vector<uint8_t> on_gpu_;

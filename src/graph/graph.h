@@ -120,6 +120,11 @@ struct Node {
   // (LLaDA2.0's generate()); the keys are positions 0, 1, ... in order.
   int64_t block = 0;
   bool has_positions = false;  // Attention with block > 0: its last input holds the queries' positions
+  // Attention in a batch (GraphOptions::packed): two more inputs, after the positions, hold each
+  // query's keys [lo, hi) (its own sequence's, block-causal limits included).
+  bool has_key_ranges = false;
+  // Attention: the inputs that hold keys and values (2, or 4 with a second source).
+  size_t kv_inputs() const { return in.size() - 1 - (has_positions ? 1 : 0) - (has_key_ranges ? 2 : 0); }
   MoeRouting moe;  // MoeRoute / MoeExperts
   std::string label;
 };

@@ -3,6 +3,7 @@
 // executor's StepLayout runs attention per sequence over its own keys and the head per
 // sequence with its own sampling parameters. Everything else in a step works row by row, so a
 // sequence's outputs are those of its step alone.
+#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
@@ -56,6 +57,15 @@ std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch,
 
   StepLayout layout;
   std::vector<int32_t> tokens, uncond, pos, cache_rows, head_rows, head_row_pos, head_pos;
+  std::vector<int32_t> key_lo, key_hi, head_key_lo, head_key_hi;
+  // A query at position p of a sequence whose keys start at key0: keys [key0, key0 + its
+  // sequence's keys), or with block-causal attention those below its block's end.
+  const int64_t block = first.attention_block;
+  auto key_range = [&](const PackedSequence& s, int64_t p, std::vector<int32_t>& lo, std::vector<int32_t>& hi) {
+    const int64_t seen = block > 0 ? std::min(s.keys, (p / block + 1) * block) : s.keys;
+    lo.push_back(static_cast<int32_t>(s.key0));
+    hi.push_back(static_cast<int32_t>(s.key0 + seen));
+  };
   int64_t blocks = 0;
   for (const BatchEntry& e : batch) {
     const StepRequest& req = *e.request;
@@ -99,6 +109,7 @@ std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch,
     if (req.guided()) uncond.insert(uncond.end(), req.tokens_uncond->begin() + rb, req.tokens_uncond->begin() + re);
     for (int64_t p = rb; p < re; ++p) {
       pos.push_back(static_cast<int32_t>(p));
+      key_range(ps, p, key_lo, key_hi);
       if (cached) cache_rows.push_back(static_cast<int32_t>(ps.key0 + p));
     }
     // As Model::step: a cached step that does not run a shifted family's row p - 1 reads row p.
@@ -106,6 +117,7 @@ std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch,
       const int64_t row = std::max<int64_t>(family_->head_row(p), rb);
       head_rows.push_back(static_cast<int32_t>(ps.row0 + row - rb));
       head_row_pos.push_back(static_cast<int32_t>(row));
+      key_range(ps, row, head_key_lo, head_key_hi);
       head_pos.push_back(p);
     }
     blocks += mode == CacheMode::None ? 0 : c.block_end - c.block_begin;
@@ -128,7 +140,11 @@ std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch,
                    {"head_rows", HostInput::of(head_rows)},
                    {"head_pos", HostInput::of(head_pos)},
                    {"pos", HostInput::of(pos)},
-                   {"head_row_pos", HostInput::of(head_row_pos)}};
+                   {"head_row_pos", HostInput::of(head_row_pos)},
+                   {"key_lo", HostInput::of(key_lo)},
+                   {"key_hi", HostInput::of(key_hi)},
+                   {"head_key_lo", HostInput::of(head_key_lo)},
+                   {"head_key_hi", HostInput::of(head_key_hi)}};
   if (first.guided()) in["tokens_uncond"] = HostInput::of(uncond);
   if (cached) in["cache_rows"] = HostInput::of(cache_rows);
   OutputBuffers buffers;

@@ -26,6 +26,12 @@ Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
     if (cached() && !attends_apart()) cache_rows_ = input("cache_rows", SymDim::tokens());
     head_row_pos_ = input("head_row_pos", M);
   }
+  if (o_.packed) {
+    key_lo_ = input("key_lo", SymDim::tokens());
+    key_hi_ = input("key_hi", SymDim::tokens());
+    head_key_lo_ = input("head_key_lo", M);
+    head_key_hi_ = input("head_key_hi", M);
+  }
   if (selects()) {
     block_rows_ = input("block_rows", SymDim::block());
     outside_rows_ = input("outside_rows", SymDim{0, 1, 0, 0, -1});
@@ -196,9 +202,15 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   // Block-causal: the queries' positions are the rows' (explicit past the last layer's head rows).
   const bool block_causal = o_.attention_block > 0;
   if (block_causal && positions_ >= 0) in.push_back({positions_});
+  if (o_.packed) {  // each query's own sequence's keys
+    const bool head = rows_ == M;
+    in.push_back({head ? head_key_lo_ : key_lo_});
+    in.push_back({head ? head_key_hi_ : key_hi_});
+  }
   Node n{Op::Attention, std::move(in), outs};
   n.block = o_.attention_block;
   n.has_positions = block_causal && positions_ >= 0;
+  n.has_key_ranges = o_.packed;
   n.heads = static_cast<int>(c_.n_heads);
   n.kv_heads = static_cast<int>(c_.n_kv_heads);
   n.head_dim = static_cast<int>(c_.head_dim);

@@ -133,6 +133,8 @@ class StepGraphBuilder {
   int head_rows_ = -1;
   // Cached decoding's inputs (-1: not in this graph).
   int pos_ = -1, cache_rows_ = -1, head_row_pos_ = -1, block_rows_ = -1, outside_rows_ = -1;
+  // A batch's per-query key ranges: for the L rows and for the head rows (-1: not a batch).
+  int key_lo_ = -1, key_hi_ = -1, head_key_lo_ = -1, head_key_hi_ = -1;
   // The trunk being built: its name prefix, hidden state, and the rows its layers run on
   // (L, or M past the last layer's keys and values) with their positions (-1: 0..L-1).
   std::string pfx_;

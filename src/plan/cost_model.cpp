@@ -11,7 +11,7 @@ double node_flops(const Graph& g, const Node& n, const Dims& d, double rows) {
     case Op::MatMul:
       return 2.0 * rows * cols(n.in[0]) * wrows(n.in[1]);
     case Op::Attention: {
-      double kv = wrows(n.in[1]) + (n.in.size() - (n.has_positions ? 1 : 0) > 3 ? wrows(n.in[3]) : 0.0);
+      double kv = wrows(n.in[1]) + (n.kv_inputs() > 2 ? wrows(n.in[3]) : 0.0);
       // Block-causal over a whole sequence: a row sees the keys up to its block's end, on
       // average half of them (a cached block's few rows see them all).
       if (n.block > 0 && rows > n.block) kv = std::min(kv, kv / 2 + n.block / 2.0);
@@ -51,7 +51,7 @@ Work node_work(const Graph& g, const Node& n, const Dims& d, size_t act_size) {
       break;
     }
     case Op::Attention: {
-      const double kv = wrows(n.in[1]) + (n.in.size() - (n.has_positions ? 1 : 0) > 3 ? wrows(n.in[3]) : 0.0);
+      const double kv = wrows(n.in[1]) + (n.kv_inputs() > 2 ? wrows(n.in[3]) : 0.0);
       bytes = a * (2.0 * rows * n.heads * n.head_dim + 2.0 * kv * n.kv_heads * n.head_dim);
       break;
     }

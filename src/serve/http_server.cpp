@@ -214,6 +214,7 @@ void HttpServer::routes() {
                 return true;
               }
               json chunk = head;
+              if (include_usage) chunk["usage"] = nullptr;  // OpenAI's chunks before the usage chunk
               std::string out;
               if (ev.kind == JobEvent::Kind::Text) {
                 chunk["choices"] = json::array({chunk_choice(chat, ev.text, *first, nullptr)});

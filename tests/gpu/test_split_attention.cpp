@@ -179,6 +179,62 @@ TEST(SplitAttention, ASmallWorkspaceRunsTheRowsInChunks) {
 
 // The attention of a cached step (a block of 32 query rows over the whole cache) on each path,
 // timed: the split kernel, mosaic's flash kernel and cuDNN (one CTA per query tile and head).
+// A batch's packed sequences in one call: every query reads only its own sequence's keys
+// ([key_lo, key_hi) per query), block-causal limits folded in for one of them; each sequence's
+// rows equal the oracle run on that sequence alone, with the splits chosen or forced and with a
+// workspace that runs the rows in chunks.
+TEST(SplitAttention, KeyRangesMatchEachSequenceAlone) {
+  struct Seq {
+    int64_t rows, keys, block;
+  };
+  for (int hd : {64, 128}) {
+    const int heads = 8, kv_heads = 4;
+    const std::vector<Seq> seqs = {{32, 300, 0}, {5, 77, 0}, {64, 520, 64}, {100, 100, 0}, {1, 1, 0}};
+    int64_t rows = 0, keys = 0;
+    for (const Seq& q : seqs) rows += q.rows, keys += q.keys;
+    const int64_t q_w = static_cast<int64_t>(heads) * hd, kv_w = static_cast<int64_t>(kv_heads) * hd;
+    const HostBf16 q = test::random_bf16(rng, rows * q_w, 1.f), k = test::random_bf16(rng, keys * kv_w, 1.f),
+                   v = test::random_bf16(rng, keys * kv_w, 1.f);
+    const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+    std::vector<float> ref(static_cast<size_t>(rows * q_w));
+    std::vector<int32_t> lo, hi;
+    int64_t r0 = 0, k0 = 0;
+    for (const Seq& sq : seqs) {
+      // The last rows of the sequence: positions keys - rows .. keys - 1 (a block at its end).
+      std::vector<int32_t> pos;
+      for (int64_t i = 0; i < sq.rows; ++i) pos.push_back(static_cast<int32_t>(sq.keys - sq.rows + i));
+      std::vector<float> cws(static_cast<size_t>(cpu_traits().attn_workspace_rows) * sq.keys);
+      cpu::attention(q.f.data() + r0 * q_w, sq.rows, {k.f.data() + k0 * kv_w, v.f.data() + k0 * kv_w, sq.keys}, {},
+                     heads, kv_heads, hd, scale, ref.data() + r0 * q_w, cws.data(),
+                     AttentionMask{sq.block, pos.data(), 0});
+      for (int32_t p : pos) {
+        lo.push_back(static_cast<int32_t>(k0));
+        hi.push_back(static_cast<int32_t>(k0 + (sq.block > 0 ? std::min(sq.keys, (p / sq.block + 1) * sq.block) : sq.keys)));
+      }
+      r0 += sq.rows;
+      k0 += sq.keys;
+    }
+    DevBuf dq(q.bits), dk(k.bits), dv(v.bits), out(rows * q_w);
+    int32_t *dlo = nullptr, *dhi = nullptr;
+    CUDA_CHECK(cudaMalloc(&dlo, lo.size() * 4));
+    CUDA_CHECK(cudaMalloc(&dhi, hi.size() * 4));
+    CUDA_CHECK(cudaMemcpy(dlo, lo.data(), lo.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(dhi, hi.data(), hi.size() * 4, cudaMemcpyHostToDevice));
+    for (size_t ws_bytes : {size_t{64} << 20, size_t{200} << 10})
+      for (int splits : {0, 3}) {
+        Workspace ws(ws_bytes);
+        out.poison();
+        cuda::flash_attention_split(dq.bf(), rows, dk.bf(), dv.bf(), keys, nullptr, nullptr, 0, heads, kv_heads, hd,
+                                    scale, out.bf(), ws.p, ws.bytes, 0, splits, 0, nullptr, 0, dlo, dhi);
+        CUDA_CHECK(cudaGetLastError());
+        EXPECT_LT(test::rel_err(out.get(), ref), 1e-2) << "hd " << hd << " splits " << splits << " workspace "
+                                                       << ws_bytes;
+      }
+    CUDA_CHECK(cudaFree(dlo));
+    CUDA_CHECK(cudaFree(dhi));
+  }
+}
+
 TEST(SplitAttention, CachedStepShapesTimed) {
   struct Shape {
     int64_t rows, n1, n2;

@@ -128,6 +128,15 @@ class OpenAiClientTest(unittest.TestCase):
         self.assertIn(chunks[-2].choices[0].finish_reason, ("length", "stop"))
         self.assertEqual(chunks[-1].choices, [])
         self.assertGreater(chunks[-1].usage.completion_tokens, 0)
+        # On the wire, the chunks before the usage chunk say "usage": null (as OpenAI's do).
+        status, sse = self.server.raw("POST", "/v1/completions", json.dumps(
+            {"prompt": "In the beginning", "max_tokens": 16, "stream": True,
+             "stream_options": {"include_usage": True}}), {"Content-Type": "application/json"})
+        self.assertEqual(status, 200)
+        events = [json.loads(line[6:]) for line in sse.splitlines() if line.startswith("data: {")]
+        self.assertGreater(len(events), 2)
+        self.assertTrue(all("usage" in e and e["usage"] is None for e in events[:-1]), events)
+        self.assertGreater(events[-1]["usage"]["completion_tokens"], 0)
         chat = list(self.client.chat.completions.create(
             model=self.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=16, stream=True))
         self.assertEqual(chat[0].choices[0].delta.role, "assistant")

@@ -243,8 +243,17 @@ class CudaBackend final : public Backend {
     if (f32_) cuda::rope_f32(f(x), rows, heads, hd, pos0, rope_table(theta, rot), positions, stream_, rot);
     else cuda::rope(b(x), rows, heads, hd, pos0, rope_table(theta, rot), positions, stream_, rot);
   }
+  bool attention_takes_key_ranges(int hd) const override { return !f32_ && (hd == 64 || hd == 128); }
   void attention(const void* q, int64_t rows, KvRows kv, KvRows more, int heads, int kv_heads, int hd, float scale,
                  void* out, void*, const AttentionMask& mask) override {
+    if (mask.key_hi) {  // a batch's packed sequences: the split kernel reads each query's own keys
+      MOSAIC_CHECK(attention_takes_key_ranges(hd) && more.rows == 0,
+                   "attention: key ranges need bf16, head dim 64 or 128 and one key source");
+      cuda::flash_attention_split(b(q), rows, b(kv.k), b(kv.v), kv.rows, nullptr, nullptr, 0, heads, kv_heads, hd,
+                                  scale, b(out), static_cast<float*>(attn_ws_), kAttnWorkspace, stream_, 0, 0, nullptr,
+                                  0, mask.key_lo, mask.key_hi);
+      return;
+    }
     if (f32_) {
       cuda::attention_f32(f(q), rows, f(kv.k), f(kv.v), kv.rows, f(more.k), f(more.v), more.rows, heads, kv_heads,
                           hd, scale, f(out), stream_, mask.block, mask.positions, mask.pos0);

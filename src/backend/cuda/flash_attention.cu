@@ -101,6 +101,10 @@ struct Params {
   int64_t block = 0;
   const int32_t* positions = nullptr;
   int64_t pos0 = 0;
+  // A batch's packed sequences (split kernel only, one source): query i sees keys
+  // [key_lo[i], key_hi[i]) instead.
+  const int32_t* key_lo = nullptr;
+  const int32_t* key_hi = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -257,23 +261,27 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
   // Block-causal: each of this thread's rows sees the keys (counted across both sources) below
   // its limit; the CTA runs only the tiles some row of its query tile sees.
   const int64_t key0 = SPLIT && static_cast<int>(blockIdx.z) >= p.splits ? p.kv_rows : 0;
-  int64_t lim[C::MT][2] = {};
-  int64_t cta_min = INT64_MAX;
+  int64_t lim[C::MT][2] = {}, lo[C::MT][2] = {};
+  int64_t cta_min = INT64_MAX, cta_lo_max = 0;
   // Keys of this source at or past key_end are loaded as zeros: no row of the CTA sees them, and
   // with a cache they may not be written yet (whatever the arena held: a NaN there times a zero
   // probability would still be NaN).
   int64_t key_end = kv_rows;
   if constexpr (SPLIT) {
-    if (p.block > 0) {
-      auto limit_of = [&](int64_t row) {
+    if (p.block > 0 || p.key_hi) {
+      auto limit_of = [&](int64_t row) -> int64_t {
+        if (p.key_hi) return p.key_hi[row];
         const int64_t pos = p.positions ? p.positions[row] : p.pos0 + row;
         return (pos / p.block + 1) * p.block;
       };
-      int64_t cta_max = 0;
+      auto lo_of = [&](int64_t row) -> int64_t { return p.key_lo ? p.key_lo[row] : 0; };
+      int64_t cta_max = 0, cta_lo_min = INT64_MAX;
       for (int64_t row = q0; row < min(q0 + C::BR, p.rows); ++row) {
-        const int64_t v = limit_of(row);
+        const int64_t v = limit_of(row), l0 = lo_of(row);
         cta_max = max(cta_max, v);
         cta_min = min(cta_min, v);
+        cta_lo_min = min(cta_lo_min, l0);
+        cta_lo_max = max(cta_lo_max, l0);
       }
       const int gq = (tid & 31) >> 2;
 #pragma unroll
@@ -282,7 +290,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
         for (int r = 0; r < 2; ++r) {
           const int64_t row = q0 + warp * C::MW + mt * 16 + gq + 8 * r;
           lim[mt][r] = row < p.rows ? limit_of(row) : INT64_MAX;
+          lo[mt][r] = row < p.rows ? lo_of(row) : 0;
         }
+      // Key ranges: the tiles below every row's first key are skipped as those past its last.
+      if (p.key_hi && cta_lo_min != INT64_MAX) {
+        const int64_t below = (cta_lo_min - key0) / C::BC - tile0;
+        if (below > 0) {
+          tile0 += static_cast<int>(below);
+          nt -= static_cast<int>(below);
+        }
+      }
       key_end = min(kv_rows, max(cta_max - key0, int64_t{0}));
       const int64_t seen = cta_max - key0 - static_cast<int64_t>(tile0) * C::BC;  // keys of this range seen
       nt = seen <= 0 ? 0 : min(nt, static_cast<int>((seen + C::BC - 1) / C::BC));
@@ -308,9 +325,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
   // Scores of keys past a row's limit become -inf (tile t in processing order).
   auto mask_rows = [&](float (&s)[C::MT][C::NS][4], int t) {
     if constexpr (SPLIT) {
-      if (p.block <= 0) return;
+      if (p.block <= 0 && !p.key_hi) return;
       const int64_t kv0 = key0 + static_cast<int64_t>(tile0 + nt - 1 - t) * C::BC;
-      if (kv0 + C::BC <= cta_min) return;  // every row sees the whole tile
+      if (kv0 + C::BC <= cta_min && kv0 >= cta_lo_max) return;  // every row sees the whole tile
       const int t2 = (tid & 3) * 2;
 #pragma unroll
       for (int mt = 0; mt < C::MT; ++mt)
@@ -318,7 +335,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
         for (int n = 0; n < C::NS; ++n)
 #pragma unroll
           for (int c = 0; c < 4; ++c)
-            if (kv0 + n * 8 + t2 + (c & 1) >= lim[mt][c >> 1]) s[mt][n][c] = -INFINITY;
+            if (const int64_t key = kv0 + n * 8 + t2 + (c & 1); key >= lim[mt][c >> 1] || key < lo[mt][c >> 1])
+              s[mt][n][c] = -INFINITY;
     }
   };
 
@@ -1028,7 +1046,7 @@ struct KvSrc {
 template <class C>
 void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int kv_heads, float scale, bf16* out,
                   float* ws, size_t ws_bytes, int want, cudaStream_t s, int64_t block, const int32_t* positions,
-                  int64_t pos0) {
+                  int64_t pos0, const int32_t* key_lo, const int32_t* key_hi) {
   if (a.rows == 0) std::swap(a, b);
   const int64_t tiles_a = (a.rows + C::BC - 1) / C::BC, tiles_b = (b.rows + C::BC - 1) / C::BC;
   const int64_t q_tiles = (rows + C::BR - 1) / C::BR;
@@ -1075,6 +1093,8 @@ void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int 
     p.block = block;
     p.positions = positions ? positions + r0 : nullptr;
     p.pos0 = pos0 + r0;
+    p.key_lo = key_lo ? key_lo + r0 : nullptr;
+    p.key_hi = key_hi ? key_hi + r0 : nullptr;
     const dim3 grid(static_cast<unsigned>((n + C::BR - 1) / C::BR), static_cast<unsigned>(heads),
                     static_cast<unsigned>(splits));
     kernel<<<grid, C::THREADS, C::SMEM_BYTES, s>>>(p);
@@ -1273,8 +1293,11 @@ void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, 
 void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows,
                            const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
                            float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
-                           int splits, int64_t block, const int32_t* positions, int64_t pos0) {
+                           int splits, int64_t block, const int32_t* positions, int64_t pos0,
+                           const int32_t* key_lo, const int32_t* key_hi) {
   check_args(q, rows, k, v, kv_rows, heads, kv_heads, hd, scale, out);
+  CUDA_REQUIRE(!key_hi || (key_lo && kv_rows2 == 0 && block == 0),
+               "flash_attention_split: key ranges take key_lo and key_hi, one key source and no block mask");
   CUDA_REQUIRE(block == 0 || kv_rows > 0, "flash_attention_split: block-causal keys must start in the first source");
   CUDA_REQUIRE(kv_rows2 >= 0, "flash_attention_split: negative kv_rows2 (" + std::to_string(kv_rows2) + ")");
   CUDA_REQUIRE(kv_rows2 == 0 || ((reinterpret_cast<uintptr_t>(k2) | reinterpret_cast<uintptr_t>(v2)) & 15u) == 0,
@@ -1289,10 +1312,10 @@ void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf1
   const KvSrc a{k, v, kv_rows}, b{k2, v2, kv_rows2};
   if (hd == 128)
     launch_split<Split128>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s, block,
-                           positions, pos0);
+                           positions, pos0, key_lo, key_hi);
   else
     launch_split<Split64>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s, block,
-                          positions, pos0);
+                          positions, pos0, key_lo, key_hi);
 }
 
 }  // namespace mosaic::cuda

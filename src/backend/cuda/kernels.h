@@ -61,10 +61,13 @@ void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, 
 // outputs (query rows run in chunks that fit it); splits: 0 picks enough to fill the GPU.
 // block > 0: block-causal, query i at position positions[i] (device; or pos0 + i) sees the keys
 // below (p / block + 1) * block (tiles no row of a query tile sees are skipped).
+// key_hi non-null (device, per query; one key source): query i sees keys [key_lo[i], key_hi[i])
+// instead (a batch's packed sequences); tiles outside every row's range of a query tile are skipped.
 void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows,
                            const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
                            float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
-                           int splits = 0, int64_t block = 0, const int32_t* positions = nullptr, int64_t pos0 = 0);
+                           int splits = 0, int64_t block = 0, const int32_t* positions = nullptr, int64_t pos0 = 0,
+                           const int32_t* key_lo = nullptr, const int32_t* key_hi = nullptr);
 
 // The fp32 verification mode (f32_kernels.cu): the CPU kernels' math in fp32.
 void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s);

@@ -8,9 +8,10 @@
 #   bash tools/bench/run_batch_bench.sh OUTDIR [BINDIR]
 #
 # BINDIR holds mosaic and mosaic_gpu_tests (tools/bench/make_gpu_bundle.sh), default build/bin.
-# Environment: STAGES (default "gpu-tests checkpoint batch"), LENGTHS (default 512: a 256-token
-# prompt + GEN_LENGTH 256), CACHE (default dual,prefix), SIZES (default 1,4,16), BLOCK (32),
-# CKPT_DIR (/tmp/ckpt-llada-8b), MOSAIC_LIBS.
+# Environment: STAGES (default "gpu-tests checkpoint batch"; also per-sequence: the same run with
+# MOSAIC_BATCH_ATTENTION=per-sequence, one attention call per sequence), LENGTHS (default 512: a
+# 256-token prompt + GEN_LENGTH 256), CACHE (default dual,prefix), SIZES (default 1,4,16), BLOCK
+# (32), OP_TIMES=1 (adds --op-times), CKPT_DIR (/tmp/ckpt-llada-8b), MOSAIC_LIBS.
 set -uo pipefail
 out=${1:?output dir}
 bindir=${2:-build/bin}
@@ -45,9 +46,13 @@ fi
 if want checkpoint && [ ! -f "$ck/config.json" ]; then
   run 200 checkpoint python3 tools/reference/make_checkpoint.py --preset llada-8b --out "$ck" --device cuda
 fi
-if want batch; then
-  run "${BATCH_LIMIT:-300}" batch env LD_LIBRARY_PATH="$libs" "$bindir/mosaic" bench --model "$ck" --backend cuda \
-    --tokens "${LENGTHS:-512}" --gen-length "${GEN_LENGTH:-256}" --block-length "${BLOCK:-32}" \
-    --cache "${CACHE:-dual,prefix}" --batch "${SIZES:-1,4,16}" --json "$out/batch.json" > "$out/batch.log" 2>&1
-  cat "$out/batch.log"
-fi
+bench() {  # bench NAME [ENV...]: one mosaic bench --batch run -> NAME.json, NAME.log
+  local name=$1; shift
+  run "${BATCH_LIMIT:-300}" "$name" env LD_LIBRARY_PATH="$libs" "$@" "$bindir/mosaic" bench --model "$ck" \
+    --backend cuda --tokens "${LENGTHS:-512}" --gen-length "${GEN_LENGTH:-256}" --block-length "${BLOCK:-32}" \
+    --cache "${CACHE:-dual,prefix}" --batch "${SIZES:-1,4,16}" ${OP_TIMES:+--op-times} --json "$out/$name.json" \
+    > "$out/$name.log" 2>&1
+  cat "$out/$name.log"
+}
+want batch && bench batch
+want per-sequence && bench batch_per_sequence MOSAIC_BATCH_ATTENTION=per-sequence

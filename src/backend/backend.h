@@ -36,6 +36,7 @@ struct AttentionMask {
   // attention_takes_key_ranges says so.
   const int32_t* key_lo = nullptr;
   const int32_t* key_hi = nullptr;
+  int64_t key_span = 0;  // the longest range (keys), for sizing the work
 };
 
 // One MoE layer's routed experts under an expert offload (offload/): every expert's master copy in

@@ -286,6 +286,10 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
   }
 }
 
+// A batch's attention runs as one call when its sequences average at most this many query rows
+// in the call (a cached step's block of 32), else one call per sequence.
+constexpr int64_t kFewRowsPerSequence = 64;
+
 void Executor::exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t rows) {
   auto in = [&](size_t i) { return view(n.in.at(i), plan, r0, rows); };
   auto out = [&](size_t i) { return view(n.out.at(i), plan, r0, rows); };
@@ -308,12 +312,21 @@ void Executor::exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, in
       View q = in(0), k = in(1), v = in(2), o = out(0);
       const int32_t* positions = n.has_positions ? static_cast<const int32_t*>(in(3).p) : nullptr;
       void* ws = n.out.size() > 1 ? out(1).p : nullptr;
-      if (n.has_key_ranges && per_sequence_attention_ == false && be_.attention_takes_key_ranges(n.head_dim)) {
-        // One call for every sequence: each query reads its own keys' range.
+      // Sequences with few rows here (a cached step's block) run in one call, each query reading
+      // its own keys' range: one call per sequence would leave the GPU mostly idle. Long ones
+      // (a block's first step) run one call each, on the backend's fastest kernel for them.
+      int64_t seqs = 0, longest_keys = 0;
+      for (const PackedSequence& s : *layout_) {
+        int64_t a, b;
+        if (piece(s, a, b)) ++seqs, longest_keys = std::max(longest_keys, s.keys);
+      }
+      const bool few_rows = seqs > 0 && rows <= kFewRowsPerSequence * seqs;
+      if (n.has_key_ranges && !per_sequence_attention_ && few_rows && be_.attention_takes_key_ranges(n.head_dim)) {
         const size_t at_lo = 3 + (n.has_positions ? 1 : 0);
         AttentionMask mask;
         mask.key_lo = static_cast<const int32_t*>(in(at_lo).p);
         mask.key_hi = static_cast<const int32_t*>(in(at_lo + 1).p);
+        mask.key_span = longest_keys;
         be_.attention(q.p, rows, {k.p, v.p, k.rows}, {}, n.heads, n.kv_heads, n.head_dim, n.scale, o.p, ws, mask);
         break;
       }
@@ -331,15 +344,27 @@ void Executor::exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, in
       break;
     }
     case Op::SampleRows: {
+      // Consecutive sequences that sample alike (SampleParams::samples_like: greedy ones) share one call.
       View l = in(0), pos = in(1), tok = out(0), conf = out(1);
+      auto sample = [&](int64_t a, int64_t b, const SampleParams& sp) {
+        const int64_t i = a - r0;
+        be_.sample_rows(static_cast<const float*>(l.p) + i * l.cols, b - a, l.cols,
+                        static_cast<const int32_t*>(pos.p) + i, sp, static_cast<int32_t*>(tok.p) + i,
+                        static_cast<float*>(conf.p) + i);
+      };
+      int64_t run_a = -1, run_b = -1;
+      const SampleParams* run_sp = nullptr;
       for (const PackedSequence& s : *layout_) {
         int64_t a, b;
         if (!piece(s, a, b)) continue;
-        const int64_t i = a - r0;
-        be_.sample_rows(static_cast<const float*>(l.p) + i * l.cols, b - a, l.cols,
-                        static_cast<const int32_t*>(pos.p) + i, s.sample, static_cast<int32_t*>(tok.p) + i,
-                        static_cast<float*>(conf.p) + i);
+        if (run_sp && a == run_b && run_sp->samples_like(s.sample)) {
+          run_b = b;
+          continue;
+        }
+        if (run_sp) sample(run_a, run_b, *run_sp);
+        run_a = a, run_b = b, run_sp = &s.sample;
       }
+      if (run_sp) sample(run_a, run_b, *run_sp);
       break;
     }
     case Op::CfgCombine: {

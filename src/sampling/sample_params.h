@@ -40,6 +40,16 @@ struct SampleParams {
   float cfg_scale = 0.0f;  // CfgCombine
   // True when only a sort of the whole row can decide (top-p / top-k).
   bool filters() const { return rule != TokenRule::Llada && (top_p < 1.0 || top_k > 0); }
+  // Whether rows sampled with these parameters and with `o` come out the same, row by row: the
+  // same parameters, or greedy rows without random confidences (their seed and step draw no
+  // noise). A batch samples such sequences' rows in one call.
+  bool samples_like(const SampleParams& o) const {
+    const bool same_rules = rule == o.rule && confidence == o.confidence && temperature == o.temperature &&
+                            top_p == o.top_p && top_k == o.top_k && cfg_scale == o.cfg_scale;
+    if (!same_rules) return false;
+    if (seed == o.seed && step == o.step) return true;
+    return temperature == 0.0 && confidence != Confidence::Random;
+  }
 };
 
 }  // namespace mosaic

@@ -143,3 +143,26 @@ TEST(BatchStep, RefusesMixedKindsAndCachedStepsWithoutAStore) {
 
 }  // namespace
 }  // namespace mosaic
+
+namespace mosaic {
+namespace {
+
+TEST(BatchStep, GreedyRowsSampleAlikeWhateverTheirSeed) {
+  SampleParams a, b;
+  b.seed = 9, b.step = 4;
+  EXPECT_TRUE(a.samples_like(b)) << "greedy: the seed draws nothing";
+  a.temperature = b.temperature = 0.7;
+  EXPECT_FALSE(a.samples_like(b)) << "sampled: the seed draws the noise";
+  b.seed = a.seed, b.step = a.step;
+  EXPECT_TRUE(a.samples_like(b));
+  a.temperature = b.temperature = 0.0;
+  a.confidence = b.confidence = Confidence::Random;
+  b.seed = 3;
+  EXPECT_FALSE(a.samples_like(b)) << "random remasking draws from the seed";
+  SampleParams c;
+  c.top_k = 5;
+  EXPECT_FALSE(SampleParams{}.samples_like(c));
+}
+
+}  // namespace
+}  // namespace mosaic

@@ -220,16 +220,18 @@ TEST(SplitAttention, KeyRangesMatchEachSequenceAlone) {
     CUDA_CHECK(cudaMalloc(&dhi, hi.size() * 4));
     CUDA_CHECK(cudaMemcpy(dlo, lo.data(), lo.size() * 4, cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(dhi, hi.data(), hi.size() * 4, cudaMemcpyHostToDevice));
-    for (size_t ws_bytes : {size_t{64} << 20, size_t{200} << 10})
-      for (int splits : {0, 3}) {
-        Workspace ws(ws_bytes);
-        out.poison();
-        cuda::flash_attention_split(dq.bf(), rows, dk.bf(), dv.bf(), keys, nullptr, nullptr, 0, heads, kv_heads, hd,
-                                    scale, out.bf(), ws.p, ws.bytes, 0, splits, 0, nullptr, 0, dlo, dhi);
-        CUDA_CHECK(cudaGetLastError());
-        EXPECT_LT(test::rel_err(out.get(), ref), 1e-2) << "hd " << hd << " splits " << splits << " workspace "
-                                                       << ws_bytes;
-      }
+    // key_span: unknown (0), or the longest range (the splits then sized to a query tile's span).
+    for (int64_t span : {int64_t{0}, int64_t{520}})
+      for (size_t ws_bytes : {size_t{64} << 20, size_t{200} << 10})
+        for (int splits : {0, 3}) {
+          Workspace ws(ws_bytes);
+          out.poison();
+          cuda::flash_attention_split(dq.bf(), rows, dk.bf(), dv.bf(), keys, nullptr, nullptr, 0, heads, kv_heads, hd,
+                                      scale, out.bf(), ws.p, ws.bytes, 0, splits, 0, nullptr, 0, dlo, dhi, span);
+          CUDA_CHECK(cudaGetLastError());
+          EXPECT_LT(test::rel_err(out.get(), ref), 1e-2) << "hd " << hd << " splits " << splits << " workspace "
+                                                         << ws_bytes << " span " << span;
+        }
     CUDA_CHECK(cudaFree(dlo));
     CUDA_CHECK(cudaFree(dhi));
   }

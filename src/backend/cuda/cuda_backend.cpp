@@ -251,7 +251,7 @@ class CudaBackend final : public Backend {
                    "attention: key ranges need bf16, head dim 64 or 128 and one key source");
       cuda::flash_attention_split(b(q), rows, b(kv.k), b(kv.v), kv.rows, nullptr, nullptr, 0, heads, kv_heads, hd,
                                   scale, b(out), static_cast<float*>(attn_ws_), kAttnWorkspace, stream_, 0, 0, nullptr,
-                                  0, mask.key_lo, mask.key_hi);
+                                  0, mask.key_lo, mask.key_hi, mask.key_span);
       return;
     }
     if (f32_) {

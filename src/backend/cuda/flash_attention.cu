@@ -292,13 +292,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
           lim[mt][r] = row < p.rows ? limit_of(row) : INT64_MAX;
           lo[mt][r] = row < p.rows ? lo_of(row) : 0;
         }
-      // Key ranges: the tiles below every row's first key are skipped as those past its last.
-      if (p.key_hi && cta_lo_min != INT64_MAX) {
-        const int64_t below = (cta_lo_min - key0) / C::BC - tile0;
-        if (below > 0) {
-          tile0 += static_cast<int>(below);
-          nt -= static_cast<int>(below);
-        }
+      // Key ranges: the splits share this query tile's own span of tiles, from its rows' first
+      // key to their last, not the whole source.
+      if (p.key_hi) {
+        const int64_t all_tiles = (kv_rows + C::BC - 1) / C::BC;
+        const int64_t t_lo = cta_lo_min == INT64_MAX ? 0 : cta_lo_min / C::BC;
+        const int64_t t_hi = min(all_tiles, (cta_max + C::BC - 1) / C::BC);
+        const int64_t per = (max(t_hi - t_lo, int64_t{0}) + p.splits - 1) / p.splits;
+        tile0 = static_cast<int>(t_lo + static_cast<int64_t>(blockIdx.z) * per);
+        nt = static_cast<int>(min(per, t_hi - tile0));
       }
       key_end = min(kv_rows, max(cta_max - key0, int64_t{0}));
       const int64_t seen = cta_max - key0 - static_cast<int64_t>(tile0) * C::BC;  // keys of this range seen
@@ -1046,9 +1048,12 @@ struct KvSrc {
 template <class C>
 void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int kv_heads, float scale, bf16* out,
                   float* ws, size_t ws_bytes, int want, cudaStream_t s, int64_t block, const int32_t* positions,
-                  int64_t pos0, const int32_t* key_lo, const int32_t* key_hi) {
+                  int64_t pos0, const int32_t* key_lo, const int32_t* key_hi, int64_t key_span) {
   if (a.rows == 0) std::swap(a, b);
-  const int64_t tiles_a = (a.rows + C::BC - 1) / C::BC, tiles_b = (b.rows + C::BC - 1) / C::BC;
+  int64_t tiles_a = (a.rows + C::BC - 1) / C::BC;
+  const int64_t tiles_b = (b.rows + C::BC - 1) / C::BC;
+  // Key ranges: a query tile's span covers at most two ranges (it may straddle two sequences).
+  if (key_hi && key_span > 0) tiles_a = std::min(tiles_a, (2 * key_span + C::BC - 1) / C::BC + 1);
   const int64_t q_tiles = (rows + C::BR - 1) / C::BR;
   const int least = b.rows > 0 ? 2 : 1;
   if (want <= 0) {  // auto: two CTAs per SM
@@ -1294,7 +1299,7 @@ void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf1
                            const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
                            float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
                            int splits, int64_t block, const int32_t* positions, int64_t pos0,
-                           const int32_t* key_lo, const int32_t* key_hi) {
+                           const int32_t* key_lo, const int32_t* key_hi, int64_t key_span) {
   check_args(q, rows, k, v, kv_rows, heads, kv_heads, hd, scale, out);
   CUDA_REQUIRE(!key_hi || (key_lo && kv_rows2 == 0 && block == 0),
                "flash_attention_split: key ranges take key_lo and key_hi, one key source and no block mask");
@@ -1312,10 +1317,10 @@ void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf1
   const KvSrc a{k, v, kv_rows}, b{k2, v2, kv_rows2};
   if (hd == 128)
     launch_split<Split128>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s, block,
-                           positions, pos0, key_lo, key_hi);
+                           positions, pos0, key_lo, key_hi, key_span);
   else
     launch_split<Split64>(q, rows, a, b, heads, kv_heads, scale, out, workspace, workspace_bytes, splits, s, block,
-                          positions, pos0, key_lo, key_hi);
+                          positions, pos0, key_lo, key_hi, key_span);
 }
 
 }  // namespace mosaic::cuda

@@ -67,7 +67,7 @@ void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf1
                            const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
                            float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,
                            int splits = 0, int64_t block = 0, const int32_t* positions = nullptr, int64_t pos0 = 0,
-                           const int32_t* key_lo = nullptr, const int32_t* key_hi = nullptr);
+                           const int32_t* key_lo = nullptr, const int32_t* key_hi = nullptr, int64_t key_span = 0);
 
 // The fp32 verification mode (f32_kernels.cu): the CPU kernels' math in fp32.
 void gather_rows_f32(const int32_t* idx, int64_t rows, const float* src, int64_t d, float* out, cudaStream_t s);

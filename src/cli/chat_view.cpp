@@ -1,6 +1,11 @@
 #include "cli/chat_view.h"
 
+#include <locale.h>
+#include <wchar.h>
+
 #include <algorithm>
+
+#include "io/utf8.h"
 
 namespace mosaic::cli {
 
@@ -44,9 +49,24 @@ std::string render_answer(const io::Tokenizer& tok, const AnswerState& a, bool s
   return out;
 }
 
+namespace {
+
+// Columns a code point takes on a terminal: glibc's wcwidth under a UTF-8 locale (2 for CJK and
+// most emoji, 0 for combining marks and controls), set for this thread only.
+int columns(char32_t cp) {
+  static const locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(0));
+  if (!utf8) return 1;
+  const locale_t old = uselocale(utf8);
+  const int w = wcwidth(static_cast<wchar_t>(cp));
+  uselocale(old);
+  return std::max(w, 0);
+}
+
+}  // namespace
+
 int terminal_lines(const std::string& text, int width) {
   width = std::max(width, 1);
-  int lines = 0, cols = 0;
+  int lines = 1, col = 0;
   for (size_t i = 0; i < text.size();) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c == 0x1b && i + 1 < text.size() && text[i + 1] == '[') {  // CSI ... final byte
@@ -56,15 +76,21 @@ int terminal_lines(const std::string& text, int width) {
       continue;
     }
     if (c == '\n') {
-      lines += std::max(1, (cols + width - 1) / width);
-      cols = 0;
-      ++i;
+      ++lines, col = 0, ++i;
       continue;
     }
-    if ((c & 0xC0) != 0x80) ++cols;  // a code point starts here
-    ++i;
+    size_t bad = 0;
+    int w = 1;  // a byte that is not UTF-8 shows as one replacement character
+    if (const size_t n = io::detail::utf8_valid_at(text, i, bad); n > 0) {
+      w = columns(io::detail::utf8_next(text, i));
+    } else {
+      i += bad;
+    }
+    if (w == 0) continue;
+    if (col + w > width) ++lines, col = 0;  // a wide character that does not fit moves down whole
+    col += w;
   }
-  return lines + std::max(1, (cols + width - 1) / width);
+  return lines;
 }
 
 }  // namespace mosaic::cli

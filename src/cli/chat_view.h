@@ -21,8 +21,9 @@ struct AnswerState {
 // each masked position.
 std::string render_answer(const io::Tokenizer& tok, const AnswerState& a, bool styled);
 
-// Lines `text` takes on a terminal `width` columns wide: escape sequences take no columns,
-// every code point one, a newline ends a line.
+// Lines `text` takes on a terminal `width` columns wide: escape sequences take no columns, a
+// code point its terminal width (2 for CJK and emoji, 0 for combining marks), a wide character
+// that does not fit a line's end starts the next, a newline ends a line.
 int terminal_lines(const std::string& text, int width);
 
 }  // namespace mosaic::cli

@@ -4,7 +4,9 @@
 # GPU machine brings the CUDA libraries (cudart, cuBLASLt, cuDNN) itself. OpenBLAS is linked
 # statically, `mosaic serve` left out (cpp-httplib and its TLS and compression libraries would
 # not fit beside the repository), and the binaries stripped and packed in one xz stream: the repository with the
-# shipped models is ~60 MiB of the device tool's 64 MiB per call, so the bundle must stay small.
+# shipped models is ~61.6 MiB of the device tool's 64 MiB per call (counted in 4 KiB blocks), so the bundle
+# must stay small. On 2026-12-03 the two together passed the limit: moving models/mosaic-moe-tiny/model.safetensors
+# out of the tree for the call (and leaving out the three GPU tests that read it) made room.
 #
 #   bash tools/bench/make_gpu_bundle.sh            # -> .deps/bundle/gpu.tar.xz (~3.5 MB)
 #

@@ -164,7 +164,7 @@ void HttpServer::routes() {
       }
       // Open until its last byte is written: the drain waits for it.
       open_responses_++;
-      metrics_.count_request(endpoint(req.path), 200);
+      const std::string route = endpoint(req.path);
       const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", job->id());
       const json head = {{"id", id},
                          {"object", chat ? (r.stream ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
@@ -182,8 +182,9 @@ void HttpServer::routes() {
             text += ev.text;
             continue;
           }
-          if (ev.kind == JobEvent::Kind::Error) {
+          if (ev.kind == JobEvent::Kind::Error) {  // counted with the status it ends with
             send_json(res, ev.status, ev.error);
+            metrics_.count_request(route, ev.status);
             return;
           }
           json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", ev.finish_reason}};
@@ -195,9 +196,12 @@ void HttpServer::routes() {
           body["choices"] = json::array({choice});
           body["usage"] = usage(ev);
           send_json(res, 200, body);
+          metrics_.count_request(route, 200);
           return;
         }
       }
+      // A stream's status is sent with its first byte: 200, whatever follows.
+      metrics_.count_request(route, 200);
       const bool include_usage = r.include_usage;
       auto first = std::make_shared<bool>(true);
       res.set_header("Cache-Control", "no-cache");

@@ -58,12 +58,12 @@ class DreamSampler final : public Sampler {
   explicit DreamSampler(const DreamOptions& o);
   int64_t num_blocks() const override { return o_.gen_length / block_length(); }
   int64_t steps_per_block() const override { return o_.steps / num_blocks(); }
+  int64_t block_length() const override { return o_.block_length > 0 ? o_.block_length : o_.gen_length; }
   void prepare(const Sequence& s, StepRequest& r) override;
   int64_t commit(Sequence& s, const StepRequest& r, const StepOutputs& out) override;
   bool block_done(const Sequence& s) const override;
 
  private:
-  int64_t block_length() const { return o_.block_length > 0 ? o_.block_length : o_.gen_length; }
   int64_t block_begin(const Sequence& s) const { return s.prompt_length + s.block * block_length(); }
   // The block's first step of a cached generation: commits the block's first token only.
   bool first_token_step(const Sequence& s) const { return o_.cache.mode != CacheMode::None && s.step == 0; }

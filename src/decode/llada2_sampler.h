@@ -42,6 +42,7 @@ class Llada2Sampler final : public Sampler {
   int64_t sequence_length(int64_t, int64_t) const override { return (first_block_ + num_blocks()) * o_.block_length; }
   int64_t num_blocks() const override;
   int64_t steps_per_block() const override { return steps_; }
+  int64_t block_length() const override { return o_.block_length; }
   void prepare(const Sequence& s, StepRequest& r) override;
   int64_t commit(Sequence& s, const StepRequest& r, const StepOutputs& out) override;
   bool block_done(const Sequence& s) const override;

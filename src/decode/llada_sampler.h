@@ -40,6 +40,7 @@ class LladaSampler final : public Sampler {
   explicit LladaSampler(const GenerateOptions& o);
   int64_t num_blocks() const override { return o_.gen_length / o_.block_length; }
   int64_t steps_per_block() const override { return o_.steps / num_blocks(); }
+  int64_t block_length() const override { return o_.block_length; }
   void prepare(const Sequence& s, StepRequest& r) override;
   int64_t commit(Sequence& s, const StepRequest& r, const StepOutputs& out) override;
   bool block_done(const Sequence& s) const override;

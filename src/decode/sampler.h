@@ -15,6 +15,8 @@ class Sampler {
   virtual ~Sampler() = default;
   virtual int64_t num_blocks() const = 0;
   virtual int64_t steps_per_block() const = 0;
+  // Positions per block (its memory plan's block rows).
+  virtual int64_t block_length() const = 0;
   // Fills the request for the sequence's current step: the head positions (none: nothing to
   // commit, the engine skips the model), sampling parameters, guidance.
   virtual void prepare(const Sequence& s, StepRequest& r) = 0;

@@ -142,10 +142,7 @@ PreparedGeneration prepare_generation(const Model& model, const io::Tokenizer& t
     bad("", api_words(e.what()));
   }
   const int64_t total = g.sequence.length();
-  const int64_t block = req.block_length.value_or(
-      model.family().default_sampler() == SamplerKind::Llada  ? fitting_block_length(g.max_tokens)
-      : model.family().default_sampler() == SamplerKind::Dream ? g.max_tokens
-                                                               : 32);
+  const int64_t block = g.sampler->block_length();
   const int64_t prompt_masks = std::count(g.prompt.begin(), g.prompt.end(), static_cast<int32_t>(c.mask_token_id));
   g.shape = {total, std::min(block, total), std::min(total, block + prompt_masks)};
   g.guided = req.cfg_scale > 0.0;

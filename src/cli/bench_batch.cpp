@@ -44,26 +44,41 @@ struct BatchRun {
   size_t arena = 0;
 };
 
+// B fresh generations of L tokens, sequence i with its own random prompt (seed 1234 + i).
+struct Batch {
+  std::vector<std::unique_ptr<Sampler>> samplers;
+  std::vector<Sequence> seqs;
+  std::vector<BatchMember> unfinished() {
+    std::vector<BatchMember> round;
+    for (size_t i = 0; i < seqs.size(); ++i)
+      if (!seqs[i].finished) round.push_back({samplers[i].get(), &seqs[i], static_cast<int64_t>(i)});
+    return round;
+  }
+};
+
+Batch make_batch(const Model& m, const BenchFlags& f, int64_t L, int64_t B, const CacheOptions& cache) {
+  const int64_t P = L - f.gen_length;
+  Batch b;
+  for (int64_t i = 0; i < B; ++i) {
+    b.samplers.push_back(default_sampler(m, P, f.gen_length, f.gen_length, f.block_length, cache));
+    b.seqs.push_back(Sequence::start(random_prompt(m.config(), P, 1234 + static_cast<uint32_t>(i)),
+                                     b.samplers.back()->sequence_length(P, f.gen_length) - P,
+                                     static_cast<int32_t>(m.config().mask_token_id), 0));
+  }
+  return b;
+}
+
 BatchRun run_batch(Model& m, const BenchFlags& f, int64_t L, int64_t B, const CacheOptions& cache) {
   BatchRun run;
   const int64_t P = L - f.gen_length;
   for (int rep = 0; rep <= f.warmup_generations; ++rep) {  // the first ones warm up
-    std::vector<std::unique_ptr<Sampler>> samplers;
-    std::vector<Sequence> seqs;
-    for (int64_t i = 0; i < B; ++i) {
-      samplers.push_back(default_sampler(m, P, f.gen_length, f.gen_length, f.block_length, cache));
-      seqs.push_back(Sequence::start(random_prompt(m.config(), P, 1234 + static_cast<uint32_t>(i)),
-                                     samplers.back()->sequence_length(P, f.gen_length) - P,
-                                     static_cast<int32_t>(m.config().mask_token_id), 0));
-    }
+    Batch batch = make_batch(m, f, L, B, cache);
     run = {};
     run.finish_ms.assign(static_cast<size_t>(B), 0.0);
     const auto t0 = std::chrono::steady_clock::now();
     auto since = [&] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); };
     for (;;) {
-      std::vector<BatchMember> round;
-      for (int64_t i = 0; i < B; ++i)
-        if (!seqs[i].finished) round.push_back({samplers[i].get(), &seqs[i], i});
+      const std::vector<BatchMember> round = batch.unfinished();
       if (round.empty()) break;
       run_batch_block(m, round, [&](const std::vector<BatchMember>& members, const std::vector<StepEvent>& events) {
         for (size_t k = 0; k < events.size(); ++k)
@@ -76,7 +91,7 @@ BatchRun run_batch(Model& m, const BenchFlags& f, int64_t L, int64_t B, const Ca
       });
     }
     run.total_ms = since();
-    run.first_tokens.assign(seqs[0].tokens.begin() + P, seqs[0].tokens.end());
+    run.first_tokens.assign(batch.seqs[0].tokens.begin() + P, batch.seqs[0].tokens.end());
   }
   return run;
 }
@@ -84,19 +99,9 @@ BatchRun run_batch(Model& m, const BenchFlags& f, int64_t L, int64_t B, const Ca
 // One more round of B fresh sequences: its first pass (the store) untimed, the rest with op
 // times (each node waits for the device).
 OpTimes cached_pass_op_times(Model& m, const BenchFlags& f, int64_t L, int64_t B, const CacheOptions& cache) {
-  const int64_t P = L - f.gen_length;
-  std::vector<std::unique_ptr<Sampler>> samplers;
-  std::vector<Sequence> seqs;
-  std::vector<BatchMember> round;
-  for (int64_t i = 0; i < B; ++i) {
-    samplers.push_back(default_sampler(m, P, f.gen_length, f.gen_length, f.block_length, cache));
-    seqs.push_back(Sequence::start(random_prompt(m.config(), P, 1234 + static_cast<uint32_t>(i)),
-                                   samplers.back()->sequence_length(P, f.gen_length) - P,
-                                   static_cast<int32_t>(m.config().mask_token_id), 0));
-  }
-  for (int64_t i = 0; i < B; ++i) round.push_back({samplers[i].get(), &seqs[i], i});
+  Batch batch = make_batch(m, f, L, B, cache);
   OpTimes times;
-  run_batch_block(m, round, [&](const std::vector<BatchMember>&, const std::vector<StepEvent>&) { m.set_op_times(&times); });
+  run_batch_block(m, batch.unfinished(), [&](const std::vector<BatchMember>&, const std::vector<StepEvent>&) { m.set_op_times(&times); });
   m.set_op_times(nullptr);
   return times;
 }

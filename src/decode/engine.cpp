@@ -5,6 +5,21 @@
 
 namespace mosaic {
 
+namespace {
+
+// A prepared step's end: the sampler commits what the model returned, the sequence advances.
+void finish_step(Sampler& sampler, Sequence& seq, const StepRequest& r, const StepOutputs& out, StepEvent& ev) {
+  ev.committed = sampler.commit(seq, r, out);
+  ev.cache_step = r.cache.step;
+  ev.block_done = sampler.block_done(seq);
+  if (ev.block_done)
+    seq.next_block(sampler.num_blocks());
+  else
+    seq.next_step();
+}
+
+}  // namespace
+
 StepEvent run_step(Model& model, Sampler& sampler, Sequence& seq) {
   StepEvent ev{seq.block, sampler.num_blocks(), seq.step, sampler.steps_per_block(), seq.global_step};
   StepRequest r;
@@ -16,13 +31,7 @@ StepEvent run_step(Model& model, Sampler& sampler, Sequence& seq) {
     out = model.step(r, &ev.stats);
     ev.ran_model = true;
   }
-  ev.committed = sampler.commit(seq, r, out);
-  ev.cache_step = r.cache.step;
-  ev.block_done = sampler.block_done(seq);
-  if (ev.block_done)
-    seq.next_block(sampler.num_blocks());
-  else
-    seq.next_step();
+  finish_step(sampler, seq, r, out, ev);
   return ev;
 }
 
@@ -53,18 +62,8 @@ std::vector<StepEvent> run_batch_step(Model& model, const std::vector<BatchMembe
       events[members[j]].ran_model = true;
     }
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    Sampler& sampler = *batch[i].sampler;
-    Sequence& seq = *batch[i].sequence;
-    StepEvent& ev = events[i];
-    ev.committed = sampler.commit(seq, requests[i], outs[i]);
-    ev.cache_step = requests[i].cache.step;
-    ev.block_done = sampler.block_done(seq);
-    if (ev.block_done)
-      seq.next_block(sampler.num_blocks());
-    else
-      seq.next_step();
-  }
+  for (size_t i = 0; i < batch.size(); ++i)
+    finish_step(*batch[i].sampler, *batch[i].sequence, requests[i], outs[i], events[i]);
   return events;
 }
 

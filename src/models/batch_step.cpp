@@ -71,14 +71,8 @@ std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch,
     const StepRequest& req = *e.request;
     const std::vector<int32_t>& seq = *req.tokens;
     const int64_t S = static_cast<int64_t>(seq.size());
-    for (int32_t t : seq)
-      MOSAIC_CHECK(t >= 0 && t < config_.embedding_size, "token id {} is outside the model's embedding (size {})", t,
-                   config_.embedding_size);
-    MOSAIC_CHECK(!req.guided() || req.tokens_uncond->size() == seq.size(),
-                 "step: the guidance sequence has {} tokens, the sequence {}", req.tokens_uncond->size(), S);
+    check_tokens(req);
     MOSAIC_CHECK(!req.hidden_in, "step_batch: layer segments run alone");
-    for (int32_t p : req.head_pos)
-      MOSAIC_CHECK(p >= 0 && p < S, "step: head position {} is outside the {}-token sequence", p, S);
     if (mode != CacheMode::None) check_cache_request(req, S);
     const CacheRequest& c = req.cache;
     const int64_t rb = cached ? c.run_begin : 0, re = cached ? c.run_end : S;
@@ -178,15 +172,7 @@ std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch,
     }
     if (V > 0) out.logits.assign(logits.begin() + s.head0 * V, logits.begin() + (s.head0 + s.heads) * V);
   }
-  if (stats) {
-    stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    stats->rows = d.L;
-    stats->arena_bytes = plan.arena_bytes();
-    stats->peak_live = plan.peak_live;
-    stats->avg_live = plan.avg_live_timed;
-    stats->mapped_bytes = be_.arena_mapped_bytes();
-    stats->chunks = plan.chunks;
-  }
+  record_stats(stats, t0, plan, d.L);
   return outs;
 }
 

@@ -218,13 +218,7 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   MOSAIC_CHECK(req.tokens != nullptr, "step: no token sequence given");
   const std::vector<int32_t>& tokens = *req.tokens;
   const int64_t L = static_cast<int64_t>(tokens.size());
-  for (int32_t t : tokens)
-    MOSAIC_CHECK(t >= 0 && t < config_.embedding_size, "token id {} is outside the model's embedding (size {})", t,
-                 config_.embedding_size);
-  MOSAIC_CHECK(!req.guided() || req.tokens_uncond->size() == tokens.size(),
-               "step: the guidance sequence has {} tokens, the sequence {}", req.tokens_uncond->size(), L);
-  for (int32_t p : req.head_pos)
-    MOSAIC_CHECK(p >= 0 && p < L, "step: head position {} is outside the {}-token sequence", p, L);
+  check_tokens(req);
   const CacheRequest& cache = req.cache;
   const bool use_cache = cache.options.mode != CacheMode::None;
   const bool cached = use_cache && cache.step == CacheStep::Cached;
@@ -306,16 +300,32 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   if (buffers.has("hidden")) out.hidden = std::move(buffers.bytes.at("hidden"));
   if (use_cache && cache.step == CacheStep::Store) cache_state_ = state;
   if (exact) written_ = std::max(written_, cache.run_end);
-  if (stats) {
-    stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    stats->rows = d.L;
-    stats->arena_bytes = plan.arena_bytes();
-    stats->peak_live = plan.peak_live;
-    stats->avg_live = plan.avg_live_timed;
-    stats->mapped_bytes = be_.arena_mapped_bytes();
-    stats->chunks = plan.chunks;
-  }
+  record_stats(stats, t0, plan, d.L);
   return out;
+}
+
+void Model::check_tokens(const StepRequest& req) const {
+  const std::vector<int32_t>& tokens = *req.tokens;
+  const int64_t L = static_cast<int64_t>(tokens.size());
+  for (int32_t t : tokens)
+    MOSAIC_CHECK(t >= 0 && t < config_.embedding_size, "token id {} is outside the model's embedding (size {})", t,
+                 config_.embedding_size);
+  MOSAIC_CHECK(!req.guided() || req.tokens_uncond->size() == tokens.size(),
+               "step: the guidance sequence has {} tokens, the sequence {}", req.tokens_uncond->size(), L);
+  for (int32_t p : req.head_pos)
+    MOSAIC_CHECK(p >= 0 && p < L, "step: head position {} is outside the {}-token sequence", p, L);
+}
+
+void Model::record_stats(StepStats* stats, std::chrono::steady_clock::time_point t0, const MemoryPlan& plan,
+                         int64_t rows) const {
+  if (!stats) return;
+  stats->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  stats->rows = rows;
+  stats->arena_bytes = plan.arena_bytes();
+  stats->peak_live = plan.peak_live;
+  stats->avg_live = plan.avg_live_timed;
+  stats->mapped_bytes = be_.arena_mapped_bytes();
+  stats->chunks = plan.chunks;
 }
 
 }  // namespace mosaic

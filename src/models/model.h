@@ -2,6 +2,7 @@
 // A loaded model: its family and config, its resident weights on a backend, and one step
 // graph per set of graph options, each with its plan cache and executor. A step is a
 // request: the sequence, the positions whose predictions the sampler wants, how to sample.
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -163,6 +164,10 @@ class Model {
   // The graph whose weights load (every layer, or with an offload and run_layers only those).
   GraphOptions load_options() const;
   void check_cache_request(const StepRequest& r, int64_t L) const;
+  // A request's tokens and head positions against the model and its own sequence.
+  void check_tokens(const StepRequest& r) const;
+  void record_stats(StepStats* stats, std::chrono::steady_clock::time_point t0, const MemoryPlan& plan,
+                    int64_t rows) const;
 
   std::string dir_;
   Backend& be_;

@@ -9,6 +9,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "offload/expert_offload.h"
+#include "offload/routing_replay.h"
 #include "plan/cost_model.h"
 
 namespace mosaic {
@@ -223,6 +224,14 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
       const void* bias = n.in.size() > 2 ? in(2).p : nullptr;
       be_.moe_route(h.p, rows, h.cols, gate.p, bias, n.moe, static_cast<int32_t*>(ids.p), static_cast<float*>(w.p),
                     static_cast<float*>(logits.p));
+      if (routing_tap_) {
+        const size_t bytes = static_cast<size_t>(rows) * n.moe.top_k * sizeof(int32_t);
+        tap_ids_.resize(bytes / sizeof(int32_t));
+        be_.download(tap_ids_.data(), ids.p, bytes);
+        be_.synchronize();
+        routing_tap_->routed(n.layer, r0, rows, n.moe.top_k, tap_ids_.data());
+        if (routing_tap_->rewrites()) be_.upload(ids.p, tap_ids_.data(), bytes);
+      }
       break;
     }
     case Op::MoeExperts: {
@@ -257,13 +266,15 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
       device_.assign(experts.size(), nullptr);
       for (int e = 0; e < n_experts; ++e) {
         if (!p.resident(e)) continue;
-        on_gpu_[e] = 1;
+        on_gpu_[e] = offload_->on_gpu(n.layer, e);
         for (int j = 0; j < 3; ++j) device_[3 * e + j] = slots[3 * p.slot_of(e) + j];
       }
       copy_in_.clear();
       for (const offload::Swap& s : swaps) copy_in_.push_back(s.promote);
       OffloadedExperts o{host_ids_.data(), host_weights_.data(), &copies_->host.at(n.layer), &device_,
                          on_gpu_.data(), &copy_in_, n.layer};
+      o.copies_behind = offload_->policy() == offload::Policy::TideLagged;
+      o.wait_landed = offload_->landed(n.layer);
       be_.moe_experts_offloaded(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, o, x.p, ws.p);
       break;
     }

@@ -15,6 +15,7 @@
 namespace mosaic {
 namespace offload {
 class ExpertOffload;
+class RoutingTap;
 }
 
 // A step's host-side data, bound to graph tensors by name: the executor knows no tensor by
@@ -89,6 +90,9 @@ class Executor {
     offload_ = o;
     copies_ = copies;
   }
+  // Non-null: every MoE routing's expert ids go to it, and come back from it when it rewrites
+  // them (a benchmark's recorded or replayed routing, offload/routing_replay.h).
+  void set_routing_tap(offload::RoutingTap* t) { routing_tap_ = t; }
 
  private:
   struct View {
@@ -110,9 +114,10 @@ class Executor {
   OpTimes* op_times_ = nullptr;
   offload::ExpertOffload* offload_ = nullptr;
   const ExpertCopies* copies_ = nullptr;
+  offload::RoutingTap* routing_tap_ = nullptr;
   const StepLayout* layout_ = nullptr;  // the batch being run, or none
   bool per_sequence_attention_ = false;
-  std::vector<int32_t> host_ids_, copy_in_;
+  std::vector<int32_t> host_ids_, copy_in_, tap_ids_;
   std::vector<float> host_weights_;
   std::vector<uint8_t> on_gpu_;
   std::vector<const void*> device_;

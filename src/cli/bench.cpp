@@ -134,10 +134,18 @@ void add_bench(CLI::App& app) {
   c->add_option("--hidden-out", f->hidden_out, "With --segment: where to write this segment's hidden state");
   c->add_option("--offload", f->offload,
                 "MoE models: time whole generations per expert placement, e.g. gpu,tide,static,lru,cpu (gpu: every "
-                "routed expert on the device; tide: interval refresh; static: the first step's placement; lru: "
+                "routed expert on the device; tide: interval refresh; tide-lagged: its copies behind the steps; static: the first step's placement; lru: "
                 "fetch on miss; cpu: every routed expert on the CPU), with --gpu-experts N slots per layer, one "
                 "--cache mode (default none), in one process on the same weights; reports tokens/s, hit rates, "
-                "copies and tide over the best baseline")
+                "copies and each tide policy over the best baseline")
+      ->group("Expert offload (MoE models; TIDE)");
+  c->add_option("--routing-from", f->routing_from,
+                "With --offload: first run one generation of this trained MoE model (its own weights, the same "
+                "schedule and prompt length) recording its routing, then replay that routing into every timed run "
+                "in place of the model's own router (its experts spread over this model's: see "
+                "offload/routing_replay.h). For a shape with random weights, whose routing is far less stable than a "
+                "trained model's")
+      ->check(CLI::ExistingDirectory)
       ->group("Expert offload (MoE models; TIDE)");
   add_offload_flags(c, f->offload_flags, false);
   c->add_option("--cache", f->cache,

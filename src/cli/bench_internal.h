@@ -38,6 +38,7 @@ struct BenchFlags {
   // --offload: whole generations per expert placement (bench_offload.cpp).
   std::string offload;
   OffloadFlags offload_flags;
+  std::string routing_from;  // --routing-from: a trained MoE model whose routing the runs replay
 };
 
 // --tokens: "4096,16k" -> {4096, 16384}.

@@ -1,6 +1,7 @@
 // mosaic bench --offload POLICIES --gpu-experts N: whole generations of a MoE model per expert
 // placement, in one process on the same weights and prompt: `gpu` (every routed expert on the
-// device: the upper bound), `tide` (interval refresh), and the baselines `static` (the first
+// device: the upper bound), `tide` (interval refresh; `tide-lagged` with its copies behind the
+// steps), and the baselines `static` (the first
 // step's placement kept), `lru` (fetch on miss) and `cpu` (every routed expert on the CPU). The
 // table gives tokens/s, the GPU hit rate, the copies, the refresh interval, the agreement of the
 // tokens with the all-GPU run, and TIDE's speed over the best of the three baselines.
@@ -13,6 +14,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "offload/measured_costs.h"
+#include "offload/routing_replay.h"
 
 namespace mosaic::cli {
 
@@ -23,14 +25,34 @@ struct Row {
   double tps = 0;
 };
 
+// One generation of the --routing-from model with the bench's schedule, at a prompt of the same
+// length (random tokens of its vocabulary), its routing recorded.
+std::unique_ptr<offload::RoutingRecord> record_routing(Session& s, const BenchFlags& f, const CacheOptions& cache,
+                                                       int64_t tokens) {
+  Model trained(f.routing_from, s.backend(), LoadProgress{});
+  const io::ModelConfig& t = trained.config();
+  MOSAIC_CHECK(t.moe.experts > 0, "--routing-from {}: the model has no routed experts", f.routing_from);
+  trained.set_activation_budget(std::min(trained.activation_budget(), s.model().activation_budget()));
+  auto record = std::make_unique<offload::RoutingRecord>(static_cast<int>(t.moe.experts),
+                                                         static_cast<int>(t.moe.experts_per_token), t.moe_layers());
+  trained.set_routing_tap(record.get());
+  BenchFlags once = f;
+  once.warmup_generations = 0;
+  timed_generation(trained, random_prompt(t, tokens - f.gen_length), once, cache);
+  fmt::print(stderr, "mosaic: recorded {} steps of {}'s routing ({} MoE layers, {} experts, top {})\n",
+             record->steps(), f.routing_from, record->layers(), record->experts(), record->top_k());
+  return record;
+}
+
 }  // namespace
 
 nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<int64_t>& lengths) {
   std::vector<std::string> policies;
   std::stringstream ss(f.offload);
   for (std::string item; std::getline(ss, item, ',');) {
-    MOSAIC_CHECK(item == "gpu" || item == "tide" || item == "static" || item == "lru" || item == "cpu",
-                 "--offload '{}': list of gpu, tide, static, lru, cpu", item);
+    MOSAIC_CHECK(item == "gpu" || item == "tide" || item == "tide-lagged" || item == "static" || item == "lru" ||
+                     item == "cpu",
+                 "--offload '{}': list of gpu, tide, tide-lagged, static, lru, cpu", item);
     policies.push_back(item);
   }
   MOSAIC_CHECK(!policies.empty(), "--offload is empty: give policies such as gpu,tide,static,lru,cpu");
@@ -79,12 +101,23 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
                costs.h2d_bytes_per_s / 1e9, costs.cpu_s_per_expert * 1e6, costs.cpu_s_per_row * 1e6);
   }
 
+  MOSAIC_CHECK(f.routing_from.empty() || offloaded || with_gpu, "--routing-from needs --offload");
+
   nlohmann::json results = nlohmann::json::array();
-  fmt::print("{:>9} {:>7} {:>6} {:>6} {:>9} {:>9} {:>8} {:>7} {:>9} {:>8} {:>7}\n", "tokens", "policy", "slots", "tau",
+  fmt::print("{:>9} {:>11} {:>6} {:>6} {:>9} {:>9} {:>8} {:>7} {:>9} {:>8} {:>7}\n", "tokens", "policy", "slots", "tau",
              "total s", "tokens/s", "hit rate", "copies", "cpu pairs", "overlap", "agree");
   for (int64_t L : lengths) {
     MOSAIC_CHECK(L > f.gen_length, "--tokens {} leaves no prompt before --gen-length {}", L, f.gen_length);
     const std::vector<int32_t> prompt = random_prompt(c, L - f.gen_length);
+    std::unique_ptr<offload::RoutingRecord> record;
+    std::unique_ptr<offload::RoutingReplay> replay;
+    if (!f.routing_from.empty()) {
+      record = record_routing(s, f, cache, L);
+      replay = std::make_unique<offload::RoutingReplay>(*record, E, static_cast<int>(c.moe.experts_per_token), layers);
+      fmt::print(stderr, "mosaic: {}\n", replay->describe());
+      all.set_routing_tap(replay.get());
+      if (part) part->set_routing_tap(replay.get());
+    }
     std::vector<int32_t> gpu_tokens;
     std::vector<Row> rows;
     for (const std::string& name : policies) {
@@ -93,20 +126,23 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
       const offload::Policy policy = on_gpu ? offload::Policy::Static : offload::parse_policy(name);
       const int n = on_gpu ? E : name == "cpu" ? 0 : *slots;
       nlohmann::json jr = {{"tokens", L}, {"policy", name}, {"gpu_experts", n}, {"gen_length", f.gen_length},
-                           {"block_length", f.block_length}, {"cache", cache_mode_name(cache.mode)}};
+                           {"block_length", f.block_length}, {"cache", cache_mode_name(cache.mode)},
+                           {"routing", f.routing_from.empty() ? std::string("own") : "replayed from " + f.routing_from}};
       try {
         // Warm up with a throwaway placement, then time a fresh one (its statistics are the
         // timed generation's).
         BenchFlags once = f;
         once.warmup_generations = 0;
         for (int rep = 0; rep < f.warmup_generations; ++rep) {
-          offload::ExpertOffload warm(policy, E, n, layers, policy == offload::Policy::Tide ? std::max(tau, 1) : 0);
+          offload::ExpertOffload warm(policy, E, n, layers, offload::refreshes_on_interval(policy) ? std::max(tau, 1) : 0);
           m.set_offload(&warm);
+          if (replay) replay->restart();
           timed_generation(m, prompt, once, cache);
         }
         offload::ExpertOffload off(policy, E, n, layers, tau);
         off.set_costs(costs);
         m.set_offload(&off);
+        if (replay) replay->restart();
         const TimedGeneration t = timed_generation(m, prompt, once, cache);
         const GenerateResult& r = t.result;
         m.set_offload(nullptr);
@@ -124,11 +160,11 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
         }
         const double hit = pairs ? static_cast<double>(gpu_pairs) / static_cast<double>(pairs) : 0.0;
         // auto's choice comes at the second block: a one-block run only traced (refreshed every step).
-        const std::string tau_s = policy != offload::Policy::Tide                 ? "-"
+        const std::string tau_s = !offload::refreshes_on_interval(policy)         ? "-"
                                   : tau == 0 && !off.tau_choice()                 ? "trace"
                                   : off.refresh_interval() == 0                   ? "never"
                                                                                   : std::to_string(off.refresh_interval());
-        fmt::print("{:>9} {:>7} {:>6} {:>6} {:>9.2f} {:>9.2f} {:>8.3f} {:>7} {:>9} {:>8.3f} {:>7}\n", L, name, n, tau_s,
+        fmt::print("{:>9} {:>11} {:>6} {:>6} {:>9.2f} {:>9.2f} {:>8.3f} {:>7} {:>9} {:>8.3f} {:>7}\n", L, name, n, tau_s,
                    r.total_ms / 1000, tps, hit, copies, pairs - gpu_pairs, overlap,
                    gpu_tokens.empty() ? std::string("-") : fmt::format("{:.3f}", static_cast<double>(same) / static_cast<double>(gen.size())));
         if (off.tau_choice()) fmt::print(stderr, "{}", off.tau_choice()->explain(off.costs()));
@@ -145,20 +181,21 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
         if (!gpu_tokens.empty()) jr["agreement_with_gpu"] = static_cast<double>(same) / static_cast<double>(gen.size());
       } catch (const Error& e) {
         m.set_offload(nullptr);
-        fmt::print("{:>9} {:>7}  failed: {}\n", L, name, e.what());
+        fmt::print("{:>9} {:>11}  failed: {}\n", L, name, e.what());
         jr["error"] = e.what();
         set_exit_code(1);
       }
       results.push_back(jr);
     }
-    double tide = 0, best = 0;
+    all.set_routing_tap(nullptr);
+    if (part) part->set_routing_tap(nullptr);
+    double best = 0;
     std::string best_name;
-    for (const Row& r : rows) {
-      if (r.policy == "tide") tide = r.tps;
+    for (const Row& r : rows)
       if ((r.policy == "static" || r.policy == "lru" || r.policy == "cpu") && r.tps > best) best = r.tps, best_name = r.policy;
-    }
-    if (tide > 0 && best > 0)
-      fmt::print("{:>9} tide / best baseline ({}): {:.2f}x\n", L, best_name, tide / best);
+    for (const Row& r : rows)
+      if (r.policy.starts_with("tide") && r.tps > 0 && best > 0)
+        fmt::print("{:>9} {} / best baseline ({}): {:.2f}x\n", L, r.policy, best_name, r.tps / best);
   }
   return results;
 }

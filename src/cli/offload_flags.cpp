@@ -20,13 +20,15 @@ void add_offload_flags(CLI::App* c, OffloadFlags& f, bool policy) {
   if (policy)
     c->add_option("--offload", f.policy,
                 "Which experts hold the slots: tide (refresh from each step's routing at every block's first step and "
-                "every --refresh-interval steps) | static (the first step's choice, never refreshed) | lru (fetch "
+                "every --refresh-interval steps; the layer waits for the promoted experts' copies) | tide-lagged (the "
+                "same refresh with the copies behind the step: a promoted expert runs on the CPU at that step, on the "
+                "GPU from the next) | static (the first step's choice, never refreshed) | lru (fetch "
                 "every missed expert, evict the least recently used) | cpu (every routed expert on the CPU; "
                 "--gpu-experts 0)")
       ->capture_default_str()
       ->group(group);
   c->add_option("--refresh-interval", f.refresh_interval,
-                "tide: steps between refreshes inside a block, or auto (the first block refreshes at every step and "
+                "tide, tide-lagged: steps between refreshes inside a block, or auto (the first block refreshes at every step and "
                 "records its routing; a cost model of copies vs CPU time picks the interval from it, said on stderr)")
       ->capture_default_str()
       ->group(group);
@@ -71,7 +73,7 @@ std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Mode
   const int experts = static_cast<int>(c.moe.experts);
   auto off = std::make_unique<offload::ExpertOffload>(o.policy, experts, slots.value_or(experts), layers,
                                                       o.refresh_interval);
-  if (o.policy == offload::Policy::Tide && o.refresh_interval == 0 && slots && *slots < experts)
+  if (offload::refreshes_on_interval(o.policy) && o.refresh_interval == 0 && slots && *slots < experts)
     off->set_costs(offload::measure_costs(m.backend(), c.d_model, c.moe.ffn_hidden));
   return off;
 }

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "models/model.h"
 #include "offload/expert_offload.h"
+#include "offload/routing_replay.h"
 
 namespace mosaic {
 
@@ -147,6 +148,8 @@ std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch,
   r.exec->set_op_times(op_times_);
   r.exec->set_offload(offload_, experts_on_host_ && offload_ ? &experts_ : nullptr);
   if (offload_) offload_->begin_step(std::max(first.step_in_block, 0));
+  r.exec->set_routing_tap(routing_tap_);
+  if (routing_tap_) routing_tap_->begin_step();
   r.exec->run(plan, in, first.sample, &buffers, &layout);
   if (kind == CacheStep::Store) batch_state_ = {mode, first.guided(), d.K, std::move(stored)};
 

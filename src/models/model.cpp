@@ -8,6 +8,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "offload/expert_offload.h"
+#include "offload/routing_replay.h"
 
 namespace mosaic {
 
@@ -288,6 +289,8 @@ StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
   r.exec->set_op_times(op_times_);
   r.exec->set_offload(offload_, experts_on_host_ && offload_ ? &experts_ : nullptr);
   if (offload_) offload_->begin_step(std::max(req.step_in_block, 0));
+  r.exec->set_routing_tap(routing_tap_);
+  if (routing_tap_) routing_tap_->begin_step();
   r.exec->run(plan, in, req.sample, &buffers);
 
   StepOutputs out;

@@ -27,6 +27,7 @@ class Checkpoint;
 }
 namespace offload {
 class ExpertOffload;
+class RoutingTap;
 }
 
 // (bytes done, bytes total, tensor name) while weights load.
@@ -128,6 +129,9 @@ class Model {
   // the device).
   void set_offload(offload::ExpertOffload* o);
   offload::ExpertOffload* offload() const { return offload_; }
+  // Every step's MoE routing goes through `t` (nullptr: none): a benchmark records a trained
+  // model's routing or replays it into this one (offload/routing_replay.h).
+  void set_routing_tap(offload::RoutingTap* t) { routing_tap_ = t; }
 
   // The graph options, graph and plan a request of this kind runs with.
   GraphOptions graph_options(const StepRequest& r) const;
@@ -185,6 +189,7 @@ class Model {
   bool masked_last_layer_ = true;
   OpTimes* op_times_ = nullptr;
   offload::ExpertOffload* offload_ = nullptr;
+  offload::RoutingTap* routing_tap_ = nullptr;
   bool experts_on_host_ = false;
   ExpertCopies experts_;
   int first_layer_ = 0, end_layer_ = -1;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "core/error.h"
@@ -11,21 +12,25 @@ namespace mosaic::offload {
 
 Policy parse_policy(const std::string& name) {
   if (name == "tide") return Policy::Tide;
+  if (name == "tide-lagged") return Policy::TideLagged;
   if (name == "static") return Policy::Static;
   if (name == "lru") return Policy::Lru;
   if (name == "cpu") return Policy::Cpu;
-  throw Error(fmt::format("--offload must be tide, static, lru or cpu (got '{}')", name));
+  throw Error(fmt::format("--offload must be tide, tide-lagged, static, lru or cpu (got '{}')", name));
 }
 
 const char* policy_name(Policy p) {
   switch (p) {
     case Policy::Tide: return "tide";
+    case Policy::TideLagged: return "tide-lagged";
     case Policy::Static: return "static";
     case Policy::Lru: return "lru";
     case Policy::Cpu: return "cpu";
   }
   return "?";
 }
+
+bool refreshes_on_interval(Policy p) { return p == Policy::Tide || p == Policy::TideLagged; }
 
 int parse_refresh_interval(const std::string& s) {
   if (s == "auto") return 0;
@@ -40,7 +45,7 @@ std::optional<int> gpu_slots(const OffloadOptions& o, const io::ModelConfig& c, 
   const bool by_count = o.gpu_experts >= 0, by_budget = o.expert_budget >= 0;
   MOSAIC_CHECK(!(by_count && by_budget), "give --gpu-experts or --expert-budget, not both");
   if (!by_count && !by_budget) {
-    MOSAIC_CHECK(o.policy == Policy::Tide, "--offload {} needs --gpu-experts N or --expert-budget BYTES",
+    MOSAIC_CHECK(refreshes_on_interval(o.policy), "--offload {} needs --gpu-experts N or --expert-budget BYTES",
                  policy_name(o.policy));
     return std::nullopt;
   }
@@ -70,9 +75,8 @@ std::optional<int> gpu_slots(const OffloadOptions& o, const io::ModelConfig& c, 
 ExpertOffload::ExpertOffload(Policy policy, int experts, int slots, std::vector<int> layers, int refresh_interval)
     : policy_(policy), experts_(experts), slots_(slots), tau_(refresh_interval), auto_tau_(refresh_interval == 0) {
   MOSAIC_CHECK(refresh_interval >= 0, "refresh interval {} must be >= 0 (0: auto)", refresh_interval);
-  if (policy != Policy::Tide) tau_ = 0, auto_tau_ = false;
-  for (int l : layers)
-    layers_.push_back({l, LayerPlacement(experts, slots), LruPlacement(experts), {}, {}, {}});
+  if (!refreshes_on_interval(policy)) tau_ = 0, auto_tau_ = false;
+  for (int l : layers) layers_.push_back({l, LayerPlacement(experts, slots), LruPlacement(experts), {}, {}, {}});
 }
 
 ExpertOffload::Layer& ExpertOffload::at(int layer) {
@@ -102,7 +106,8 @@ void ExpertOffload::begin_step(int step_in_block) {
   // auto: the first block refreshes at every step and records its routing; the second block's
   // first step prices every tau on that trace and keeps the cheapest.
   if (auto_tau_ && !choice_ && blocks_ == 2 && step_in_block == 0) {
-    choice_ = choose_tau(trace_, slots_, std::max(1, static_cast<int>(trace_.counts.size())), costs_);
+    choice_ = choose_tau(trace_, slots_, std::max(1, static_cast<int>(trace_.counts.size())), costs_,
+                         policy_ == Policy::TideLagged);
     tau_ = choice_->tau;
   }
   step_in_block_ = step_in_block;
@@ -112,6 +117,7 @@ void ExpertOffload::begin_step(int step_in_block) {
 bool ExpertOffload::refresh_now() const {
   switch (policy_) {
     case Policy::Tide:
+    case Policy::TideLagged:
       if (auto_tau_ && !choice_) return true;  // tracing the first block
       return step_in_block_ == 0 || (tau_ > 0 && step_in_block_ % tau_ == 0);
     case Policy::Static: return steps_ == 1;
@@ -129,26 +135,34 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
   const bool again = l.last_step == steps_;
   l.last_step = steps_;
   if (!first_chunk || again) {
-    for (int e = 0; e < experts_; ++e) s.pairs += counts[e];
-    s.gpu_pairs += gpu_pairs(l.placement, counts);
+    l.landed = false;  // the step's first call waited for them already
+    for (int e = 0; e < experts_; ++e) {
+      s.pairs += counts[e];
+      if (on_gpu(layer, e)) s.gpu_pairs += counts[e];
+    }
     if (auto_tau_ && !choice_)
       for (int e = 0; e < experts_; ++e) l.step_counts[e] += counts[e];
     return {};
   }
+  // A new step: what the previous refresh sent is in place now.
+  l.landed = !l.arriving.empty();
+  l.arriving.clear();
   std::vector<Swap> swaps;
   if (slots_ > 0) {
     if (policy_ == Policy::Lru) swaps = l.lru.fetch(l.placement, counts);
     else if (refresh_now()) swaps = plan_refresh(l.placement, counts);
     apply_swaps(l.placement, swaps);
   }
+  if (policy_ == Policy::TideLagged)
+    for (const Swap& w : swaps) l.arriving.push_back(w.promote);
   if (auto_tau_ && !choice_) l.step_counts = counts;
 
   ++s.steps;
   s.swaps += static_cast<int64_t>(swaps.size());
-  s.gpu_pairs += gpu_pairs(l.placement, counts);
   int64_t routed = 0, kept = 0;
   for (int e = 0; e < experts_; ++e) {
     s.pairs += counts[e];
+    if (on_gpu(layer, e)) s.gpu_pairs += counts[e];
     if (counts[e] == 0) continue;
     ++routed;
     kept += !l.prev_routed.empty() && l.prev_routed[e];
@@ -162,10 +176,15 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
   return swaps;
 }
 
+bool ExpertOffload::on_gpu(int layer, int e) const {
+  const Layer& l = at(layer);
+  return l.placement.resident(e) && std::find(l.arriving.begin(), l.arriving.end(), e) == l.arriving.end();
+}
+
 std::string ExpertOffload::report() const {
   std::string s = fmt::format("moe stats: offload {}, {} of {} routed experts per layer on the GPU{}\n",
                               policy_name(policy_), slots_, experts_,
-                              policy_ == Policy::Tide
+                              refreshes_on_interval(policy_)
                                   ? fmt::format(", refresh interval {}", tau_ == 0 ? std::string("auto (not chosen yet)")
                                                                                    : std::to_string(tau_))
                                   : std::string());

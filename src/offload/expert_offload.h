@@ -19,13 +19,18 @@ struct ModelConfig;
 namespace offload {
 
 enum class Policy {
-  Tide,    // refresh at every block's first step and every tau steps inside a block
+  Tide,        // refresh at every block's first step and every tau steps inside a block; the
+               // layer waits for its promoted experts' copies (TIDE's public code)
+  TideLagged,  // the same refresh, its copies behind the step: a promoted expert runs on the CPU
+               // at the step that promotes it and on the GPU from the layer's next step on
   Static,  // the placement the first step chose, never refreshed (tau = infinity)
   Lru,     // fetch every missed expert before computing it, evicting the least recently used
   Cpu,     // every routed expert on the CPU (llama.cpp's --cpu-moe)
 };
-Policy parse_policy(const std::string& name);  // tide | static | lru | cpu
+Policy parse_policy(const std::string& name);  // tide | tide-lagged | static | lru | cpu
 const char* policy_name(Policy p);
+// TIDE's interval refresh (tide, tide-lagged): tau applies.
+bool refreshes_on_interval(Policy p);
 
 struct OffloadOptions {
   Policy policy = Policy::Tide;
@@ -65,6 +70,14 @@ class ExpertOffload {
   // chunks, guidance's second trunk): moves nothing and only adds to the counts.
   std::vector<Swap> route(int layer, const std::vector<int64_t>& counts, bool first_chunk = true);
   const LayerPlacement& placement(int layer) const { return at(layer).placement; }
+  // tide-lagged: the experts promoted at this step of `layer`, still in flight (resident in the
+  // placement, but the step runs them on the CPU); empty under the other policies.
+  const std::vector<int32_t>& arriving(int layer) const { return at(layer).arriving; }
+  // Whether `e` runs on the GPU at this step of `layer`: resident and not arriving.
+  bool on_gpu(int layer, int e) const;
+  // tide-lagged: true at the step after a refresh that copied experts in: the layer must wait for
+  // those copies before its device part reads the slots.
+  bool landed(int layer) const { return at(layer).landed; }
 
   Policy policy() const { return policy_; }
   int slots() const { return slots_; }
@@ -89,6 +102,8 @@ class ExpertOffload {
     LayerStats stats;
     std::vector<uint8_t> prev_routed;  // the previous step's routed experts (this block)
     std::vector<int64_t> step_counts;  // this step's, for the auto trace
+    std::vector<int32_t> arriving;     // tide-lagged: promoted at this step, copies in flight
+    bool landed = false;               // tide-lagged: the previous refresh's copies are used now
     int64_t last_step = -1;            // the step that last routed here
   };
   Layer& at(int layer);

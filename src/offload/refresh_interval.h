@@ -5,7 +5,9 @@
 // candidate tau with the same refresh rule the engine runs (placement.h), and prices what it
 // sees: every promoted expert's bytes over the measured host-to-device bandwidth, every layer's
 // CPU experts at the measured CPU cost (in parallel, at the measured speedup). The tau with the
-// least transfer + CPU time wins.
+// least transfer + CPU time wins. Lagged (tide-lagged): the copies run behind the steps, so a step
+// costs the longer of the two, and a promoted expert's pairs run on the CPU at the refresh step.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,7 +41,8 @@ struct TauCost {
   int tau = 0;  // 0: never refreshed after the trace's first step (static placement)
   double transfer_s = 0, cpu_s = 0;
   int64_t swaps = 0, gpu_pairs = 0, cpu_pairs = 0;
-  double total_s() const { return transfer_s + cpu_s; }
+  bool lagged = false;
+  double total_s() const { return lagged ? std::max(transfer_s, cpu_s) : transfer_s + cpu_s; }
 };
 
 struct TauChoice {
@@ -51,9 +54,9 @@ struct TauChoice {
 // Prices one tau: each layer starts from `slots` GPU slots filled by the trace's first step
 // (as the engine's first refresh fills them), then runs the trace, refreshing at every block's
 // first step and every tau steps inside a block (tau 0: never again).
-TauCost price_tau(const RoutingTrace& trace, int slots, int tau, const OffloadCosts& c);
+TauCost price_tau(const RoutingTrace& trace, int slots, int tau, const OffloadCosts& c, bool lagged = false);
 
 // Tries tau = 1 .. max_tau and 0 (never); the cheapest wins (ties: the larger tau, fewer copies).
-TauChoice choose_tau(const RoutingTrace& trace, int slots, int max_tau, const OffloadCosts& c);
+TauChoice choose_tau(const RoutingTrace& trace, int slots, int max_tau, const OffloadCosts& c, bool lagged = false);
 
 }  // namespace mosaic::offload

@@ -3,6 +3,8 @@
 // refused with the flag named.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -50,7 +52,7 @@ TEST(CliOffload, BadFlagsAreRefused) {
       {"--gpu-experts -3", "--gpu-experts must be >= 0"},
       {"--expert-budget 1000", "--expert-budget 1000 B holds less than one expert"},
       {"--gpu-experts 8 --refresh-interval 0", "--refresh-interval must be auto or a number of steps > 0"},
-      {"--gpu-experts 8 --offload fifo", "--offload must be tide, static, lru or cpu"},
+      {"--gpu-experts 8 --offload fifo", "--offload must be tide, tide-lagged, static, lru or cpu"},
       {"--gpu-experts 8 --offload cpu", "--offload cpu runs every routed expert on the CPU"},
       {"--offload lru", "--offload lru needs --gpu-experts N or --expert-budget BYTES"},
       {"--gpu-experts 8 --expert-budget 1GiB", "not both"},
@@ -69,21 +71,57 @@ TEST(CliOffload, BadFlagsAreRefused) {
 TEST(CliOffload, BenchRunsEveryPlacementOnTheSameWeights) {
   const auto r = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
                                    (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
-                                   " --offload gpu,tide,static,lru,cpu --gpu-experts 32 --tokens 96 --gen-length 32 "
+                                   " --offload gpu,tide,tide-lagged,static,lru,cpu --gpu-experts 32 --tokens 96 --gen-length 32 "
                                    "--warmup-generations 0 --refresh-interval 2");
   ASSERT_EQ(r.rc, 0) << r.err;
-  for (const char* policy : {" gpu ", " tide ", " static ", " lru ", " cpu "})
+  for (const char* policy : {" gpu ", " tide ", " tide-lagged ", " static ", " lru ", " cpu "})
     EXPECT_NE(r.out.find(policy), std::string::npos) << policy << "\n" << r.out;
   EXPECT_NE(r.out.find("tide / best baseline"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tide-lagged / best baseline"), std::string::npos) << r.out;
   // Every placement gives the all-GPU run's tokens (agreement 1.000 on each row).
   int agree = 0;
   for (size_t at = r.out.find("1.000\n"); at != std::string::npos; at = r.out.find("1.000\n", at + 1)) ++agree;
-  EXPECT_EQ(agree, 5) << r.out;
+  EXPECT_EQ(agree, 6) << r.out;
   const auto missing = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
                                          (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
                                          " --offload tide --tokens 96 --gen-length 32");
   EXPECT_NE(missing.rc, 0);
   EXPECT_NE(missing.err.find("needs --gpu-experts"), std::string::npos) << missing.err;
+}
+
+// --routing-from: the fixture's recorded routing (16 experts, top 4) replayed into the shipped
+// model (64 experts, top 4) in every run: the runs still agree with the all-GPU one (the offload
+// never changes routing, replayed or not), and the routing statistics are the replay's.
+TEST(CliOffload, BenchReplaysAnotherModelsRouting) {
+  const std::string base = test::mosaic_binary() + " bench --backend cpu --model " +
+                           (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
+                           " --offload gpu,tide-lagged --gpu-experts 32 --tokens 96 --gen-length 32 "
+                           "--warmup-generations 0 --refresh-interval 2 --cache prefix";
+  const auto r = test::run_command(base + " --routing-from " + (test::fixtures_dir() / "llada2_tiny").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("recorded 32 steps"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("into 7 MoE layers of 64 experts top 4"), std::string::npos) << r.err;
+  int agree = 0;
+  for (size_t at = r.out.find("1.000\n"); at != std::string::npos; at = r.out.find("1.000\n", at + 1)) ++agree;
+  EXPECT_EQ(agree, 2) << r.out;
+  const auto own = test::run_command(base);
+  ASSERT_EQ(own.rc, 0) << own.err;
+  // The routing columns (hit rate, copies, CPU pairs, overlap) differ: the replayed routing is not
+  // the model's own.
+  auto routing = [](const std::string& out) {
+    std::istringstream row(out.substr(out.find(" tide-lagged ")));
+    std::string f[10];
+    for (std::string& x : f) row >> x;  // policy slots tau total tokens/s hit copies cpu-pairs overlap agree
+    return f[5] + " " + f[6] + " " + f[7] + " " + f[8];
+  };
+  EXPECT_NE(routing(r.out), routing(own.out)) << r.out << own.out;
+  const auto bad = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
+                                     (test::fixtures_dir() / "llada2_tiny").string() +
+                                     " --offload gpu,tide --gpu-experts 8 --tokens 64 --gen-length 32 "
+                                     "--warmup-generations 0 --routing-from " +
+                                     (test::source_dir() / "models" / "mosaic-moe-tiny").string());
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.err.find("cannot be spread over 16 experts"), std::string::npos) << bad.err;
 }
 
 // Without the all-GPU run, --layers K loads only K layers (how LLaDA2.0-flash, larger than the

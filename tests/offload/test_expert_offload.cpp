@@ -37,6 +37,39 @@ TEST(ExpertOffload, TideRefreshesOnItsIntervalAndAtEveryBlock) {
   EXPECT_EQ(never.route(0, {0, 0, 0, 3}).size(), 0u);  // and it never moves again
 }
 
+// tide-lagged: a promoted expert is resident (its slot is being copied) but runs on the CPU at
+// the step that promoted it, and on the GPU from the layer's next step, which waits for it first.
+TEST(ExpertOffload, LaggedRunsAPromotedExpertOnTheCpuUntilTheNextStep) {
+  ExpertOffload off(Policy::TideLagged, 4, 1, {2}, 1);
+  off.begin_step(0);
+  EXPECT_FALSE(off.landed(2));
+  const std::vector<Swap> in = off.route(2, {0, 5, 0, 0});
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_EQ(in[0].promote, 1);
+  EXPECT_TRUE(off.placement(2).resident(1));
+  EXPECT_FALSE(off.on_gpu(2, 1));
+  EXPECT_EQ(off.arriving(2), std::vector<int32_t>{1});
+  EXPECT_EQ(off.stats(2).gpu_pairs, 0);                // the 5 pairs ran on the CPU
+  EXPECT_TRUE(off.route(2, {0, 2, 0, 0}).empty());    // the same step again: still arriving
+  EXPECT_FALSE(off.landed(2));
+  EXPECT_EQ(off.stats(2).gpu_pairs, 0);
+  off.begin_step(1);
+  EXPECT_TRUE(off.route(2, {0, 4, 0, 0}).empty());    // already resident: nothing to copy
+  EXPECT_TRUE(off.landed(2));                          // the layer waits for the copy, then uses it
+  EXPECT_TRUE(off.on_gpu(2, 1));
+  EXPECT_EQ(off.stats(2).gpu_pairs, 4);
+  off.begin_step(2);
+  off.route(2, {0, 4, 0, 0});
+  EXPECT_FALSE(off.landed(2));                         // nothing was sent at step 1
+  // The blocking policy uses a promoted expert at once.
+  ExpertOffload now(Policy::Tide, 4, 1, {2}, 1);
+  now.begin_step(0);
+  now.route(2, {0, 5, 0, 0});
+  EXPECT_TRUE(now.on_gpu(2, 1));
+  EXPECT_TRUE(now.arriving(2).empty());
+  EXPECT_EQ(now.stats(2).gpu_pairs, 5);
+}
+
 TEST(ExpertOffload, AutoTracesTheFirstBlockThenChooses) {
   ExpertOffload off(Policy::Tide, 4, 1, {0}, 0);
   off.set_costs({1e12, 1e6, 1e-3, 1e-4});  // copies nearly free: refreshing every step wins

@@ -45,6 +45,20 @@ TEST(RefreshInterval, PricesWhatTheReplaySees) {
   EXPECT_EQ(every.gpu_pairs + every.cpu_pairs, never.gpu_pairs + never.cpu_pairs);
 }
 
+// Lagged: the promoted expert's 3 pairs run on the CPU at each refresh step, and a step costs the
+// longer of copies and CPU time instead of their sum.
+TEST(RefreshInterval, LaggedCopiesOverlapAndPromotedExpertsRunOnTheCpuOnce) {
+  const RoutingTrace t = drifting_trace(1);
+  const TauCost blocking = price_tau(t, 2, 1, costs(1e9));
+  const TauCost lagged = price_tau(t, 2, 1, costs(1e9), true);
+  EXPECT_EQ(lagged.swaps, blocking.swaps);
+  EXPECT_EQ(lagged.cpu_pairs, blocking.cpu_pairs + 3 * 3);  // steps 1-3 each promote one expert of 3 pairs
+  EXPECT_NEAR(lagged.cpu_s, 4e-3 + 3 * (1e-3 + 2e-4), 1e-12);
+  EXPECT_NEAR(lagged.total_s(), std::max(lagged.transfer_s, lagged.cpu_s), 1e-15);
+  EXPECT_NEAR(blocking.total_s(), blocking.transfer_s + blocking.cpu_s, 1e-15);
+  EXPECT_TRUE(choose_tau(t, 2, 3, costs(1e9), true).candidates.front().lagged);
+}
+
 // A layer's CPU experts run in parallel: at a speedup of 2, the two unresident experts of steps
 // 2 and 3 cost one expert each (the longest), and step 1's lone one its own time.
 TEST(RefreshInterval, CpuExpertsOfALayerRunInParallel) {

@@ -3,15 +3,19 @@
 # libraries the GPU machine lacks (fmt, libgomp), so no device time goes into compiling. The
 # GPU machine brings the CUDA libraries (cudart, cuBLASLt, cuDNN) itself. OpenBLAS is linked
 # statically, `mosaic serve` left out (cpp-httplib and its TLS and compression libraries would
-# not fit beside the repository), and the binaries stripped and packed in one xz stream: the repository with the
-# shipped models is ~61.6 MiB of the device tool's 64 MiB per call (counted in 4 KiB blocks), so the bundle
-# must stay small. On 2026-12-03 the two together passed the limit: moving models/mosaic-moe-tiny/model.safetensors
-# out of the tree for the call (and leaving out the three GPU tests that read it) made room.
+# not fit beside the repository), and the binaries stripped and packed in one xz stream.
 #
-#   bash tools/bench/make_gpu_bundle.sh            # -> .deps/bundle/gpu.tar.xz (~3.5 MB)
+# The device tool carries at most 64 MiB per call (counted in 4 KiB blocks), and the repository
+# with the shipped models is ~61.6 MiB, ~36 MiB of it models/mosaic-moe-tiny/model.safetensors. So
+# the bundle also holds that file xz-packed (~26 MiB): before the run call, delete it from the
+# tree (`rm models/mosaic-moe-tiny/model.safetensors`; tracked files travel, this one then does
+# not), and after the call put it back (`git checkout models/mosaic-moe-tiny/model.safetensors`).
+# tools/bench/unpack_gpu_bundle.sh, on the GPU machine, unpacks both.
+#
+#   bash tools/bench/make_gpu_bundle.sh            # -> .deps/bundle/gpu.tar.xz (~3.5 MB), moe-tiny.safetensors.xz
 #
 # Then, on the GPU machine (the device tool: carry .deps/bundle):
-#   mkdir -p /tmp/b && tar xJf .deps/bundle/gpu.tar.xz -C /tmp/b
+#   bash tools/bench/unpack_gpu_bundle.sh /tmp/b     # binaries in /tmp/b/gpu, the MoE model back in models/
 #   PACK=$OUT/results.tgz bash tools/bench/gpu_session.sh /tmp/b/gpu /tmp/res 565
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,4 +34,9 @@ if ldd "$stage/gpu/mosaic" | grep -q openblas; then
 fi
 tar cf - -C "$stage" gpu | xz -9e -T1 > .deps/bundle/gpu.tar.xz
 rm -rf "$stage"
-ls -la .deps/bundle/gpu.tar.xz
+moe=models/mosaic-moe-tiny/model.safetensors
+if [ -f "$moe" ]; then
+  xz -1 -T2 -c "$moe" > .deps/bundle/moe-tiny.safetensors.xz
+  sha256sum "$moe" | cut -d' ' -f1 > .deps/bundle/moe-tiny.sha256
+fi
+ls -la .deps/bundle/

@@ -2,7 +2,8 @@
 # TIDE's expert offload on one GPU (issue 14): LLaDA2.0-mini's shape on random bf16 weights and the
 # shipped trained MoE model, every placement in one `mosaic bench --offload` call per model (the
 # same process, weights and prompt): gpu (all routed experts on the device, the upper bound),
-# tide (interval refresh, tau from the cost model unless TAU is set), static, lru, cpu.
+# tide (interval refresh, tau from the cost model unless TAU is set), tide-lagged (its copies
+# behind the steps), static, lru, cpu.
 #
 #   bash tools/bench/run_offload_bench.sh OUTDIR [MOSAIC_BIN]
 #
@@ -11,12 +12,14 @@
 #    /tmp/ckpt-llada2-mini; skipped when present)
 # 2. mosaic bench --offload on it: --gpu-experts $SLOTS (default 128 of 256), --tokens $LENGTHS
 #    (default 1024: prompt + $GEN_LENGTH), --cache $CACHE (default prefix)  -> mini.json, mini.log
+# 2b. mini-replay: the same with the shipped model's routing replayed into mini's MoE layers
+#    (bench --routing-from models/mosaic-moe-tiny)                                  -> mini_replay.json, .log
 # 3. the same on models/mosaic-moe-tiny with 32 of 64 experts, --moe-stats   -> tiny.json, tiny.log
 # 4. mosaic info: LLaDA2.0-flash offloaded on an 80 GB GPU + 256 GB host         -> flash_info.txt
 # 5. LLaDA2.0-flash's first $FLASH_LAYERS layers (default 4; its whole 192 GiB do not fit the
 #    host): a checkpoint of those layers only, then bench --offload without gpu, --layers, with
 #    $FLASH_SLOTS of 256 experts per layer (default 96, TIDE's flash setting)      -> flash.json, flash.log
-# STAGES picks stages (default "mini tiny flash-info flash"; also mini-tau; one device call is at most 10 minutes,
+# STAGES picks stages (default "mini mini-replay tiny flash-info flash"; also mini-tau; one device call is at most 10 minutes,
 # so split them over calls). Environment: POLICIES (default gpu,tide,static,lru,cpu), TAUS, SLOTS, LENGTHS, GEN_LENGTH (256), CACHE, TAU (auto), CKPT_DIR, FLASH_LAYERS,
 # FLASH_SLOTS, FLASH_DIR (/tmp/ckpt-llada2-flash-K), MOSAIC_LIBS.
 set -uo pipefail
@@ -28,9 +31,9 @@ out=$(cd "$out" && pwd)
 [ -e "$bin" ] && bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 cd "$(dirname "$0")/../.."
 ck=${CKPT_DIR:-/tmp/ckpt-llada2-mini}
-common=(--offload "${POLICIES:-gpu,tide,static,lru,cpu}" --gen-length "${GEN_LENGTH:-256}" --block-length 32
+common=(--offload "${POLICIES:-gpu,tide,tide-lagged,static,lru,cpu}" --gen-length "${GEN_LENGTH:-256}" --block-length 32
         --cache "${CACHE:-prefix}" --refresh-interval "${TAU:-auto}" --moe-stats)
-stages=" ${STAGES:-mini tiny flash-info flash} "
+stages=" ${STAGES:-mini mini-replay tiny flash-info flash} "
 want() { [[ $stages == *" $1 "* ]]; }
 run() {  # run LIMIT NAME CMD...
   local limit=$1 name=$2; shift 2
@@ -39,7 +42,7 @@ run() {  # run LIMIT NAME CMD...
   timeout --foreground --kill-after=10 "$limit" "$@"
   echo "== [offload] $name: rc=$? in $((SECONDS - t0)) s" >&2
 }
-if want mini || want mini-tau; then
+if want mini || want mini-tau || want mini-replay; then
   [ -f "$ck/config.json" ] || run 200 checkpoint python3 tools/reference/make_checkpoint.py --preset llada2-mini \
   --out "$ck" --device cuda
 fi
@@ -47,6 +50,12 @@ if want mini; then
 run ${MINI_LIMIT:-420} mini env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda --tokens "${LENGTHS:-1024}" \
   --gpu-experts "${SLOTS:-128}" "${common[@]}" --json "$out/mini.json" > "$out/mini.log" 2>&1
 cat "$out/mini.log"
+fi
+if want mini-replay; then
+run ${MINI_LIMIT:-420} mini-replay env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda \
+  --tokens "${LENGTHS:-1024}" --gpu-experts "${SLOTS:-128}" "${common[@]}" --routing-from models/mosaic-moe-tiny \
+  --json "$out/mini_replay.json" > "$out/mini_replay.log" 2>&1
+grep -v "^ *[0-9]* *[0-9]* *[0-9]* *[0-9.]* *[0-9]* *[0-9.]*$" "$out/mini_replay.log" | grep -v "loading weights"
 fi
 # mini-tau: TIDE alone at each fixed interval of $TAUS (default "2 4 8"), beside the auto choice above.
 if want mini-tau; then

@@ -56,7 +56,16 @@ OffloadRunner::~OffloadRunner() {
   for (void* p : {static_cast<void*>(y_dev_), static_cast<void*>(ids_dev_), static_cast<void*>(table_dev_)})
     if (p) cudaFree(p);
   for (cudaEvent_t e : {before_copy_, copied_, h_ready_}) cudaEventDestroy(e);
+  for (auto& [layer, e] : landed_) cudaEventDestroy(e);
   cudaStreamDestroy(copy_);
+}
+
+cudaEvent_t OffloadRunner::landed_event(int layer) {
+  auto it = landed_.find(layer);
+  if (it != landed_.end()) return it->second;
+  cudaEvent_t e = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return landed_[layer] = e;
 }
 
 void* OffloadRunner::host_alloc(size_t bytes) {
@@ -85,8 +94,15 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
   const int experts = static_cast<int>(o.host->size() / 3);
   const size_t pairs = static_cast<size_t>(rows) * top_k;
 
+  // 0. Copies an earlier step sent behind land before this step's device part reads their slots
+  //    (waited for before this step's own copies re-arm the layer's event).
+  if (o.wait_landed) {
+    auto it = landed_.find(o.layer);
+    if (it != landed_.end()) CUDA_CHECK(cudaStreamWaitEvent(stream_, it->second));
+  }
   // 1. Promoted experts into their slots, on the copy stream, after the work queued so far (which
   //    may still read what the slots held).
+  const bool wait_copies = !o.copy_in->empty() && !o.copies_behind;
   if (!o.copy_in->empty()) {
     CUDA_CHECK(cudaEventRecord(before_copy_, stream_));
     CUDA_CHECK(cudaStreamWaitEvent(copy_, before_copy_));
@@ -94,7 +110,7 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
       for (int j = 0; j < 3; ++j)
         CUDA_CHECK(cudaMemcpyAsync(const_cast<void*>((*o.device)[3 * e + j]), (*o.host)[3 * e + j], matrix,
                                    cudaMemcpyHostToDevice, copy_));
-    CUDA_CHECK(cudaEventRecord(copied_, copy_));
+    CUDA_CHECK(cudaEventRecord(o.copies_behind ? landed_event(o.layer) : copied_, copy_));
   }
   int64_t cpu_pairs = 0;
   for (size_t i = 0; i < pairs; ++i) cpu_pairs += !o.on_gpu[o.host_ids[i]];
@@ -106,7 +122,7 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
     CUDA_CHECK(cudaMemcpyAsync(h_host_, h, h_bytes, cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaEventRecord(h_ready_, stream_));
   }
-  if (!o.copy_in->empty()) CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_));
+  if (wait_copies) CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_));
 
   // 3. The device part, queued.
   if (cpu_pairs < static_cast<int64_t>(pairs)) {

@@ -2,12 +2,15 @@
 // The CUDA side of an expert offload (offload/): the routed experts' master copies in pinned host
 // memory, the copies of promoted experts into their GPU slots on a copy stream, and an offloaded
 // MoE layer: the resident experts on the device (the grouped kernels, or the per-expert form),
-// the rest on the CPU from the host copies while the device works, their rows added back.
+// the rest on the CPU from the host copies while the device works, their rows added back. The
+// copies either hold the layer up (tide) or run behind it, waited for at the layer's next step
+// (tide-lagged).
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "backend/backend.h"
@@ -38,6 +41,9 @@ class OffloadRunner {
   cudaStream_t stream_, copy_;
   bool f32_;
   cudaEvent_t before_copy_ = nullptr, copied_ = nullptr, h_ready_ = nullptr;
+  // Per layer: the copies sent behind its last refresh (tide-lagged).
+  std::map<int, cudaEvent_t> landed_;
+  cudaEvent_t landed_event(int layer);
   std::vector<std::byte*> pool_;
   size_t pool_left_ = 0, host_bytes_ = 0;
   std::byte* pool_top_ = nullptr;

@@ -93,11 +93,4 @@ void apply_swaps(LayerPlacement& p, const std::vector<Swap>& swaps) {
   for (const Swap& s : swaps) p.swap(s.promote, s.demote);
 }
 
-int64_t gpu_pairs(const LayerPlacement& p, const std::vector<int64_t>& counts) {
-  int64_t n = 0;
-  for (int e = 0; e < p.experts(); ++e)
-    if (p.resident(e)) n += counts[e];
-  return n;
-}
-
 }  // namespace mosaic::offload

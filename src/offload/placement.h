@@ -61,7 +61,4 @@ class LruPlacement {
 // Applies swaps in order.
 void apply_swaps(LayerPlacement& p, const std::vector<Swap>& swaps);
 
-// Routed pairs that this placement runs on the GPU.
-int64_t gpu_pairs(const LayerPlacement& p, const std::vector<int64_t>& counts);
-
 }  // namespace mosaic::offload

@@ -37,6 +37,8 @@ void run_bench(const BenchFlags& flags) {
   MOSAIC_CHECK(f.iters > 0 && f.warmup >= 0, "--iters must be > 0 and --warmup >= 0");
   MOSAIC_CHECK(f.block_length > 0 && f.gen_length >= f.block_length, "--gen-length must be >= --block-length > 0");
   check_segment_flags(f);
+  MOSAIC_CHECK(f.routing_from.empty() || !f.offload.empty(),
+               "--routing-from replays routing into --offload's generations: give --offload POLICIES with it");
   if (!f.offload.empty()) {
     MOSAIC_CHECK(!f.max_tokens && f.segment.empty() && !f.op_times && f.profile_path.empty() &&
                      std::none_of(f.step_flags.begin(), f.step_flags.end(), [](CLI::Option* o) { return o->count(); }),

@@ -122,6 +122,11 @@ TEST(CliOffload, BenchReplaysAnotherModelsRouting) {
                                      (test::source_dir() / "models" / "mosaic-moe-tiny").string());
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.err.find("cannot be spread over 16 experts"), std::string::npos) << bad.err;
+  const auto alone = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
+                                       (test::fixtures_dir() / "llada2_tiny").string() + " --tokens 64 --routing-from " +
+                                       (test::source_dir() / "models" / "mosaic-moe-tiny").string());
+  EXPECT_NE(alone.rc, 0);
+  EXPECT_NE(alone.err.find("--routing-from replays routing into --offload"), std::string::npos) << alone.err;
 }
 
 // Without the all-GPU run, --layers K loads only K layers (how LLaDA2.0-flash, larger than the

@@ -49,13 +49,15 @@ struct OffloadedExperts {
   const std::vector<const void*>* host = nullptr;    // 3E: every expert's gate, up, down (host memory)
   const std::vector<const void*>* device = nullptr;  // 3E: a resident expert's slot weights; null for the rest
   const uint8_t* on_gpu = nullptr;                   // E: resident or not
-  const std::vector<int32_t>* copy_in = nullptr;     // experts promoted this step: copy into their slots
+  // Experts promoted this step, to copy into their slots: copy_in before the device part (those
+  // experts are in on_gpu), copy_behind behind it (those run on the CPU this time).
+  const std::vector<int32_t>* copy_in = nullptr;
+  const std::vector<int32_t>* copy_behind = nullptr;
   int layer = 0;
-  // false: the device part waits for copy_in (those experts are in on_gpu). true (tide-lagged):
-  // the copies run behind, the experts run on the CPU this time (not in on_gpu).
-  bool copies_behind = false;
   // The layer's copies sent behind at an earlier step are read now: wait for them first.
   bool wait_landed = false;
+  // Out: the wall time of the CPU part (its experts' compute; 0 when none ran).
+  double* cpu_seconds = nullptr;
 };
 
 // What the planner must know about a backend without creating one (so `mosaic info

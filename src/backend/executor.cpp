@@ -270,12 +270,15 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
         for (int j = 0; j < 3; ++j) device_[3 * e + j] = slots[3 * p.slot_of(e) + j];
       }
       copy_in_.clear();
-      for (const offload::Swap& s : swaps) copy_in_.push_back(s.promote);
+      copy_behind_.clear();
+      for (const offload::Swap& s : swaps) (on_gpu_[s.promote] ? copy_in_ : copy_behind_).push_back(s.promote);
       OffloadedExperts o{host_ids_.data(), host_weights_.data(), &copies_->host.at(n.layer), &device_,
-                         on_gpu_.data(), &copy_in_, n.layer};
-      o.copies_behind = offload_->policy() == offload::Policy::TideLagged;
+                         on_gpu_.data(), &copy_in_, &copy_behind_, n.layer};
       o.wait_landed = offload_->landed(n.layer);
+      double cpu_seconds = 0;
+      o.cpu_seconds = &cpu_seconds;
       be_.moe_experts_offloaded(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, o, x.p, ws.p);
+      offload_->observe_cpu(n.layer, cpu_seconds);
       break;
     }
     case Op::CfgCombine: {

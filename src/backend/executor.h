@@ -117,7 +117,7 @@ class Executor {
   offload::RoutingTap* routing_tap_ = nullptr;
   const StepLayout* layout_ = nullptr;  // the batch being run, or none
   bool per_sequence_attention_ = false;
-  std::vector<int32_t> host_ids_, copy_in_, tap_ids_;
+  std::vector<int32_t> host_ids_, copy_in_, copy_behind_, tap_ids_;
   std::vector<float> host_weights_;
   std::vector<uint8_t> on_gpu_;
   std::vector<const void*> device_;

@@ -1,7 +1,7 @@
 // mosaic bench --offload POLICIES --gpu-experts N: whole generations of a MoE model per expert
 // placement, in one process on the same weights and prompt: `gpu` (every routed expert on the
-// device: the upper bound), `tide` (interval refresh; `tide-lagged` with its copies behind the
-// steps), and the baselines `static` (the first
+// device: the upper bound), `tide` (interval refresh, the copies that do not pay behind the
+// steps; `tide-lagged` with all of them behind), and the baselines `static` (the first
 // step's placement kept), `lru` (fetch on miss) and `cpu` (every routed expert on the CPU). The
 // table gives tokens/s, the GPU hit rate, the copies, the refresh interval, the agreement of the
 // tokens with the all-GPU run, and TIDE's speed over the best of the three baselines.
@@ -128,17 +128,22 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
                            {"routing", f.routing_from.empty() ? std::string("own") : "replayed from " + f.routing_from}};
       try {
         // Warm up with a throwaway placement, then time a fresh one (its statistics are the
-        // timed generation's).
+        // timed generation's). The CPU's cost per expert as the warm-up ran it carries over.
         BenchFlags once = f;
         once.warmup_generations = 0;
+        offload::OffloadCosts seen = costs;
         for (int rep = 0; rep < f.warmup_generations; ++rep) {
           offload::ExpertOffload warm(policy, E, n, layers, offload::refreshes_on_interval(policy) ? std::max(tau, 1) : 0);
+          warm.set_costs(seen);
+          warm.calibrate_cpu(true);
           m.set_offload(&warm);
           if (replay) replay->restart();
           timed_generation(m, prompt, once, cache);
+          seen = warm.costs();
         }
         offload::ExpertOffload off(policy, E, n, layers, tau);
-        off.set_costs(costs);
+        off.set_costs(seen);
+        off.calibrate_cpu(true);
         m.set_offload(&off);
         if (replay) replay->restart();
         const TimedGeneration t = timed_generation(m, prompt, once, cache);
@@ -149,11 +154,11 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
         if (on_gpu) gpu_tokens = gen;
         int64_t same = 0;
         for (size_t i = 0; i < std::min(gen.size(), gpu_tokens.size()); ++i) same += gen[i] == gpu_tokens[i];
-        int64_t pairs = 0, gpu_pairs = 0, copies = 0;
+        int64_t pairs = 0, gpu_pairs = 0, copies = 0, behind = 0;
         double overlap = 0;
         for (int l : layers) {
           const offload::LayerStats& st = off.stats(l);
-          pairs += st.pairs, gpu_pairs += st.gpu_pairs, copies += st.swaps;
+          pairs += st.pairs, gpu_pairs += st.gpu_pairs, copies += st.swaps, behind += st.behind;
           overlap += st.overlap() / static_cast<double>(layers.size());
         }
         const double hit = pairs ? static_cast<double>(gpu_pairs) / static_cast<double>(pairs) : 0.0;
@@ -172,6 +177,7 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
         jr["tokens_per_s"] = tps;
         jr["gpu_hit_rate"] = hit;
         jr["copies"] = copies;
+        jr["copies_behind"] = behind;
         jr["cpu_pairs"] = pairs - gpu_pairs;
         jr["routed_pairs"] = pairs;
         jr["overlap_with_previous_step"] = overlap;

@@ -1,11 +1,15 @@
 // mosaic: the command line. Thin: parse flags, call the library, print.
 #include <CLI/CLI.hpp>
+#include <cblas.h>
 #include <fmt/core.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
+  // Every BLAS call runs inside mosaic's own OpenMP threads, one BLAS thread each. OpenBLAS's
+  // pool would only spin against those threads, for a while after this is set: so at once.
+  openblas_set_num_threads(1);
   CLI::App app{
       "mosaic: long-context inference for diffusion language models (LLaDA, Dream).\n"
       "Runs each denoising step from one global memory plan, with mask-only logits and lazy chunking."};

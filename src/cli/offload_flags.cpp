@@ -73,8 +73,11 @@ std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Mode
   const int experts = static_cast<int>(c.moe.experts);
   auto off = std::make_unique<offload::ExpertOffload>(o.policy, experts, slots.value_or(experts), layers,
                                                       o.refresh_interval);
-  if (offload::refreshes_on_interval(o.policy) && o.refresh_interval == 0 && slots && *slots < experts)
+  // tide prices each refresh's copies against the CPU; auto also prices tau.
+  if (offload::refreshes_on_interval(o.policy) && slots && *slots < experts) {
     off->set_costs(offload::measure_costs(m.backend(), c.d_model, c.moe.ffn_hidden));
+    off->calibrate_cpu(true);
+  }
   return off;
 }
 

@@ -1,12 +1,15 @@
 // The CPU part of an offloaded MoE layer: the experts without a GPU slot over the rows routed to
 // them, from their host copies. Few rows per expert (a cached step's usual case) run as dot
-// products that read each weight once (AVX-512 where the CPU has it); many as an OpenBLAS GEMM.
+// products that read each weight once (AVX-512 where the CPU has it), each expert split into
+// pieces of output rows so that all cores read weights even when a layer has few CPU experts;
+// many rows as one OpenBLAS GEMM per expert.
 #include "offload/cpu_experts.h"
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -26,11 +29,12 @@ inline float load(const void* p, int64_t i, bool bf16) {
   return static_cast<const float*>(p)[i];
 }
 
-// out[i, o] = sum_k x[i, k] * W[o, k] for n rows (x fp32 [n, k], W [m, k] bf16 or fp32).
+// out[i * ldo + o] = sum_k x[i, k] * W[o, k] for n rows (x fp32 [n, k], W [m, k] bf16 or fp32).
 
 // Few rows (a cached step's experts see 1-8): one pass over W, each weight row converted once
 // and dotted with every row; eight partial sums per dot so the compiler vectorizes it.
-void dot_rows_generic(const float* x, int64_t n, int64_t k, const void* W, int64_t m, bool bf16, float* out) {
+void dot_rows_generic(const float* x, int64_t n, int64_t k, const void* W, int64_t m, bool bf16, float* out,
+                      int64_t ldo) {
   std::vector<float> wrow(static_cast<size_t>(k));
   for (int64_t o = 0; o < m; ++o) {
     if (bf16) {
@@ -51,7 +55,7 @@ void dot_rows_generic(const float* x, int64_t n, int64_t k, const void* W, int64
       float acc = 0.f;
       for (; c < k; ++c) acc += xi[c] * wrow[c];
       for (int j = 0; j < 8; ++j) acc += part[j];
-      out[i * m + o] = acc;
+      out[i * ldo + o] = acc;
     }
   }
 }
@@ -61,7 +65,7 @@ void dot_rows_generic(const float* x, int64_t n, int64_t k, const void* W, int64
 // pass over a weight row, masked tails.
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void dot_rows_avx512(const float* x, int64_t n, int64_t k,
                                                                           const void* W, int64_t m, bool bf16,
-                                                                          float* out) {
+                                                                          float* out, int64_t ldo) {
   const __mmask16 tail = static_cast<__mmask16>((1u << (k % 16)) - 1);
   const int64_t full = k - k % 16;
   for (int64_t o = 0; o < m; ++o) {
@@ -83,7 +87,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void dot_rows_avx512(const 
         for (int r = 0; r < rows; ++r)
           acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, x + (i0 + r) * k + full), w, acc[r]);
       }
-      for (int r = 0; r < rows; ++r) out[(i0 + r) * m + o] = _mm512_reduce_add_ps(acc[r]);
+      for (int r = 0; r < rows; ++r) out[(i0 + r) * ldo + o] = _mm512_reduce_add_ps(acc[r]);
     }
   }
 }
@@ -99,15 +103,20 @@ bool use_avx512() {
 #endif
 }
 
+// Few rows: output rows [o0, o1) of W [m, k], into out (stride ldo).
+void dot_rows(const float* x, int64_t n, int64_t k, const void* W, int64_t o0, int64_t o1, bool bf16, float* out,
+              int64_t ldo) {
+  const size_t es = bf16 ? 2 : 4;
+  const void* Wc = static_cast<const std::byte*>(W) + static_cast<size_t>(o0 * k) * es;
+#if defined(__x86_64__)
+  if (use_avx512()) return dot_rows_avx512(x, n, k, Wc, o1 - o0, bf16, out + o0, ldo);
+#endif
+  dot_rows_generic(x, n, k, Wc, o1 - o0, bf16, out + o0, ldo);
+}
+
 // Many rows: the weights widened to fp32 once, then an OpenBLAS GEMM (one thread: the experts
 // run in parallel already).
-void rows_times_weights(const float* x, int64_t n, int64_t k, const void* W, int64_t m, bool bf16, float* out) {
-  if (n < 8) {
-#if defined(__x86_64__)
-    if (use_avx512()) return dot_rows_avx512(x, n, k, W, m, bf16, out);
-#endif
-    return dot_rows_generic(x, n, k, W, m, bf16, out);
-  }
+void gemm_rows(const float* x, int64_t n, int64_t k, const void* W, int64_t m, bool bf16, float* out) {
   const float* wf = static_cast<const float*>(W);
   thread_local std::vector<float> widened;
   if (bf16) {
@@ -118,6 +127,38 @@ void rows_times_weights(const float* x, int64_t n, int64_t k, const void* W, int
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
               1.0f, x, static_cast<int>(k), wf, static_cast<int>(k), 0.0f, out, static_cast<int>(m));
+}
+
+// Below this many rows an expert runs as dot products, split into pieces of output rows that
+// different threads take (a cached step's CPU experts are few and see 1-8 rows each, so
+// splitting within an expert is what keeps every core reading weights); from it on, one GEMM.
+constexpr int64_t kGemmRows = 8;
+constexpr size_t kPieceBytes = size_t{128} << 10;  // weights one piece reads
+
+// One CPU expert of a layer: its (row, weight) pairs in row order and its buffers.
+struct CpuExpert {
+  int32_t e = 0;
+  std::vector<std::pair<int64_t, float>> rows;
+  std::vector<float> x, g, u, out;  // [n, d], [n, ffn] x2, [n, d]
+};
+
+// Work of one parallel phase: expert t's output rows [o0, o1) (the whole expert for a GEMM one).
+struct Piece {
+  int32_t t;
+  int64_t o0, o1;
+};
+
+std::vector<Piece> pieces(const std::vector<CpuExpert>& work, int64_t m, int64_t k, size_t es) {
+  const int64_t step = std::max<int64_t>(1, static_cast<int64_t>(kPieceBytes / (static_cast<size_t>(k) * es)));
+  std::vector<Piece> p;
+  for (size_t t = 0; t < work.size(); ++t) {
+    if (static_cast<int64_t>(work[t].rows.size()) >= kGemmRows) {
+      p.push_back({static_cast<int32_t>(t), 0, m});
+      continue;
+    }
+    for (int64_t o = 0; o < m; o += step) p.push_back({static_cast<int32_t>(t), o, std::min(m, o + step)});
+  }
+  return p;
 }
 
 }  // namespace
@@ -142,36 +183,68 @@ int64_t cpu_experts(const void* h, int64_t rows, int64_t d, const int32_t* ids, 
     routed[e].emplace_back(i / top_k, w[i]);
     ++pairs;
   }
-  std::vector<int32_t> work;
+  std::vector<CpuExpert> work;
   for (int32_t e = 0; e < experts; ++e)
-    if (!routed[e].empty()) work.push_back(e);
-  // Each expert's weighted output rows, then one pass adding them in expert order per row (the
-  // same order whatever the thread count).
-  std::vector<std::vector<float>> out(work.size());
-#pragma omp parallel for schedule(dynamic, 1)
-  for (size_t t = 0; t < work.size(); ++t) {
-    const int32_t e = work[t];
-    const auto& list = routed[e];
-    const int64_t n = static_cast<int64_t>(list.size());
-    std::vector<float> x(static_cast<size_t>(n * d)), g(static_cast<size_t>(n * ffn)), u(g.size());
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t c = 0; c < d; ++c) x[i * d + c] = load(h, list[i].first * d + c, bf16);
-    rows_times_weights(x.data(), n, d, host[3 * e], ffn, bf16, g.data());
-    rows_times_weights(x.data(), n, d, host[3 * e + 1], ffn, bf16, u.data());
-    for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-    out[t].resize(static_cast<size_t>(n * d));
-    rows_times_weights(g.data(), n, ffn, host[3 * e + 2], d, bf16, out[t].data());
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t c = 0; c < d; ++c) out[t][i * d + c] *= list[i].second;
+    if (!routed[e].empty()) work.push_back({e, std::move(routed[e]), {}, {}, {}, {}});
+  const size_t es = bf16 ? 2 : 4;
+  for (CpuExpert& x : work) {
+    const size_t n = x.rows.size();
+    x.x.resize(n * static_cast<size_t>(d));
+    x.g.resize(n * static_cast<size_t>(ffn));
+    x.u.resize(x.g.size());
+    x.out.resize(x.x.size());
   }
-  for (size_t t = 0; t < work.size(); ++t) {
-    const auto& list = routed[work[t]];
-    for (size_t i = 0; i < list.size(); ++i) {
-      float* yr = y + list[i].first * d;
-      const float* o = out[t].data() + i * d;
-      for (int64_t c = 0; c < d; ++c) yr[c] += o[c];
+  // Gate and up by pieces of their ffn rows (SwiGLU on each piece's columns), then down by
+  // pieces of its d rows; every output element is one piece's, whatever the thread count.
+  const std::vector<Piece> up_pieces = pieces(work, ffn, d, es), down_pieces = pieces(work, d, ffn, es);
+  // Threads for experts of at least a piece: tiny models' would pay more for the phases'
+  // barriers than they gain.
+  const bool threads = static_cast<size_t>(3 * d * ffn) * es >= kPieceBytes;
+#pragma omp parallel if (threads)
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (size_t t = 0; t < work.size(); ++t) {
+      CpuExpert& x = work[t];
+      for (size_t i = 0; i < x.rows.size(); ++i)
+        for (int64_t c = 0; c < d; ++c) x.x[i * d + c] = load(h, x.rows[i].first * d + c, bf16);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (size_t p = 0; p < up_pieces.size(); ++p) {
+      const Piece& q = up_pieces[p];
+      CpuExpert& x = work[q.t];
+      const int64_t n = static_cast<int64_t>(x.rows.size());
+      if (n >= kGemmRows) {
+        gemm_rows(x.x.data(), n, d, host[3 * x.e], ffn, bf16, x.g.data());
+        gemm_rows(x.x.data(), n, d, host[3 * x.e + 1], ffn, bf16, x.u.data());
+      } else {
+        dot_rows(x.x.data(), n, d, host[3 * x.e], q.o0, q.o1, bf16, x.g.data(), ffn);
+        dot_rows(x.x.data(), n, d, host[3 * x.e + 1], q.o0, q.o1, bf16, x.u.data(), ffn);
+      }
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = q.o0; c < q.o1; ++c) {
+          float& g = x.g[i * ffn + c];
+          g = g / (1.0f + std::exp(-g)) * x.u[i * ffn + c];
+        }
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (size_t p = 0; p < down_pieces.size(); ++p) {
+      const Piece& q = down_pieces[p];
+      CpuExpert& x = work[q.t];
+      const int64_t n = static_cast<int64_t>(x.rows.size());
+      if (n >= kGemmRows) gemm_rows(x.g.data(), n, ffn, host[3 * x.e + 2], d, bf16, x.out.data());
+      else dot_rows(x.g.data(), n, ffn, host[3 * x.e + 2], q.o0, q.o1, bf16, x.out.data(), d);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = q.o0; c < q.o1; ++c) x.out[i * d + c] *= x.rows[i].second;
     }
   }
+  // Each expert's weighted rows added in expert order per row (the same order whatever the
+  // thread count).
+  for (const CpuExpert& x : work)
+    for (size_t i = 0; i < x.rows.size(); ++i) {
+      float* yr = y + x.rows[i].first * d;
+      const float* o = x.out.data() + i * d;
+      for (int64_t c = 0; c < d; ++c) yr[c] += o[c];
+    }
   return pairs;
 }
 

@@ -133,6 +133,12 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
                experts_);
   LayerStats& s = l.stats;
   const bool again = l.last_step == steps_;
+  auto note_cpu_part = [&] {
+    l.cpu_experts = l.cpu_pairs = l.cpu_longest = 0;
+    for (int e = 0; e < experts_; ++e)
+      if (counts[e] > 0 && !on_gpu(layer, e))
+        ++l.cpu_experts, l.cpu_pairs += counts[e], l.cpu_longest = std::max(l.cpu_longest, counts[e]);
+  };
   l.last_step = steps_;
   if (!first_chunk || again) {
     l.landed = false;  // the step's first call waited for them already
@@ -142,6 +148,7 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
     }
     if (auto_tau_ && !choice_)
       for (int e = 0; e < experts_; ++e) l.step_counts[e] += counts[e];
+    note_cpu_part();
     return {};
   }
   // A new step: what the previous refresh sent is in place now.
@@ -153,12 +160,20 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
     else if (refresh_now()) swaps = plan_refresh(l.placement, counts);
     apply_swaps(l.placement, swaps);
   }
-  if (policy_ == Policy::TideLagged)
-    for (const Swap& w : swaps) l.arriving.push_back(w.promote);
+  if (refreshes_on_interval(policy_) && !swaps.empty()) {
+    // The copies the layer waits for (the first ones: most pairs); the rest fly behind the step.
+    std::vector<int64_t> promoted, other_cpu;
+    for (const Swap& w : swaps) promoted.push_back(counts[w.promote]);
+    for (int e = 0; e < experts_; ++e)
+      if (counts[e] > 0 && !l.placement.resident(e)) other_cpu.push_back(counts[e]);
+    const CopySplit split = split_copies(promoted, other_cpu, costs_, policy_ == Policy::TideLagged);
+    for (size_t k = static_cast<size_t>(split.waited); k < swaps.size(); ++k) l.arriving.push_back(swaps[k].promote);
+  }
   if (auto_tau_ && !choice_) l.step_counts = counts;
 
   ++s.steps;
   s.swaps += static_cast<int64_t>(swaps.size());
+  s.behind += static_cast<int64_t>(l.arriving.size());
   int64_t routed = 0, kept = 0;
   for (int e = 0; e < experts_; ++e) {
     s.pairs += counts[e];
@@ -173,7 +188,23 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
   }
   l.prev_routed.assign(counts.size(), 0);
   for (int e = 0; e < experts_; ++e) l.prev_routed[e] = counts[e] > 0;
+  note_cpu_part();
   return swaps;
+}
+
+void ExpertOffload::observe_cpu(int layer, double seconds) {
+  const Layer& l = at(layer);
+  if (!calibrate_ || !costs_.priced() || seconds <= 0 || l.cpu_experts == 0) return;
+  // The cost model's time for this part (cpu_seconds), solved for the cost of one expert.
+  const double p = std::max(costs_.cpu_parallel_speedup, 1.0), n = static_cast<double>(l.cpu_experts);
+  const double sample =
+      n <= p ? seconds - static_cast<double>(l.cpu_longest - 1) * costs_.cpu_s_per_row
+             : (seconds * p - static_cast<double>(l.cpu_pairs - l.cpu_experts) * costs_.cpu_s_per_row) / n;
+  if (sample <= 0) return;
+  // The first observation replaces the measurement; later ones move it by a twentieth.
+  costs_.cpu_s_per_expert =
+      costs_.cpu_observations == 0 ? sample : 0.95 * costs_.cpu_s_per_expert + 0.05 * sample;
+  ++costs_.cpu_observations;
 }
 
 bool ExpertOffload::on_gpu(int layer, int e) const {
@@ -188,17 +219,17 @@ std::string ExpertOffload::report() const {
                                   ? fmt::format(", refresh interval {}", tau_ == 0 ? std::string("auto (not chosen yet)")
                                                                                    : std::to_string(tau_))
                                   : std::string());
-  s += "  layer   steps   routed pairs   GPU hit rate   copies   overlap with the previous step\n";
+  s += "  layer   steps   routed pairs   GPU hit rate   copies   behind   overlap with the previous step\n";
   LayerStats all;
   for (const Layer& l : layers_) {
     const LayerStats& t = l.stats;
-    s += fmt::format("  {:>5}   {:>5}   {:>12}   {:>12.3f}   {:>6}   {:.3f}\n", l.index, t.steps, t.pairs, t.hit_rate(),
-                     t.swaps, t.overlap());
+    s += fmt::format("  {:>5}   {:>5}   {:>12}   {:>12.3f}   {:>6}   {:>6}   {:.3f}\n", l.index, t.steps, t.pairs,
+                     t.hit_rate(), t.swaps, t.behind, t.overlap());
     all.steps += t.steps, all.pairs += t.pairs, all.gpu_pairs += t.gpu_pairs, all.swaps += t.swaps;
-    all.overlap_sum += t.overlap_sum, all.overlap_steps += t.overlap_steps;
+    all.behind += t.behind, all.overlap_sum += t.overlap_sum, all.overlap_steps += t.overlap_steps;
   }
-  s += fmt::format("  all     {:>5}   {:>12}   {:>12.3f}   {:>6}   {:.3f}\n", steps_, all.pairs, all.hit_rate(),
-                   all.swaps, all.overlap());
+  s += fmt::format("  all     {:>5}   {:>12}   {:>12.3f}   {:>6}   {:>6}   {:.3f}\n", steps_, all.pairs,
+                   all.hit_rate(), all.swaps, all.behind, all.overlap());
   return s;
 }
 

@@ -20,8 +20,10 @@ namespace offload {
 
 enum class Policy {
   Tide,        // refresh at every block's first step and every tau steps inside a block; the
-               // layer waits for its promoted experts' copies (TIDE's public code)
-  TideLagged,  // the same refresh, its copies behind the step: a promoted expert runs on the CPU
+               // layer waits for the copies of its busiest promoted experts, as many as the
+               // measured costs say pay (all of them, as TIDE's public code does, when unmeasured);
+               // the rest fly behind the step and their experts run on the CPU until they land
+  TideLagged,  // the same refresh, every copy behind the step: a promoted expert runs on the CPU
                // at the step that promotes it and on the GPU from the layer's next step on
   Static,  // the placement the first step chose, never refreshed (tau = infinity)
   Lru,     // fetch every missed expert before computing it, evicting the least recently used
@@ -49,6 +51,7 @@ int parse_refresh_interval(const std::string& s);
 // Per MoE layer, over a run.
 struct LayerStats {
   int64_t steps = 0, pairs = 0, gpu_pairs = 0, swaps = 0;
+  int64_t behind = 0;  // of the swaps, the copies that flew behind their step
   // Of the experts a step routes to, the fraction the previous step of the same block routed to
   // too, summed over steps that have a previous one.
   double overlap_sum = 0;
@@ -70,13 +73,13 @@ class ExpertOffload {
   // chunks, guidance's second trunk): moves nothing and only adds to the counts.
   std::vector<Swap> route(int layer, const std::vector<int64_t>& counts, bool first_chunk = true);
   const LayerPlacement& placement(int layer) const { return at(layer).placement; }
-  // tide-lagged: the experts promoted at this step of `layer`, still in flight (resident in the
-  // placement, but the step runs them on the CPU); empty under the other policies.
+  // tide, tide-lagged: the experts promoted at this step of `layer` whose copies fly behind it
+  // (resident in the placement, but the step runs them on the CPU); empty under the others.
   const std::vector<int32_t>& arriving(int layer) const { return at(layer).arriving; }
   // Whether `e` runs on the GPU at this step of `layer`: resident and not arriving.
   bool on_gpu(int layer, int e) const;
-  // tide-lagged: true at the step after a refresh that copied experts in: the layer must wait for
-  // those copies before its device part reads the slots.
+  // True at the step after a refresh that sent copies behind: the layer must wait for them
+  // before its device part reads the slots.
   bool landed(int layer) const { return at(layer).landed; }
 
   Policy policy() const { return policy_; }
@@ -86,6 +89,12 @@ class ExpertOffload {
   int refresh_interval() const { return tau_; }
   // auto: the costs the choice is priced with (measured by the engine) and the choice, once made.
   void set_costs(const OffloadCosts& c) { costs_ = c; }
+  // On: each layer-step's CPU time (observe_cpu) moves the CPU cost per expert toward what the
+  // run shows (the measurement before the run times the kernel alone, warm; in a step its
+  // threads wake up, and its weights come cold from memory while copies fly).
+  void calibrate_cpu(bool on) { calibrate_ = on; }
+  // The wall time of the CPU part of `layer`'s last call to route().
+  void observe_cpu(int layer, double seconds);
   const std::optional<TauChoice>& tau_choice() const { return choice_; }
   const OffloadCosts& costs() const { return costs_; }
 
@@ -102,9 +111,10 @@ class ExpertOffload {
     LayerStats stats;
     std::vector<uint8_t> prev_routed;  // the previous step's routed experts (this block)
     std::vector<int64_t> step_counts;  // this step's, for the auto trace
-    std::vector<int32_t> arriving;     // tide-lagged: promoted at this step, copies in flight
-    bool landed = false;               // tide-lagged: the previous refresh's copies are used now
+    std::vector<int32_t> arriving;     // promoted at this step, copies behind it
+    bool landed = false;               // the previous refresh's copies behind are used now
     int64_t last_step = -1;            // the step that last routed here
+    int64_t cpu_experts = 0, cpu_pairs = 0, cpu_longest = 0;  // the last call's CPU part
   };
   Layer& at(int layer);
   const Layer& at(int layer) const;
@@ -118,6 +128,7 @@ class ExpertOffload {
   int step_in_block_ = 0;
   int64_t steps_ = 0, blocks_ = 0;
   OffloadCosts costs_;
+  bool calibrate_ = false;
   RoutingTrace trace_;  // auto: the first block's routing, refreshed at every step
   std::vector<std::vector<int64_t>> pending_;  // this step's counts per layer, while tracing
   std::optional<TauChoice> choice_;

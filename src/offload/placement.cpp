@@ -51,7 +51,14 @@ std::vector<Swap> plan_refresh(const LayerPlacement& p, const std::vector<int64_
   std::vector<uint8_t> target(counts.size(), 0);
   std::vector<int32_t> promote;
   int taken = 0;
-  for (int32_t e : by_pairs_descending(counts)) {
+  // Among experts with as many pairs, residents first: a tie never pays for a copy.
+  std::vector<int32_t> order(counts.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    if (counts[a] != counts[b]) return counts[a] > counts[b];
+    return p.resident(a) && !p.resident(b);
+  });
+  for (int32_t e : order) {
     if (taken == p.slots() || counts[e] == 0) break;
     target[e] = 1, ++taken;
     if (!p.resident(e)) promote.push_back(e);

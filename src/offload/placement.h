@@ -38,7 +38,7 @@ struct Swap {
 std::vector<int64_t> count_routes(const int32_t* ids, int64_t pairs, int experts);
 
 // TIDE's refresh from one step's routing: the target set is the `slots` experts with the most
-// routed pairs (only experts with pairs; ties: lower id). Each target expert not resident is
+// routed pairs (only experts with pairs; ties: residents, then lower id). Each target expert not resident is
 // promoted (most pairs first), paired with a resident outside the target, the one with the
 // fewest pairs first (ties: lower id), so a refresh copies as many experts in as it evicts and
 // never more than it must. Residents beyond the pairs stay.

@@ -16,6 +16,38 @@ void RoutingTrace::add(int step, std::vector<std::vector<int64_t>> layer_counts)
   counts.push_back(std::move(layer_counts));
 }
 
+double cpu_seconds(const std::vector<int64_t>& pairs_per_expert, const OffloadCosts& c) {
+  double serial = 0, longest = 0;
+  for (int64_t n : pairs_per_expert) {
+    if (n <= 0) continue;
+    const double t = c.cpu_s_per_expert + static_cast<double>(n - 1) * c.cpu_s_per_row;
+    serial += t;
+    longest = std::max(longest, t);
+  }
+  return std::max(longest, serial / std::max(c.cpu_parallel_speedup, 1.0));
+}
+
+CopySplit split_copies(const std::vector<int64_t>& promoted, const std::vector<int64_t>& other_cpu,
+                       const OffloadCosts& c, bool lagged) {
+  const int n = static_cast<int>(promoted.size());
+  const double copy_s = c.priced() ? c.expert_bytes / c.h2d_bytes_per_s : 0;
+  auto cost = [&](int waited) {
+    std::vector<int64_t> cpu = other_cpu;
+    cpu.insert(cpu.end(), promoted.begin() + waited, promoted.end());
+    const double t = cpu_seconds(cpu, c);
+    return CopySplit{waited, std::max(waited * copy_s, t), t};
+  };
+  if (lagged) return cost(0);
+  CopySplit best = cost(n);
+  if (!c.priced()) return best;
+  // The CPU's time only grows as fewer copies are waited for: from all of them down.
+  for (int w = n - 1; w >= 0; --w) {
+    const CopySplit s = cost(w);
+    if (s.seconds < best.seconds) best = s;
+  }
+  return best;
+}
+
 TauCost price_tau(const RoutingTrace& trace, int slots, int tau, const OffloadCosts& c, bool lagged) {
   MOSAIC_CHECK(tau >= 0, "refresh interval {} must be >= 0", tau);
   TauCost cost;
@@ -37,21 +69,19 @@ TauCost price_tau(const RoutingTrace& trace, int slots, int tau, const OffloadCo
         cost.transfer_s += static_cast<double>(swaps.size()) * c.expert_bytes / c.h2d_bytes_per_s;
         apply_swaps(p, swaps);
       }
-      double serial = 0, longest = 0;  // this layer's CPU experts, one after another / the longest
+      std::vector<int64_t> promoted, other_cpu;
+      for (const Swap& w : swaps) promoted.push_back(n[w.promote]);
       for (int e = 0; e < experts; ++e) {
         if (n[e] == 0) continue;
-        const bool arriving =
-            lagged && std::any_of(swaps.begin(), swaps.end(), [e](const Swap& w) { return w.promote == e; });
-        if (p.resident(e) && !arriving) {
-          cost.gpu_pairs += n[e];
-        } else {
-          cost.cpu_pairs += n[e];
-          const double t = c.cpu_s_per_expert + static_cast<double>(n[e] - 1) * c.cpu_s_per_row;
-          serial += t;
-          longest = std::max(longest, t);
-        }
+        if (p.resident(e)) cost.gpu_pairs += n[e];
+        else other_cpu.push_back(n[e]), cost.cpu_pairs += n[e];
       }
-      cost.cpu_s += std::max(longest, serial / std::max(c.cpu_parallel_speedup, 1.0));
+      const CopySplit split = split_copies(promoted, other_cpu, c, lagged);
+      for (size_t k = static_cast<size_t>(split.waited); k < promoted.size(); ++k)
+        cost.gpu_pairs -= promoted[k], cost.cpu_pairs += promoted[k];
+      cost.waited += split.waited;
+      cost.cpu_s += split.cpu_s;
+      cost.layer_steps_s += split.seconds;
     }
   }
   return cost;
@@ -74,16 +104,19 @@ TauChoice choose_tau(const RoutingTrace& trace, int slots, int max_tau, const Of
 std::string TauChoice::explain(const OffloadCosts& c) const {
   std::string s = fmt::format(
       "refresh interval: tau {} (cost model inputs: host-to-device {:.2f} GB/s, expert {:.2f} MB, CPU {:.1f} us per "
-      "expert + {:.1f} us per further row, {:.1f}x in parallel{})\n",
+      "expert{} + {:.1f} us per further row, {:.1f}x in parallel; a layer-step costs the longer of the copies it "
+      "waits for and its CPU time{})\n",
       tau == 0 ? std::string("never") : std::to_string(tau), c.h2d_bytes_per_s / 1e9, c.expert_bytes / 1e6,
-      c.cpu_s_per_expert * 1e6, c.cpu_s_per_row * 1e6, c.cpu_parallel_speedup,
-      !candidates.empty() && candidates.front().lagged ? "; copies behind the steps: total = the longer of the two"
-                                                       : "");
-  s += "  tau    swaps   transfer ms   cpu pairs   cpu ms   total ms\n";
+      c.cpu_s_per_expert * 1e6,
+      c.cpu_observations ? fmt::format(" (as run in {} layer-steps)", c.cpu_observations) : std::string(),
+      c.cpu_s_per_row * 1e6, c.cpu_parallel_speedup,
+      !candidates.empty() && candidates.front().lagged ? ", and it waits for none" : "");
+  s += "  tau    swaps  waited   transfer ms   cpu pairs   cpu ms   layer-steps ms   total ms\n";
   for (const TauCost& t : candidates)
-    s += fmt::format("  {:<5}  {:>5}   {:>11.2f}   {:>9}   {:>6.2f}   {:>8.2f}{}\n",
-                     t.tau == 0 ? std::string("never") : std::to_string(t.tau), t.swaps, t.transfer_s * 1e3,
-                     t.cpu_pairs, t.cpu_s * 1e3, t.total_s() * 1e3, t.tau == tau ? "  <-" : "");
+    s += fmt::format("  {:<5}  {:>5}  {:>6}   {:>11.2f}   {:>9}   {:>6.2f}   {:>14.2f}   {:>8.2f}{}\n",
+                     t.tau == 0 ? std::string("never") : std::to_string(t.tau), t.swaps, t.waited,
+                     t.transfer_s * 1e3, t.cpu_pairs, t.cpu_s * 1e3, t.layer_steps_s * 1e3, t.total_s() * 1e3,
+                     t.tau == tau ? "  <-" : "");
   return s;
 }
 

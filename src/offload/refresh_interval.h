@@ -4,9 +4,10 @@
 // a routing trace (the routed pairs per expert of each MoE layer at each step) under each
 // candidate tau with the same refresh rule the engine runs (placement.h), and prices what it
 // sees: every promoted expert's bytes over the measured host-to-device bandwidth, every layer's
-// CPU experts at the measured CPU cost (in parallel, at the measured speedup). The tau with the
-// least transfer + CPU time wins. Lagged (tide-lagged): the copies run behind the steps, so a step
-// costs the longer of the two, and a promoted expert's pairs run on the CPU at the refresh step.
+// CPU experts at the measured CPU cost (in parallel, at the measured speedup). A layer's CPU
+// experts run while its copies fly, so a layer-step costs the longer of the copies it waits for
+// and its CPU time (split_copies); the copies it does not wait for run behind the steps, and all
+// copies together bound the run from below. The tau with the least total wins.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -25,7 +26,29 @@ struct OffloadCosts {
   // The CPU runs a layer's experts in parallel: n experts of one row each take
   // max(one expert, n / cpu_parallel_speedup experts) (1: one after another).
   double cpu_parallel_speedup = 1;
+  // Layer-steps whose CPU time updated cpu_s_per_expert in the run (ExpertOffload::observe_cpu).
+  int64_t cpu_observations = 0;
+  // Measured: the split of a refresh's copies and tau can be priced.
+  bool priced() const { return h2d_bytes_per_s > 0 && expert_bytes > 0 && cpu_s_per_expert > 0; }
 };
+
+// A layer's CPU experts at one step, each with its routed pairs: in parallel at the measured
+// speedup, and never shorter than the longest one.
+double cpu_seconds(const std::vector<int64_t>& pairs_per_expert, const OffloadCosts& c);
+
+// The copies a layer waits for at a refresh. promoted: the promoted experts' pairs, most first
+// (plan_refresh's order); other_cpu: the pairs of the layer's other CPU experts this step. The
+// layer waits for the first `waited` copies; the rest fly behind the step (their experts run on
+// the CPU now and from the GPU at the layer's next step). lagged (tide-lagged) waits for none;
+// otherwise `waited` makes the longer of (waited copies, CPU time) least (ties: more waited, fewer
+// CPU pairs). Without measured costs every copy is waited for (TIDE's public code).
+struct CopySplit {
+  int waited = 0;
+  double seconds = 0;  // the layer-step's cost: the longer of the waited copies and the CPU time
+  double cpu_s = 0;
+};
+CopySplit split_copies(const std::vector<int64_t>& promoted, const std::vector<int64_t>& other_cpu,
+                       const OffloadCosts& c, bool lagged);
 
 // The routed pairs of a stretch of generation: step_in_block[i] is step i's index inside its
 // block (0 starts a block), counts[i][layer][expert] its routed pairs.
@@ -40,9 +63,11 @@ struct RoutingTrace {
 struct TauCost {
   int tau = 0;  // 0: never refreshed after the trace's first step (static placement)
   double transfer_s = 0, cpu_s = 0;
-  int64_t swaps = 0, gpu_pairs = 0, cpu_pairs = 0;
+  double layer_steps_s = 0;  // the layer-steps' costs (split_copies), summed
+  int64_t swaps = 0, waited = 0, gpu_pairs = 0, cpu_pairs = 0;
   bool lagged = false;
-  double total_s() const { return lagged ? std::max(transfer_s, cpu_s) : transfer_s + cpu_s; }
+  // The link carries every copy, waited for or not: the run is no shorter than all of them.
+  double total_s() const { return std::max(layer_steps_s, transfer_s); }
 };
 
 struct TauChoice {

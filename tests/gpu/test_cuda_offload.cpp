@@ -34,10 +34,14 @@ TEST(CudaOffload, Fp32GoldensKeepTheirTokensUnderEveryPolicy) {
     Model m(dir.string(), *gpu, {}, -1, true);
     const int E = static_cast<int>(m.config().moe.experts);
     const json g = json::parse(test::read_file(dir / "goldens.json"));
-    for (auto [policy, slots, tau] : {std::tuple{Policy::Tide, E / 2, 1}, std::tuple{Policy::TideLagged, E / 2, 1},
-                                      std::tuple{Policy::Lru, E / 2, 0},
-                                      std::tuple{Policy::Static, E / 4, 0}, std::tuple{Policy::Cpu, 0, 0}}) {
+    // priced: tide with costs under which a refresh waits for some copies and sends the rest
+    // behind (a copy and a CPU expert cost about the same, 4x in parallel).
+    for (auto [policy, slots, tau, priced] :
+         {std::tuple{Policy::Tide, E / 2, 1, false}, std::tuple{Policy::Tide, E / 2, 1, true},
+          std::tuple{Policy::TideLagged, E / 2, 1, false}, std::tuple{Policy::Lru, E / 2, 0, false},
+          std::tuple{Policy::Static, E / 4, 0, false}, std::tuple{Policy::Cpu, 0, 0, false}}) {
       ExpertOffload off(policy, E, slots, m.config().moe_layers(), tau);
+      if (priced) off.set_costs({1e9, 1e6, 1e-3, 1e-4, 4});
       m.set_offload(&off);
       int64_t copies = 0;
       for (const json& c : g["cases"]) {
@@ -47,8 +51,11 @@ TEST(CudaOffload, Fp32GoldensKeepTheirTokensUnderEveryPolicy) {
         EXPECT_EQ(r.tokens, c["output_tokens"].get<std::vector<int32_t>>())
             << dir.filename() << " " << c["name"] << " " << offload::policy_name(policy) << " slots " << slots;
       }
-      for (int l : off.layers()) copies += off.stats(l).swaps;
+      int64_t behind = 0;
+      for (int l : off.layers()) copies += off.stats(l).swaps, behind += off.stats(l).behind;
       if (policy != Policy::Static && policy != Policy::Cpu) EXPECT_GT(copies, 0) << offload::policy_name(policy);
+      if (priced) EXPECT_GT(behind, 0);
+      if (priced) EXPECT_LT(behind, copies);
       m.set_offload(nullptr);
     }
   }

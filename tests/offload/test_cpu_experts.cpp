@@ -2,6 +2,7 @@
 // fp32 weights, few rows per expert (the dot kernels, AVX-512 and portable) and many (the GEMM
 // path), sizes with tails, experts on the GPU left out.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <random>
 #include <vector>
@@ -23,7 +24,7 @@ TEST(CpuExperts, MatchTheReferenceExperts) {
   std::normal_distribution<float> nd(0.f, 1.f);
   for (bool simd : {true, false})
     for (const Case& c : {Case{1, 64, 40, 8, 2}, Case{5, 72, 40, 4, 2}, Case{40, 256, 40, 8, 4},
-                          Case{64, 48, 24, 4, 3}}) {
+                          Case{64, 48, 24, 4, 3}, Case{3, 512, 384, 4, 2}}) {
       offload::cpu_experts_use_simd(simd);
       const size_t wn = static_cast<size_t>(c.d * c.ffn);
       // bf16-exact weights and inputs, so that both weight types hold the same numbers.
@@ -72,6 +73,14 @@ TEST(CpuExperts, MatchTheReferenceExperts) {
       EXPECT_GT(norm, 0.1);
       EXPECT_LT(err_b, 1e-4 * norm) << "bf16 rows " << c.rows << " simd " << simd;
       EXPECT_LT(err_f, 1e-4 * norm) << "fp32 rows " << c.rows << " simd " << simd;
+      // The pieces of an expert go to whichever thread: the sum is the same on one thread.
+      const int threads = omp_get_max_threads();
+      omp_set_num_threads(1);
+      std::vector<float> one(hf.size());
+      offload::cpu_experts(hb.data(), c.rows, c.d, ids.data(), w.data(), c.top_k, c.ffn, pb, true, on_gpu.data(),
+                           one.data());
+      omp_set_num_threads(threads);
+      EXPECT_EQ(one, yb) << "rows " << c.rows;
     }
   offload::cpu_experts_use_simd(true);
 }

@@ -70,6 +70,60 @@ TEST(ExpertOffload, LaggedRunsAPromotedExpertOnTheCpuUntilTheNextStep) {
   EXPECT_EQ(now.stats(2).gpu_pairs, 5);
 }
 
+// tide with measured costs: the layer waits for the copies that pay (split_copies) and sends the
+// rest behind, as tide-lagged does with all of them. Copies of 1 ms, CPU experts of 1 ms at 4x in
+// parallel: of promoted experts with 5, 1, 1 and 1 pairs it waits for the first only.
+TEST(ExpertOffload, TideWaitsForTheCopiesThatPayAndSendsTheRestBehind) {
+  ExpertOffload off(Policy::Tide, 8, 4, {3}, 1);
+  off.set_costs({1e9, 1e6, 1e-3, 1e-4, 4});
+  off.begin_step(0);
+  const std::vector<Swap> in = off.route(3, {0, 0, 0, 0, 5, 1, 1, 1});
+  ASSERT_EQ(in.size(), 4u);
+  EXPECT_EQ(in[0].promote, 4);
+  EXPECT_TRUE(off.on_gpu(3, 4));
+  EXPECT_EQ(off.arriving(3), (std::vector<int32_t>{5, 6, 7}));
+  EXPECT_EQ(off.stats(3).gpu_pairs, 5);
+  EXPECT_EQ(off.stats(3).behind, 3);
+  off.begin_step(1);
+  EXPECT_TRUE(off.route(3, {0, 0, 0, 0, 5, 1, 1, 1}).empty());
+  EXPECT_TRUE(off.landed(3));
+  for (int e : {5, 6, 7}) EXPECT_TRUE(off.on_gpu(3, e)) << e;
+  EXPECT_NE(off.report().find("behind"), std::string::npos);
+  // Unmeasured, tide waits for every copy.
+  ExpertOffload plain(Policy::Tide, 8, 4, {3}, 1);
+  plain.begin_step(0);
+  plain.route(3, {0, 0, 0, 0, 5, 1, 1, 1});
+  EXPECT_TRUE(plain.arriving(3).empty());
+}
+
+// Calibrated, the CPU's cost per expert follows what the layer-steps' CPU parts took: 4 CPU
+// experts of 1 pair each (4x in parallel: one expert's time) that took 2 ms make it 2 ms, and
+// the next refresh prices with it. Uncalibrated, observations change nothing.
+TEST(ExpertOffload, TheCpuCostFollowsWhatTheStepsTook) {
+  ExpertOffload off(Policy::Tide, 8, 4, {0}, 1);
+  off.set_costs({1e9, 1e6, 1e-3, 1e-4, 4});
+  off.begin_step(0);
+  // 4 copies of 1 ms; 1-4 CPU experts take 1 ms at 4x: it waits for one (a tie with none, which
+  // goes to more waited) and sends 3 behind.
+  off.route(0, {0, 0, 0, 0, 1, 1, 1, 1});
+  EXPECT_EQ(off.arriving(0).size(), 3u);
+  off.begin_step(1);
+  off.route(0, {1, 1, 1, 1, 1, 1, 1, 1});  // 0-3 have as many pairs as the residents: on the CPU
+  EXPECT_TRUE(off.landed(0));
+  off.observe_cpu(0, 2e-3);
+  EXPECT_EQ(off.costs().cpu_observations, 0);  // not calibrating
+  off.calibrate_cpu(true);
+  off.observe_cpu(0, 2e-3);
+  EXPECT_EQ(off.costs().cpu_observations, 1);
+  EXPECT_NEAR(off.costs().cpu_s_per_expert, 2e-3, 1e-12);
+  off.observe_cpu(0, 4e-3);
+  EXPECT_NEAR(off.costs().cpu_s_per_expert, 0.95 * 2e-3 + 0.05 * 4e-3, 1e-12);
+  off.begin_step(2);
+  off.route(0, {1, 1, 1, 1, 1, 1, 1, 1});  // no refresh copies: all resident ones stay
+  off.observe_cpu(0, 0);                    // nothing timed: nothing learnt
+  EXPECT_EQ(off.costs().cpu_observations, 2);
+}
+
 TEST(ExpertOffload, AutoTracesTheFirstBlockThenChooses) {
   ExpertOffload off(Policy::Tide, 4, 1, {0}, 0);
   off.set_costs({1e12, 1e6, 1e-3, 1e-4});  // copies nearly free: refreshing every step wins

@@ -29,16 +29,24 @@ double hit_rate(const ExpertOffload& o) {
   return static_cast<double>(gpu) / static_cast<double>(pairs);
 }
 
+struct Seen {
+  double hit_rate = 0;
+  int64_t copies = 0, behind = 0;
+};
+
 // Every golden case of `dir` under `o` (uncached and with the prefix cache, or the prefix cache
-// only); returns the hit rate.
-double run_goldens(const std::filesystem::path& dir, Policy policy, int slots, int tau, bool uncached = true) {
+// only); returns what the offload saw. even_costs: a copy costs as much as a CPU expert (so a
+// tide refresh waits for some copies and sends the others behind), instead of next to nothing.
+Seen run_goldens(const std::filesystem::path& dir, Policy policy, int slots, int tau, bool uncached = true,
+                 bool even_costs = false) {
   auto be = make_cpu_backend();
   const int experts = static_cast<int>(Model(dir.string(), *be).config().moe.experts);
   // The routed experts in "host memory" and `slots` of each layer's in "GPU slots": the resident
   // ones run from the slots' copies, the others through the offload's CPU kernel.
   Model m(dir.string(), *be, {}, -1, slots < experts);
   ExpertOffload off(policy, experts, slots, m.config().moe_layers(), tau);
-  off.set_costs({25e9, 3.0 * 4 * m.config().d_model * m.config().moe.ffn_hidden, 20e-6, 2e-6});
+  if (even_costs) off.set_costs({1e9, 1e6, 1e-3, 1e-4, 4});
+  else off.set_costs({25e9, 3.0 * 4 * m.config().d_model * m.config().moe.ffn_hidden, 20e-6, 2e-6});
   m.set_offload(&off);
   const json g = json::parse(test::read_file(dir / "goldens.json"));
   for (CacheMode cache : {CacheMode::None, CacheMode::Prefix})
@@ -52,34 +60,43 @@ double run_goldens(const std::filesystem::path& dir, Policy policy, int slots, i
           << " tau " << tau << " cache " << cache_mode_name(cache);
     }
   if (offload::refreshes_on_interval(policy) && tau == 0) EXPECT_TRUE(off.tau_choice().has_value()) << "auto never chose a tau";
-  std::printf("%s %s slots %d tau %d: hit rate %.3f\n", dir.filename().c_str(), offload::policy_name(policy), slots,
-              tau, hit_rate(off));
-  return hit_rate(off);
+  Seen seen{hit_rate(off)};
+  for (int l : off.layers()) seen.copies += off.stats(l).swaps, seen.behind += off.stats(l).behind;
+  std::printf("%s %s slots %d tau %d: hit rate %.3f, %lld copies, %lld behind\n", dir.filename().c_str(),
+              offload::policy_name(policy), slots, tau, seen.hit_rate, static_cast<long long>(seen.copies),
+              static_cast<long long>(seen.behind));
+  return seen;
 }
 
 TEST(OffloadLossless, TheFixturesGoldensKeepTheirTokensUnderEveryPolicy) {
   const auto dir = test::fixtures_dir() / "llada2_tiny";
   auto be = make_cpu_backend();
   const int E = static_cast<int>(Model(dir.string(), *be).config().moe.experts);
-  EXPECT_EQ(run_goldens(dir, Policy::Cpu, 0, 0), 0.0);
-  const double fixed = run_goldens(dir, Policy::Static, E / 2, 0);
-  const double tide = run_goldens(dir, Policy::Tide, E / 2, 1);
+  EXPECT_EQ(run_goldens(dir, Policy::Cpu, 0, 0).hit_rate, 0.0);
+  const Seen fixed = run_goldens(dir, Policy::Static, E / 2, 0);
+  const Seen tide = run_goldens(dir, Policy::Tide, E / 2, 1);
+  EXPECT_EQ(tide.behind, 0);  // copies next to free: the layer waits for every one
   run_goldens(dir, Policy::Tide, E / 2, 0);
-  const double lagged = run_goldens(dir, Policy::TideLagged, E / 2, 1);
+  const Seen lagged = run_goldens(dir, Policy::TideLagged, E / 2, 1);
+  EXPECT_EQ(lagged.behind, lagged.copies);
+  const Seen split = run_goldens(dir, Policy::Tide, E / 2, 1, true, true);
+  EXPECT_GT(split.behind, 0);
+  EXPECT_LT(split.behind, split.copies);
   run_goldens(dir, Policy::Lru, E / 2, 0);
-  EXPECT_GT(tide, fixed);
-  EXPECT_LT(lagged, tide);  // each promoted expert's pairs ran on the CPU at its refresh step
-  EXPECT_EQ(run_goldens(dir, Policy::Tide, E, 2), 1.0);
+  EXPECT_GT(tide.hit_rate, fixed.hit_rate);
+  EXPECT_LT(lagged.hit_rate, tide.hit_rate);  // each promoted expert's pairs ran on the CPU at its refresh step
+  EXPECT_EQ(run_goldens(dir, Policy::Tide, E, 2).hit_rate, 1.0);
 }
 
 TEST(OffloadLossless, TheShippedModelsGoldensKeepTheirTokens) {
   const auto dir = test::source_dir() / "models" / "mosaic-moe-tiny";
   // The prefix cache only: its steps run the block's rows, so the uncached run's cost is saved.
-  const double fixed = run_goldens(dir, Policy::Static, 32, 0, false);
-  const double tide = run_goldens(dir, Policy::Tide, 32, 4, false);
+  const Seen fixed = run_goldens(dir, Policy::Static, 32, 0, false);
+  const Seen tide = run_goldens(dir, Policy::Tide, 32, 4, false);
   run_goldens(dir, Policy::TideLagged, 32, 4, false);
+  EXPECT_GT(run_goldens(dir, Policy::Tide, 32, 4, false, true).behind, 0);
   run_goldens(dir, Policy::Lru, 32, 0, false);
-  EXPECT_GT(tide, fixed);
+  EXPECT_GT(tide.hit_rate, fixed.hit_rate);
 }
 
 // One step's logits, offloaded (half the experts, a refresh at this step) against all resident:

@@ -38,6 +38,19 @@ TEST(Placement, RefreshCopiesNothingWhenTheBusiestAreResident) {
   LayerPlacement p(8, 3);
   EXPECT_TRUE(plan_refresh(p, counts_of({5, 5, 5, 5, 0, 0, 0, 0})).empty());  // ties: lower ids win
   EXPECT_TRUE(plan_refresh(p, counts_of({0, 1, 0, 0, 0, 0, 0, 0})).empty());  // few routed: residents stay
+  // Ties with a resident keep the resident, whatever the ids: 2 (resident, 1 pair) stays against
+  // 3 and 4 (1 pair each), and 5 (4 pairs) takes the slot of 0 (unrouted).
+  const auto swaps = plan_refresh(p, counts_of({0, 6, 1, 1, 1, 4, 0, 0}));
+  ASSERT_EQ(swaps.size(), 1u);
+  EXPECT_EQ(swaps[0], (Swap{5, 0}));
+  apply_swaps(p, swaps);
+  // Now 1, 2 and 5 are resident; 3 has more pairs than 2 and comes in, 4 ties with 2 and does not.
+  const auto more = plan_refresh(p, counts_of({0, 6, 1, 2, 1, 4, 0, 0}));
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(more[0], (Swap{3, 2}));
+  apply_swaps(p, more);
+  // 1, 3 and 5 resident: 0 ties with 3 at one pair and has the lower id, but 3 stays.
+  EXPECT_TRUE(plan_refresh(p, counts_of({1, 6, 0, 1, 0, 4, 0, 0})).empty());
 }
 
 TEST(Placement, RefreshNeverPromotesAnUnroutedExpert) {

@@ -45,8 +45,8 @@ TEST(RefreshInterval, PricesWhatTheReplaySees) {
   EXPECT_EQ(every.gpu_pairs + every.cpu_pairs, never.gpu_pairs + never.cpu_pairs);
 }
 
-// Lagged: the promoted expert's 3 pairs run on the CPU at each refresh step, and a step costs the
-// longer of copies and CPU time instead of their sum.
+// A layer-step costs the longer of the copies it waits for and its CPU time, not their sum. Lagged:
+// the promoted expert's 3 pairs run on the CPU at each refresh step, its copy behind.
 TEST(RefreshInterval, LaggedCopiesOverlapAndPromotedExpertsRunOnTheCpuOnce) {
   const RoutingTrace t = drifting_trace(1);
   const TauCost blocking = price_tau(t, 2, 1, costs(1e9));
@@ -54,8 +54,11 @@ TEST(RefreshInterval, LaggedCopiesOverlapAndPromotedExpertsRunOnTheCpuOnce) {
   EXPECT_EQ(lagged.swaps, blocking.swaps);
   EXPECT_EQ(lagged.cpu_pairs, blocking.cpu_pairs + 3 * 3);  // steps 1-3 each promote one expert of 3 pairs
   EXPECT_NEAR(lagged.cpu_s, 4e-3 + 3 * (1e-3 + 2e-4), 1e-12);
+  EXPECT_EQ(lagged.waited, 0);
   EXPECT_NEAR(lagged.total_s(), std::max(lagged.transfer_s, lagged.cpu_s), 1e-15);
-  EXPECT_NEAR(blocking.total_s(), blocking.transfer_s + blocking.cpu_s, 1e-15);
+  // Steps 1-3 wait for one copy (1 ms) while expert 7 runs on the CPU (1 ms): 1 ms each, as step 0.
+  EXPECT_EQ(blocking.waited, 3);
+  EXPECT_NEAR(blocking.total_s(), 4e-3, 1e-12);
   EXPECT_TRUE(choose_tau(t, 2, 3, costs(1e9), true).candidates.front().lagged);
 }
 
@@ -71,6 +74,29 @@ TEST(RefreshInterval, CpuExpertsOfALayerRunInParallel) {
   EXPECT_NEAR(never.cpu_s, 1e-3 + 1.2e-3 + 2 * 1.7e-3, 1e-12);
   c.cpu_parallel_speedup = 0.5;  // below 1 means one after another
   EXPECT_NEAR(price_tau(t, 2, 0, c).cpu_s, price_tau(t, 2, 0, costs(1e9)).cpu_s, 1e-12);
+}
+
+// A refresh waits for as many copies as pay: copies of 1 ms, CPU experts of 1 ms (+0.1 ms per
+// further pair) at 4x in parallel. Promoted experts of 5, 1, 1 and 1 pairs: waiting for all
+// costs 4 ms, for the first only max(1 ms, three 1-pair experts on the CPU: 1 ms) = 1 ms, for
+// none max(0, 4.3 ms / 4 = 1.08 ms but the longest is 1.4 ms) = 1.4 ms.
+TEST(RefreshInterval, ARefreshWaitsForTheCopiesThatPay) {
+  OffloadCosts c = costs(1e9);
+  c.cpu_parallel_speedup = 4;
+  const CopySplit s = split_copies({5, 1, 1, 1}, {}, c, false);
+  EXPECT_EQ(s.waited, 1);
+  EXPECT_NEAR(s.seconds, 1e-3, 1e-12);
+  EXPECT_NEAR(s.cpu_s, 1e-3, 1e-12);
+  EXPECT_NEAR(split_copies({5, 1, 1, 1}, {}, c, true).seconds, 1.4e-3, 1e-12);  // lagged: none waited
+  EXPECT_EQ(split_copies({5, 1, 1, 1}, {}, c, true).waited, 0);
+  // The layer's other CPU experts count: with eight more 1-pair experts on the CPU, waiting for
+  // one copy costs max(1 ms, 11 / 4 ms), for two max(2 ms, 10 / 4 ms), for three 3 ms: two win.
+  const CopySplit busy = split_copies({5, 1, 1, 1}, std::vector<int64_t>(8, 1), c, false);
+  EXPECT_EQ(busy.waited, 2);
+  EXPECT_NEAR(busy.seconds, 2.5e-3, 1e-12);
+  EXPECT_EQ(split_copies({5, 1, 1, 1}, {}, OffloadCosts{}, false).waited, 4);  // unmeasured: all of them
+  // Copies nearly free: all of them.
+  EXPECT_EQ(split_copies({5, 1, 1, 1}, {}, costs(1e12), false).waited, 4);
 }
 
 TEST(RefreshInterval, FastCopiesRefreshOftenSlowCopiesSeldom) {

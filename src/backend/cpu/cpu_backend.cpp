@@ -123,15 +123,19 @@ class CpuBackend final : public Backend {
   void moe_experts_offloaded(const void* h, int64_t rows, int64_t d, const int32_t* ids, const float* weights,
                              int top_k, int64_t ffn, const OffloadedExperts& o, void* x, void* workspace) override {
     if (rows == 0) return;
-    for (int32_t e : *o.copy_in)
-      for (int j = 0; j < 3; ++j)
-        std::memcpy(const_cast<void*>((*o.device)[3 * e + j]), (*o.host)[3 * e + j],
-                    static_cast<size_t>(d * ffn) * sizeof(float));
+    // Copies behind land before the layer's next step reads them: at once here.
+    for (const std::vector<int32_t>* list : {o.copy_in, o.copy_behind})
+      for (int32_t e : *list)
+        for (int j = 0; j < 3; ++j)
+          std::memcpy(const_cast<void*>((*o.device)[3 * e + j]), (*o.host)[3 * e + j],
+                      static_cast<size_t>(d * ffn) * sizeof(float));
     cpu::moe_experts(f(h), rows, d, ids, weights, top_k, ffn, *o.device, f(x), f(workspace), o.on_gpu);
     cpu_part_.resize(static_cast<size_t>(rows * d));
-    if (offload::cpu_experts(h, rows, d, o.host_ids, o.host_weights, top_k, ffn, *o.host, false, o.on_gpu,
-                             cpu_part_.data()) == 0)
-      return;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t pairs = offload::cpu_experts(h, rows, d, o.host_ids, o.host_weights, top_k, ffn, *o.host, false,
+                                               o.on_gpu, cpu_part_.data());
+    if (pairs == 0) return;
+    if (o.cpu_seconds) *o.cpu_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     float* xf = f(x);
     for (size_t i = 0; i < cpu_part_.size(); ++i) xf[i] += cpu_part_[i];
   }

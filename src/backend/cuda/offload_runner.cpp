@@ -1,6 +1,7 @@
 #include "backend/cuda/offload_runner.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
@@ -101,16 +102,26 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
     if (it != landed_.end()) CUDA_CHECK(cudaStreamWaitEvent(stream_, it->second));
   }
   // 1. Promoted experts into their slots, on the copy stream, after the work queued so far (which
-  //    may still read what the slots held).
-  const bool wait_copies = !o.copy_in->empty() && !o.copies_behind;
-  if (!o.copy_in->empty()) {
-    CUDA_CHECK(cudaEventRecord(before_copy_, stream_));
-    CUDA_CHECK(cudaStreamWaitEvent(copy_, before_copy_));
-    for (int32_t e : *o.copy_in)
+  //    may still read what the slots held): first those the device part waits for, then those
+  //    that land behind the step (the layer's next step waits for them).
+  auto copy = [&](const std::vector<int32_t>& list) {
+    for (int32_t e : list)
       for (int j = 0; j < 3; ++j)
         CUDA_CHECK(cudaMemcpyAsync(const_cast<void*>((*o.device)[3 * e + j]), (*o.host)[3 * e + j], matrix,
                                    cudaMemcpyHostToDevice, copy_));
-    CUDA_CHECK(cudaEventRecord(o.copies_behind ? landed_event(o.layer) : copied_, copy_));
+  };
+  const bool wait_copies = !o.copy_in->empty();
+  if (wait_copies || !o.copy_behind->empty()) {
+    CUDA_CHECK(cudaEventRecord(before_copy_, stream_));
+    CUDA_CHECK(cudaStreamWaitEvent(copy_, before_copy_));
+  }
+  if (wait_copies) {
+    copy(*o.copy_in);
+    CUDA_CHECK(cudaEventRecord(copied_, copy_));
+  }
+  if (!o.copy_behind->empty()) {
+    copy(*o.copy_behind);
+    CUDA_CHECK(cudaEventRecord(landed_event(o.layer), copy_));
   }
   int64_t cpu_pairs = 0;
   for (size_t i = 0; i < pairs; ++i) cpu_pairs += !o.on_gpu[o.host_ids[i]];
@@ -150,7 +161,9 @@ void OffloadRunner::run(const void* h, int64_t rows, int64_t d, int top_k, int64
     grow_host(y_host_, y_cap_, y_bytes);
     grow_device(y_dev_, y_dev_cap_, y_bytes);
     CUDA_CHECK(cudaEventSynchronize(h_ready_));
+    const auto t0 = std::chrono::steady_clock::now();
     offload::cpu_experts(h_host_, rows, d, o.host_ids, o.host_weights, top_k, ffn, *o.host, !f32_, o.on_gpu, y_host_);
+    if (o.cpu_seconds) *o.cpu_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CUDA_CHECK(cudaMemcpyAsync(y_dev_, y_host_, y_bytes, cudaMemcpyHostToDevice, stream_));
     if (f32_)
       add_f32(y_dev_, rows * d, static_cast<float*>(x), stream_);

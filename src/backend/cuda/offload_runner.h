@@ -3,8 +3,7 @@
 // memory, the copies of promoted experts into their GPU slots on a copy stream, and an offloaded
 // MoE layer: the resident experts on the device (the grouped kernels, or the per-expert form),
 // the rest on the CPU from the host copies while the device works, their rows added back. The
-// copies either hold the layer up (tide) or run behind it, waited for at the layer's next step
-// (tide-lagged).
+// copies either hold the layer up or run behind it, waited for at the layer's next step.
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -41,7 +40,7 @@ class OffloadRunner {
   cudaStream_t stream_, copy_;
   bool f32_;
   cudaEvent_t before_copy_ = nullptr, copied_ = nullptr, h_ready_ = nullptr;
-  // Per layer: the copies sent behind its last refresh (tide-lagged).
+  // Per layer: the copies sent behind its last refresh.
   std::map<int, cudaEvent_t> landed_;
   cudaEvent_t landed_event(int layer);
   std::vector<std::byte*> pool_;

@@ -41,14 +41,15 @@ struct AttentionMask {
 
 // One MoE layer's routed experts under an expert offload (offload/): every expert's master copy in
 // host memory, some of them also in GPU slots. moe_experts_offloaded first copies the experts in
-// copy_in from host into their slots, then runs the resident experts on the device and the others
-// on the CPU (offload/cpu_experts.h) over the rows routed to them, and adds both to x.
+// copy_in from host into their slots (and sends those in copy_behind after them), then runs the
+// experts in on_gpu on the device and the others on the CPU (offload/cpu_experts.h) over the rows
+// routed to them, and adds both to x.
 struct OffloadedExperts {
   const int32_t* host_ids = nullptr;     // the routing read back: [rows, top_k] expert ids
   const float* host_weights = nullptr;   // and weights
   const std::vector<const void*>* host = nullptr;    // 3E: every expert's gate, up, down (host memory)
   const std::vector<const void*>* device = nullptr;  // 3E: a resident expert's slot weights; null for the rest
-  const uint8_t* on_gpu = nullptr;                   // E: resident or not
+  const uint8_t* on_gpu = nullptr;                   // E: runs from its slot now (resident, not behind)
   // Experts promoted this step, to copy into their slots: copy_in before the device part (those
   // experts are in on_gpu), copy_behind behind it (those run on the CPU this time).
   const std::vector<int32_t>* copy_in = nullptr;

@@ -136,7 +136,7 @@ void add_bench(CLI::App& app) {
   c->add_option("--hidden-out", f->hidden_out, "With --segment: where to write this segment's hidden state");
   c->add_option("--offload", f->offload,
                 "MoE models: time whole generations per expert placement, e.g. gpu,tide,static,lru,cpu (gpu: every "
-                "routed expert on the device; tide: interval refresh; tide-lagged: its copies behind the steps; static: the first step's placement; lru: "
+                "routed expert on the device; tide: interval refresh; tide-lagged: all its copies behind the steps; static: the first step's placement; lru: "
                 "fetch on miss; cpu: every routed expert on the CPU), with --gpu-experts N slots per layer, one "
                 "--cache mode (default none), in one process on the same weights; reports tokens/s, hit rates, "
                 "copies and each tide policy over the best baseline")

@@ -50,9 +50,13 @@ nlohmann::json bench_offload(Session& s, const BenchFlags& f, const std::vector<
   std::vector<std::string> policies;
   std::stringstream ss(f.offload);
   for (std::string item; std::getline(ss, item, ',');) {
-    MOSAIC_CHECK(item == "gpu" || item == "tide" || item == "tide-lagged" || item == "static" || item == "lru" ||
-                     item == "cpu",
-                 "--offload '{}': list of gpu, tide, tide-lagged, static, lru, cpu", item);
+    if (item != "gpu") {
+      try {
+        offload::parse_policy(item);
+      } catch (const Error& e) {
+        throw Error(fmt::format("bench {} (or gpu: every routed expert on the device)", e.what()));
+      }
+    }
     policies.push_back(item);
   }
   MOSAIC_CHECK(!policies.empty(), "--offload is empty: give policies such as gpu,tide,static,lru,cpu");

@@ -20,9 +20,9 @@ void add_offload_flags(CLI::App* c, OffloadFlags& f, bool policy) {
   if (policy)
     c->add_option("--offload", f.policy,
                 "Which experts hold the slots: tide (refresh from each step's routing at every block's first step and "
-                "every --refresh-interval steps; the layer waits for the promoted experts' copies) | tide-lagged (the "
-                "same refresh with the copies behind the step: a promoted expert runs on the CPU at that step, on the "
-                "GPU from the next) | static (the first step's choice, never refreshed) | lru (fetch "
+                "every --refresh-interval steps; the layer waits for the promoted experts' copies, with auto only for its "
+                "busiest ones, as many as the cost model says pay: the others fly behind the step, their experts on "
+                "the CPU at that step and on the GPU from the next) | tide-lagged (the same refresh with every copy behind the step) | static (the first step's choice, never refreshed) | lru (fetch "
                 "every missed expert, evict the least recently used) | cpu (every routed expert on the CPU; "
                 "--gpu-experts 0)")
       ->capture_default_str()
@@ -33,8 +33,8 @@ void add_offload_flags(CLI::App* c, OffloadFlags& f, bool policy) {
       ->capture_default_str()
       ->group(group);
   c->add_flag("--moe-stats", f.moe_stats,
-              "Print per MoE layer: routed pairs, the GPU-resident hit rate, copies, and how many of a step's routed "
-              "experts the previous step of its block routed too")
+              "Print per MoE layer: routed pairs, the GPU-resident hit rate, copies (and how many flew behind their "
+              "step), and how many of a step's routed experts the previous step of its block routed too")
       ->group(group);
 }
 
@@ -73,8 +73,10 @@ std::unique_ptr<offload::ExpertOffload> make_offload(const OffloadFlags& f, Mode
   const int experts = static_cast<int>(c.moe.experts);
   auto off = std::make_unique<offload::ExpertOffload>(o.policy, experts, slots.value_or(experts), layers,
                                                       o.refresh_interval);
-  // tide prices each refresh's copies against the CPU; auto also prices tau.
-  if (offload::refreshes_on_interval(o.policy) && slots && *slots < experts) {
+  // auto prices tau and each refresh's copies against the CPU from measured costs (so where an
+  // expert runs, and with it the rounding of bf16 sums, follows timing); a fixed interval waits
+  // for every copy and repeats itself run to run.
+  if (offload::refreshes_on_interval(o.policy) && o.refresh_interval == 0 && slots && *slots < experts) {
     off->set_costs(offload::measure_costs(m.backend(), c.d_model, c.moe.ffn_hidden));
     off->calibrate_cpu(true);
   }

@@ -101,6 +101,8 @@ void Model::set_offload(offload::ExpertOffload* o) {
   const GraphOptions all = load_options();
   const size_t es = be_.weight_elem_size();
   const size_t matrix = static_cast<size_t>(config_.d_model * config_.moe.ffn_hidden) * es;
+  // A previous offload's copies may still fly behind its last step, into the slots loaded here.
+  be_.synchronize();
   for (const auto& [layer, names] : routed_expert_names(family_->build_step_graph(config_, all))) {
     std::vector<const void*>& host = experts_.host[layer];
     host.clear();

@@ -87,6 +87,13 @@ TEST(CliOffload, BenchRunsEveryPlacementOnTheSameWeights) {
                                          " --offload tide --tokens 96 --gen-length 32");
   EXPECT_NE(missing.rc, 0);
   EXPECT_NE(missing.err.find("needs --gpu-experts"), std::string::npos) << missing.err;
+  const auto unknown = test::run_command(test::mosaic_binary() + " bench --backend cpu --model " +
+                                         (test::source_dir() / "models" / "mosaic-moe-tiny").string() +
+                                         " --offload gpu,fifo --gpu-experts 32 --tokens 96 --gen-length 32");
+  EXPECT_NE(unknown.rc, 0);
+  EXPECT_NE(unknown.err.find("--offload must be tide, tide-lagged, static, lru or cpu (got 'fifo') (or gpu"),
+            std::string::npos)
+      << unknown.err;
 }
 
 // --routing-from: the fixture's recorded routing (16 experts, top 4) replayed into the shipped

@@ -24,7 +24,8 @@ TEST(CpuExperts, MatchTheReferenceExperts) {
   std::normal_distribution<float> nd(0.f, 1.f);
   for (bool simd : {true, false})
     for (const Case& c : {Case{1, 64, 40, 8, 2}, Case{5, 72, 40, 4, 2}, Case{40, 256, 40, 8, 4},
-                          Case{64, 48, 24, 4, 3}, Case{3, 512, 384, 4, 2}}) {
+                          Case{64, 48, 24, 4, 3}, Case{3, 512, 384, 4, 2},
+                          Case{24, 512, 384, 4, 2}}) {
       offload::cpu_experts_use_simd(simd);
       const size_t wn = static_cast<size_t>(c.d * c.ffn);
       // bf16-exact weights and inputs, so that both weight types hold the same numbers.
@@ -76,11 +77,14 @@ TEST(CpuExperts, MatchTheReferenceExperts) {
       // The pieces of an expert go to whichever thread: the sum is the same on one thread.
       const int threads = omp_get_max_threads();
       omp_set_num_threads(1);
-      std::vector<float> one(hf.size());
+      std::vector<float> one_b(hf.size()), one_f(hf.size());
       offload::cpu_experts(hb.data(), c.rows, c.d, ids.data(), w.data(), c.top_k, c.ffn, pb, true, on_gpu.data(),
-                           one.data());
+                           one_b.data());
+      offload::cpu_experts(hf.data(), c.rows, c.d, ids.data(), w.data(), c.top_k, c.ffn, pf, false, on_gpu.data(),
+                           one_f.data());
       omp_set_num_threads(threads);
-      EXPECT_EQ(one, yb) << "rows " << c.rows;
+      EXPECT_EQ(one_b, yb) << "rows " << c.rows;
+      EXPECT_EQ(one_f, yf) << "rows " << c.rows;
     }
   offload::cpu_experts_use_simd(true);
 }

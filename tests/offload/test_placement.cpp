@@ -38,8 +38,8 @@ TEST(Placement, RefreshCopiesNothingWhenTheBusiestAreResident) {
   LayerPlacement p(8, 3);
   EXPECT_TRUE(plan_refresh(p, counts_of({5, 5, 5, 5, 0, 0, 0, 0})).empty());  // ties: lower ids win
   EXPECT_TRUE(plan_refresh(p, counts_of({0, 1, 0, 0, 0, 0, 0, 0})).empty());  // few routed: residents stay
-  // Ties with a resident keep the resident, whatever the ids: 2 (resident, 1 pair) stays against
-  // 3 and 4 (1 pair each), and 5 (4 pairs) takes the slot of 0 (unrouted).
+  // 2 (resident, 1 pair) stays against 3 and 4 (1 pair each), and 5 (4 pairs) takes the slot
+  // of 0 (unrouted).
   const auto swaps = plan_refresh(p, counts_of({0, 6, 1, 1, 1, 4, 0, 0}));
   ASSERT_EQ(swaps.size(), 1u);
   EXPECT_EQ(swaps[0], (Swap{5, 0}));

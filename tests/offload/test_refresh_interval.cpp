@@ -79,7 +79,7 @@ TEST(RefreshInterval, CpuExpertsOfALayerRunInParallel) {
 // A refresh waits for as many copies as pay: copies of 1 ms, CPU experts of 1 ms (+0.1 ms per
 // further pair) at 4x in parallel. Promoted experts of 5, 1, 1 and 1 pairs: waiting for all
 // costs 4 ms, for the first only max(1 ms, three 1-pair experts on the CPU: 1 ms) = 1 ms, for
-// none max(0, 4.3 ms / 4 = 1.08 ms but the longest is 1.4 ms) = 1.4 ms.
+// none max(0, 4.4 ms / 4 = 1.1 ms but the longest is 1.4 ms) = 1.4 ms.
 TEST(RefreshInterval, ARefreshWaitsForTheCopiesThatPay) {
   OffloadCosts c = costs(1e9);
   c.cpu_parallel_speedup = 4;

@@ -217,6 +217,7 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (offload_) offload_->synchronize();  // expert copies still flying behind a step
     track_peak();
   }
   size_t free_memory() const override {

@@ -61,6 +61,8 @@ OffloadRunner::~OffloadRunner() {
   cudaStreamDestroy(copy_);
 }
 
+void OffloadRunner::synchronize() { CUDA_CHECK(cudaStreamSynchronize(copy_)); }
+
 cudaEvent_t OffloadRunner::landed_event(int layer) {
   auto it = landed_.find(layer);
   if (it != landed_.end()) return it->second;

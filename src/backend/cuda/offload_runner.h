@@ -24,6 +24,9 @@ class OffloadRunner {
   OffloadRunner(const OffloadRunner&) = delete;
   OffloadRunner& operator=(const OffloadRunner&) = delete;
 
+  // Waits for every expert copy sent so far (those behind a step included).
+  void synchronize();
+
   // Pinned host memory for a master copy (from a pool of large pinned chunks).
   void* host_alloc(size_t bytes);
   size_t host_bytes() const { return host_bytes_; }

@@ -22,7 +22,8 @@ void add_offload_flags(CLI::App* c, OffloadFlags& f, bool policy) {
                 "Which experts hold the slots: tide (refresh from each step's routing at every block's first step and "
                 "every --refresh-interval steps; the layer waits for the promoted experts' copies, with auto only for its "
                 "busiest ones, as many as the cost model says pay: the others fly behind the step, their experts on "
-                "the CPU at that step and on the GPU from the next) | tide-lagged (the same refresh with every copy behind the step) | static (the first step's choice, never refreshed) | lru (fetch "
+                "the CPU at that step and on the GPU from the next) | tide-lagged (the same refresh with every copy "
+                "behind the step) | static (the first step's choice, never refreshed) | lru (fetch "
                 "every missed expert, evict the least recently used) | cpu (every routed expert on the CPU; "
                 "--gpu-experts 0)")
       ->capture_default_str()

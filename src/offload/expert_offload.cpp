@@ -133,22 +133,22 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
                experts_);
   LayerStats& s = l.stats;
   const bool again = l.last_step == steps_;
-  auto note_cpu_part = [&] {
+  // The call's pairs into the stats, and its CPU part (for observe_cpu), in one pass.
+  auto count_pairs = [&] {
     l.cpu_experts = l.cpu_pairs = l.cpu_longest = 0;
-    for (int e = 0; e < experts_; ++e)
-      if (counts[e] > 0 && !on_gpu(layer, e))
-        ++l.cpu_experts, l.cpu_pairs += counts[e], l.cpu_longest = std::max(l.cpu_longest, counts[e]);
+    for (int e = 0; e < experts_; ++e) {
+      if (counts[e] == 0) continue;
+      s.pairs += counts[e];
+      if (on_gpu(layer, e)) s.gpu_pairs += counts[e];
+      else ++l.cpu_experts, l.cpu_pairs += counts[e], l.cpu_longest = std::max(l.cpu_longest, counts[e]);
+    }
   };
   l.last_step = steps_;
   if (!first_chunk || again) {
     l.landed = false;  // the step's first call waited for them already
-    for (int e = 0; e < experts_; ++e) {
-      s.pairs += counts[e];
-      if (on_gpu(layer, e)) s.gpu_pairs += counts[e];
-    }
+    count_pairs();
     if (auto_tau_ && !choice_)
       for (int e = 0; e < experts_; ++e) l.step_counts[e] += counts[e];
-    note_cpu_part();
     return {};
   }
   // A new step: what the previous refresh sent is in place now.
@@ -162,11 +162,7 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
   }
   if (refreshes_on_interval(policy_) && !swaps.empty()) {
     // The copies the layer waits for (the first ones: most pairs); the rest fly behind the step.
-    std::vector<int64_t> promoted, other_cpu;
-    for (const Swap& w : swaps) promoted.push_back(counts[w.promote]);
-    for (int e = 0; e < experts_; ++e)
-      if (counts[e] > 0 && !l.placement.resident(e)) other_cpu.push_back(counts[e]);
-    const CopySplit split = split_copies(promoted, other_cpu, costs_, policy_ == Policy::TideLagged);
+    const CopySplit split = split_refresh(l.placement, swaps, counts, costs_, policy_ == Policy::TideLagged);
     for (size_t k = static_cast<size_t>(split.waited); k < swaps.size(); ++k) l.arriving.push_back(swaps[k].promote);
   }
   if (auto_tau_ && !choice_) l.step_counts = counts;
@@ -174,10 +170,9 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
   ++s.steps;
   s.swaps += static_cast<int64_t>(swaps.size());
   s.behind += static_cast<int64_t>(l.arriving.size());
+  count_pairs();
   int64_t routed = 0, kept = 0;
   for (int e = 0; e < experts_; ++e) {
-    s.pairs += counts[e];
-    if (on_gpu(layer, e)) s.gpu_pairs += counts[e];
     if (counts[e] == 0) continue;
     ++routed;
     kept += !l.prev_routed.empty() && l.prev_routed[e];
@@ -188,7 +183,6 @@ std::vector<Swap> ExpertOffload::route(int layer, const std::vector<int64_t>& co
   }
   l.prev_routed.assign(counts.size(), 0);
   for (int e = 0; e < experts_; ++e) l.prev_routed[e] = counts[e] > 0;
-  note_cpu_part();
   return swaps;
 }
 

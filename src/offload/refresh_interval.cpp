@@ -48,6 +48,15 @@ CopySplit split_copies(const std::vector<int64_t>& promoted, const std::vector<i
   return best;
 }
 
+CopySplit split_refresh(const LayerPlacement& p, const std::vector<Swap>& swaps, const std::vector<int64_t>& counts,
+                        const OffloadCosts& c, bool lagged) {
+  std::vector<int64_t> promoted, other_cpu;
+  for (const Swap& w : swaps) promoted.push_back(counts[w.promote]);
+  for (size_t e = 0; e < counts.size(); ++e)
+    if (counts[e] > 0 && !p.resident(static_cast<int>(e))) other_cpu.push_back(counts[e]);
+  return split_copies(promoted, other_cpu, c, lagged);
+}
+
 TauCost price_tau(const RoutingTrace& trace, int slots, int tau, const OffloadCosts& c, bool lagged) {
   MOSAIC_CHECK(tau >= 0, "refresh interval {} must be >= 0", tau);
   TauCost cost;
@@ -69,16 +78,10 @@ TauCost price_tau(const RoutingTrace& trace, int slots, int tau, const OffloadCo
         cost.transfer_s += static_cast<double>(swaps.size()) * c.expert_bytes / c.h2d_bytes_per_s;
         apply_swaps(p, swaps);
       }
-      std::vector<int64_t> promoted, other_cpu;
-      for (const Swap& w : swaps) promoted.push_back(n[w.promote]);
-      for (int e = 0; e < experts; ++e) {
-        if (n[e] == 0) continue;
-        if (p.resident(e)) cost.gpu_pairs += n[e];
-        else other_cpu.push_back(n[e]), cost.cpu_pairs += n[e];
-      }
-      const CopySplit split = split_copies(promoted, other_cpu, c, lagged);
-      for (size_t k = static_cast<size_t>(split.waited); k < promoted.size(); ++k)
-        cost.gpu_pairs -= promoted[k], cost.cpu_pairs += promoted[k];
+      for (int e = 0; e < experts; ++e) (p.resident(e) ? cost.gpu_pairs : cost.cpu_pairs) += n[e];
+      const CopySplit split = split_refresh(p, swaps, n, c, lagged);
+      for (size_t k = static_cast<size_t>(split.waited); k < swaps.size(); ++k)
+        cost.gpu_pairs -= n[swaps[k].promote], cost.cpu_pairs += n[swaps[k].promote];
       cost.waited += split.waited;
       cost.cpu_s += split.cpu_s;
       cost.layer_steps_s += split.seconds;

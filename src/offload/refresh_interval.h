@@ -49,6 +49,10 @@ struct CopySplit {
 };
 CopySplit split_copies(const std::vector<int64_t>& promoted, const std::vector<int64_t>& other_cpu,
                        const OffloadCosts& c, bool lagged);
+// The same for one refresh: `p` after its swaps (plan_refresh's order), `counts` the step's
+// routed pairs per expert.
+CopySplit split_refresh(const LayerPlacement& p, const std::vector<Swap>& swaps, const std::vector<int64_t>& counts,
+                        const OffloadCosts& c, bool lagged);
 
 // The routed pairs of a stretch of generation: step_in_block[i] is step i's index inside its
 // block (0 starts a block), counts[i][layer][expert] its routed pairs.

@@ -120,7 +120,7 @@ TEST(SplitAttention, BlockCausalMatchesTheCpuOracle) {
     int32_t* dpos = nullptr;
     CUDA_CHECK(cudaMalloc(&dpos, c.positions.size() * 4));
     CUDA_CHECK(cudaMemcpy(dpos, c.positions.data(), c.positions.size() * 4, cudaMemcpyHostToDevice));
-    for (int splits : {0, 3}) {
+    for (int splits : {0, 1, 3}) {
       out.poison();
       cuda::flash_attention_split(dq.bf(), rows, dk.bf(), dv.bf(), c.n, nullptr, nullptr, 0, c.heads, c.kv_heads,
                                   c.hd, scale, out.bf(), ws.p, ws.bytes, 0, splits, c.block, dpos, 0);
@@ -136,7 +136,7 @@ TEST(SplitAttention, BlockCausalMatchesTheCpuOracle) {
       std::vector<uint16_t> kb = k.bits, vb = v.bits;
       for (int64_t i = seen * c.kv_heads * c.hd; i < kvn; ++i) kb[i] = vb[i] = 0x7fc0;  // bf16 NaN
       DevBuf nk(kb), nv(vb);
-      for (int splits : {0, 3}) {
+      for (int splits : {0, 1, 3}) {
         out.poison();
         cuda::flash_attention_split(dq.bf(), rows, nk.bf(), nv.bf(), c.n, nullptr, nullptr, 0, c.heads, c.kv_heads,
                                     c.hd, scale, out.bf(), ws.p, ws.bytes, 0, splits, c.block, dpos, 0);
@@ -223,7 +223,7 @@ TEST(SplitAttention, KeyRangesMatchEachSequenceAlone) {
     // key_span: unknown (0), or the longest range (the splits then sized to a query tile's span).
     for (int64_t span : {int64_t{0}, int64_t{520}})
       for (size_t ws_bytes : {size_t{64} << 20, size_t{200} << 10})
-        for (int splits : {0, 3}) {
+        for (int splits : {0, 1, 3}) {
           Workspace ws(ws_bytes);
           out.poison();
           cuda::flash_attention_split(dq.bf(), rows, dk.bf(), dv.bf(), keys, nullptr, nullptr, 0, heads, kv_heads, hd,

@@ -105,6 +105,8 @@ struct Params {
   // [key_lo[i], key_hi[i]) instead.
   const int32_t* key_lo = nullptr;
   const int32_t* key_hi = nullptr;
+  // One split (split kernel only): O / l goes straight to o in bf16, with no partials to merge.
+  bool direct = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -263,6 +265,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
   const int64_t key0 = SPLIT && static_cast<int>(blockIdx.z) >= p.splits ? p.kv_rows : 0;
   int64_t lim[C::MT][2] = {}, lo[C::MT][2] = {};
   int64_t cta_min = INT64_MAX, cta_lo_max = 0;
+  // The keys [warp_lo, warp_hi) some row of this warp sees: a warp skips the tiles outside them
+  // (with key ranges a query tile may hold two sequences, each warp's rows one of them).
+  int64_t warp_lo = INT64_MIN, warp_hi = INT64_MAX;
   // Keys of this source at or past key_end are loaded as zeros: no row of the CTA sees them, and
   // with a cache they may not be written yet (whatever the arena held: a NaN there times a zero
   // probability would still be NaN).
@@ -292,6 +297,21 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
           lim[mt][r] = row < p.rows ? limit_of(row) : INT64_MAX;
           lo[mt][r] = row < p.rows ? lo_of(row) : 0;
         }
+      {
+        int64_t wl = INT64_MAX, wh = INT64_MIN;  // over this thread's rows inside [0, rows)
+#pragma unroll
+        for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+            if (q0 + warp * C::MW + mt * 16 + gq + 8 * r < p.rows) wl = min(wl, lo[mt][r]), wh = max(wh, lim[mt][r]);
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) {
+          wl = min(wl, static_cast<int64_t>(__shfl_xor_sync(0xffffffffu, static_cast<long long>(wl), off)));
+          wh = max(wh, static_cast<int64_t>(__shfl_xor_sync(0xffffffffu, static_cast<long long>(wh), off)));
+        }
+        warp_lo = wl - key0;  // in this source's keys
+        warp_hi = wh == INT64_MIN ? INT64_MIN : wh - key0;
+      }
       // Key ranges: the splits share this query tile's own span of tiles, from its rows' first
       // key to their last, not the whole source.
       if (p.key_hi) {
@@ -308,6 +328,20 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
     }
     if (nt <= 0) {  // no key of this split is seen by any row of the tile: an empty partial
       const int gq = (tid & 31) >> 2, t4q = tid & 3;
+      if (p.direct) {  // no partials: the rows' output is zeros
+        bf16* const out = p.o + static_cast<int64_t>(h) * C::HD;
+#pragma unroll
+        for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const int64_t grow = q0 + warp * C::MW + mt * 16 + gq + 8 * r;
+            if (grow >= p.rows) continue;
+#pragma unroll
+            for (int j = 0; j < C::NO; ++j)
+              *reinterpret_cast<uint32_t*>(out + grow * p.q_ld + j * 8 + t4q * 2) = pack_bf16(0.f, 0.f);
+          }
+        return;
+      }
       float* const o_part = p.o_part + static_cast<int64_t>(blockIdx.z) * p.rows * p.q_ld + static_cast<int64_t>(h) * C::HD;
       float* const lse = p.lse + (static_cast<int64_t>(blockIdx.z) * gridDim.y + h) * p.rows;
 #pragma unroll
@@ -340,6 +374,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
             if (const int64_t key = kv0 + n * 8 + t2 + (c & 1); key >= lim[mt][c >> 1] || key < lo[mt][c >> 1])
               s[mt][n][c] = -INFINITY;
     }
+  };
+
+  // Whether some row of this warp sees a key of tile t (processing order); a warp that does not
+  // leaves its S, softmax and P V for the tile out (its rows' state stays as it was).
+  auto warp_sees = [&](int t) {
+    if constexpr (SPLIT) {
+      const int64_t kv0 = static_cast<int64_t>(tile0 + nt - 1 - t) * C::BC;
+      return kv0 < warp_hi && kv0 + C::BC > warp_lo;
+    }
+    return true;
   };
 
   // ---- cooperative cp.async loaders: thread -> (row ld_row + it*RPP, chunk ld_ch)
@@ -420,8 +464,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
   }
 
   float sa[C::MT][C::NS][4];
-  qk_tile<C>(sa, qf, q_lane, stage_of(0) + b_off);
-  {
+  if (warp_sees(0)) {
+    qk_tile<C>(sa, qf, q_lane, stage_of(0) + b_off);
     // 1 .. BC keys in tile 0 when it is the source's last tile; more (a full tile) otherwise.
     const int64_t tail = kv_rows - static_cast<int64_t>(tile0 + nt - 1) * C::BC;
     if (tail < C::BC) mask_tail<C>(sa, static_cast<int>(tail), lane);
@@ -430,16 +474,20 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
 
   if constexpr (!C::PIPE) {
     for (int i = 0; i < nt; ++i) {
-      softmax_tile<C>(sa, o, m, l, p.sl2);
-      pv_tile<C>(sa, o, stage_of(i) + C::KV_TILE_BYTES + a_off);
+      if (warp_sees(i)) {
+        softmax_tile<C>(sa, o, m, l, p.sl2);
+        pv_tile<C>(sa, o, stage_of(i) + C::KV_TILE_BYTES + a_off);
+      }
       if (i + 1 < nt) {
         // Issued so far: tiles 0 .. i+STAGES-1; tile i+1 must have landed.
         cp_async_wait<C::STAGES - 2>();
         __syncthreads();  // tile i+1 visible to all; everyone is done with tile i's slot
         if (i + C::STAGES < nt) load_kv(i + C::STAGES);
         cp_async_commit();
-        qk_tile<C>(sa, qf, q_lane, stage_of(i + 1) + b_off);
-        mask_rows(sa, i + 1);
+        if (warp_sees(i + 1)) {
+          qk_tile<C>(sa, qf, q_lane, stage_of(i + 1) + b_off);
+          mask_rows(sa, i + 1);
+        }
       }
     }
   } else {
@@ -452,10 +500,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
         __syncthreads();  // everyone is done with tile i-1 (K(i) and V(i-1) reads): its slot is free
         if (i + C::STAGES - 1 < nt) load_kv(i + C::STAGES - 1);
         cp_async_commit();
-        qk_tile<C>(nxt, qf, q_lane, stage_of(i + 1) + b_off);
+        if (warp_sees(i + 1)) {
+          qk_tile<C>(nxt, qf, q_lane, stage_of(i + 1) + b_off);
+          mask_rows(nxt, i + 1);
+        }
       }
-      softmax_tile<C>(cur, o, m, l, p.sl2);
-      pv_tile<C>(cur, o, stage_of(i) + C::KV_TILE_BYTES + a_off);
+      if (warp_sees(i)) {
+        softmax_tile<C>(cur, o, m, l, p.sl2);
+        pv_tile<C>(cur, o, stage_of(i) + C::KV_TILE_BYTES + a_off);
+      }
     };
     int i = 0;
     for (; i + 1 < nt; i += 2) {
@@ -467,28 +520,30 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
 
   const int g = lane >> 2, t4 = lane & 3;
   if constexpr (SPLIT) {
-    // ---- split epilogue: this CTA's O / l in fp32 and log2 of its row sums, for split_combine
-    const int64_t q_ld = p.q_ld;
-    float* const o_part = p.o_part + static_cast<int64_t>(blockIdx.z) * p.rows * q_ld + static_cast<int64_t>(h) * C::HD;
-    float* const lse = p.lse + (static_cast<int64_t>(blockIdx.z) * gridDim.y + h) * p.rows;
+    if (!p.direct) {
+      // ---- split epilogue: this CTA's O / l in fp32 and log2 of its row sums, for split_combine
+      const int64_t q_ld = p.q_ld;
+      float* const o_part = p.o_part + static_cast<int64_t>(blockIdx.z) * p.rows * q_ld + static_cast<int64_t>(h) * C::HD;
+      float* const lse = p.lse + (static_cast<int64_t>(blockIdx.z) * gridDim.y + h) * p.rows;
 #pragma unroll
-    for (int mt = 0; mt < C::MT; ++mt) {
+      for (int mt = 0; mt < C::MT; ++mt) {
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float lt = l[mt][r];
-        lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-        lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-        const int64_t grow = q0 + warp * C::MW + mt * 16 + g + 8 * r;
-        if (grow >= p.rows) continue;
-        const float inv = lt > 0.f ? __frcp_rn(lt) : 0.f;  // 0: the row saw no key of this split
+        for (int r = 0; r < 2; ++r) {
+          float lt = l[mt][r];
+          lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+          lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+          const int64_t grow = q0 + warp * C::MW + mt * 16 + g + 8 * r;
+          if (grow >= p.rows) continue;
+          const float inv = lt > 0.f ? __frcp_rn(lt) : 0.f;  // 0: the row saw no key of this split
 #pragma unroll
-        for (int j = 0; j < C::NO; ++j)
-          *reinterpret_cast<float2*>(o_part + grow * q_ld + j * 8 + t4 * 2) =
-              make_float2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
-        if (t4 == 0) lse[grow] = lt > 0.f ? m[mt][r] * p.sl2 + log2f(lt) : -INFINITY;
+          for (int j = 0; j < C::NO; ++j)
+            *reinterpret_cast<float2*>(o_part + grow * q_ld + j * 8 + t4 * 2) =
+                make_float2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+          if (t4 == 0) lse[grow] = lt > 0.f ? m[mt][r] * p.sl2 + log2f(lt) : -INFINITY;
+        }
       }
+      return;
     }
-    return;
   }
   // ---- epilogue: O / l -> bf16, staged through this warp's own rows of the Q tile, 16-byte stores
   __syncwarp();  // this warp's Q reads (Q_SMEM) are complete before its rows are overwritten
@@ -499,7 +554,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) flash_fwd_kernel(const Pa
       float lt = l[mt][r];
       lt += __shfl_xor_sync(0xffffffffu, lt, 1);
       lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-      const float inv = __frcp_rn(lt);  // lt >= 1: the row max contributes exp2(0)
+      // lt >= 1 where the row saw a key (its max contributes exp2(0)); 0: a key-range row that saw none
+      const float inv = lt > 0.f ? __frcp_rn(lt) : 0.f;
       const int row = warp * C::MW + mt * 16 + g + 8 * r;  // row & 7 == g
 #pragma unroll
       for (int j = 0; j < C::NO; ++j) {
@@ -1002,7 +1058,9 @@ void launch_wg(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_
 // Split-KV: few query rows over many keys (a cached step's block), or keys in two places (a
 // sparse cache's kept rows and the block's fresh ones). The keys are cut into splits, one CTA
 // per (query tile, head, split), so that a block of 32 rows still fills the GPU; each writes its
-// normalised O and the log2 of its softmax sum, and split_combine merges them.
+// normalised O and the log2 of its softmax sum, and split_combine merges them. Where the query
+// tiles alone fill the SMs (a batch's cached step: 16 sequences' blocks) there is one split, and
+// it writes O in bf16 itself.
 // ---------------------------------------------------------------------------------------------
 
 // out = sum_z w_z O_z / sum_z w_z with w_z = 2^(lse_z - max_z lse_z).
@@ -1056,9 +1114,9 @@ void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int 
   if (key_hi && key_span > 0) tiles_a = std::min(tiles_a, (2 * key_span + C::BC - 1) / C::BC + 1);
   const int64_t q_tiles = (rows + C::BR - 1) / C::BR;
   const int least = b.rows > 0 ? 2 : 1;
-  if (want <= 0) {  // auto: two CTAs per SM
+  if (want <= 0) {  // auto: as many splits as fill one wave of the SMs
     const int64_t ctas = q_tiles * heads;
-    want = static_cast<int>(std::min<int64_t>(kMaxSplits, (2 * sm_count() + ctas - 1) / ctas));
+    want = static_cast<int>(std::min<int64_t>(kMaxSplits, (sm_count() + ctas - 1) / ctas));
   }
   want = static_cast<int>(std::clamp<int64_t>(want, least, std::max<int64_t>(least, std::min<int64_t>(kMaxSplits, tiles_a + tiles_b))));
   // Splits per source in proportion to its tiles, then as few as cover it with `per` tiles each.
@@ -1073,9 +1131,11 @@ void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int 
   const int per_b = sb > 0 ? static_cast<int>((tiles_b + sb - 1) / sb) : 0;
   if (sb > 0) sb = static_cast<int>((tiles_b + per_b - 1) / per_b);
   const int splits = sa + sb;
-  // Query rows per launch, so that the splits' partial outputs fit the workspace.
+  // One split writes O directly; more write partials, merged by split_combine. Query rows per
+  // launch, so that the splits' partial outputs fit the workspace.
+  const bool direct = splits == 1;
   const size_t row_bytes = static_cast<size_t>(splits) * heads * (C::HD + 1) * sizeof(float);
-  int64_t chunk = std::min<int64_t>(rows, static_cast<int64_t>(ws_bytes / row_bytes));
+  int64_t chunk = direct ? rows : std::min<int64_t>(rows, static_cast<int64_t>(ws_bytes / row_bytes));
   CUDA_REQUIRE(chunk >= 1, "flash_attention_split: a " + std::to_string(ws_bytes) +
                                "-byte workspace holds no query row of " + std::to_string(splits) + " splits");
   if (chunk < rows && chunk >= C::BR) chunk = chunk / C::BR * C::BR;
@@ -1100,10 +1160,12 @@ void launch_split(const bf16* q, int64_t rows, KvSrc a, KvSrc b, int heads, int 
     p.pos0 = pos0 + r0;
     p.key_lo = key_lo ? key_lo + r0 : nullptr;
     p.key_hi = key_hi ? key_hi + r0 : nullptr;
+    p.direct = direct;
     const dim3 grid(static_cast<unsigned>((n + C::BR - 1) / C::BR), static_cast<unsigned>(heads),
                     static_cast<unsigned>(splits));
     kernel<<<grid, C::THREADS, C::SMEM_BYTES, s>>>(p);
     CUDA_CHECK_LAUNCH();
+    if (direct) continue;
     split_combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(heads)), C::HD, 0, s>>>(
         p.o_part, p.lse, splits, n, heads, C::HD, p.o);
     CUDA_CHECK_LAUNCH();

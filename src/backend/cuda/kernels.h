@@ -58,11 +58,14 @@ void flash_attention(const bf16* q, int64_t rows, const bf16* k, const bf16* v, 
 // The same over the keys of (k, v, kv_rows) and then (k2, v2, kv_rows2) (0 rows: none), with
 // the keys cut into splits whose softmaxes are merged at the end: for keys in two places, and
 // for few query rows over many keys. workspace: device fp32 scratch for the splits' partial
-// outputs (query rows run in chunks that fit it); splits: 0 picks enough to fill the GPU.
+// outputs (query rows run in chunks that fit it); splits: 0 picks enough to fill one wave of
+// the SMs. One split (a batch's cached step fills the GPU with query tiles alone) writes the
+// output directly, with no partials.
 // block > 0: block-causal, query i at position positions[i] (device; or pos0 + i) sees the keys
 // below (p / block + 1) * block (tiles no row of a query tile sees are skipped).
 // key_hi non-null (device, per query; one key source): query i sees keys [key_lo[i], key_hi[i])
-// instead (a batch's packed sequences); tiles outside every row's range of a query tile are skipped.
+// instead (a batch's packed sequences); tiles outside every row's range of a query tile are skipped,
+// and a warp skips the tiles its own rows do not see (a query tile may hold two sequences).
 void flash_attention_split(const bf16* q, int64_t rows, const bf16* k, const bf16* v, int64_t kv_rows,
                            const bf16* k2, const bf16* v2, int64_t kv_rows2, int heads, int kv_heads, int hd,
                            float scale, bf16* out, float* workspace, size_t workspace_bytes, cudaStream_t s,

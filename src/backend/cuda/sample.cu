@@ -1,6 +1,7 @@
 // The sampler on mask-only logits: per row, the committed token (argmax, or gumbel-max
 // with the counter noise) and its softmax probability, in fp32 (gumbel scores in double
 // registers, never a float64 tensor); then the rows ranked by confidence in one block.
+// The greedy rule has a one-pass kernel of its own (the noisy one reads a row twice).
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -110,6 +111,74 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
   }
 }
 
+// LLaDA's greedy rule (temperature 0) in one pass over the row: each thread keeps its first
+// maximum and the softmax sum relative to its running maximum (rescaled when the maximum
+// grows), the block merges them. The token's probability is 1 / sum (its own term is exp(0)).
+constexpr int kGreedyThreads = 512;
+
+struct MaxSum {
+  float mx;
+  float sum;
+  int64_t idx;
+};
+
+__device__ inline MaxSum merge(MaxSum a, MaxSum b) {
+  const float m = fmaxf(a.mx, b.mx);
+  const float sum = a.sum * expf(a.mx - m) + b.sum * expf(b.mx - m);
+  const bool b_wins = b.mx > a.mx || (b.mx == a.mx && b.idx < a.idx);
+  return {m, sum, b_wins ? b.idx : a.idx};
+}
+
+__device__ inline void add(MaxSum& t, float lv, int64_t v) {
+  if (lv > t.mx) {
+    t.sum = t.sum * expf(t.mx - lv) + 1.f;
+    t.mx = lv;
+    t.idx = v;
+  } else {
+    t.sum += expf(lv - t.mx);
+  }
+}
+
+template <bool kVec4>
+__global__ void __launch_bounds__(kGreedyThreads) greedy_rows_kernel(const float* __restrict__ logits, int64_t vocab,
+                                                                    const int32_t* __restrict__ pos, SampleParams p,
+                                                                    int32_t* __restrict__ token,
+                                                                    float* __restrict__ conf) {
+  __shared__ MaxSum warp_best[kGreedyThreads / 32];
+  const int64_t row = blockIdx.x;
+  const float* l = logits + row * vocab;
+  MaxSum t{-FLT_MAX, 0.f, INT64_MAX};
+  if constexpr (kVec4) {  // vocab % 4 == 0 and 16-byte aligned rows
+    // Four running states, one per lane of the float4, so that the loads and exponentials of
+    // consecutive elements do not wait on each other (each state's indices still rise).
+    MaxSum u[4] = {t, t, t, t};
+    const float4* l4 = reinterpret_cast<const float4*>(l);
+#pragma unroll 4
+    for (int64_t c = threadIdx.x; c < vocab / 4; c += blockDim.x) {
+      const float4 q = l4[c];
+      add(u[0], q.x, 4 * c);
+      add(u[1], q.y, 4 * c + 1);
+      add(u[2], q.z, 4 * c + 2);
+      add(u[3], q.w, 4 * c + 3);
+    }
+    t = merge(merge(u[0], u[1]), merge(u[2], u[3]));
+  } else {
+    for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) add(t, l[v], v);
+  }
+  for (int o = 16; o > 0; o >>= 1)
+    t = merge(t, MaxSum{__shfl_xor_sync(0xffffffffu, t.mx, o), __shfl_xor_sync(0xffffffffu, t.sum, o),
+                        __shfl_xor_sync(0xffffffffu, t.idx, o)});
+  if ((threadIdx.x & 31) == 0) warp_best[threadIdx.x >> 5] = t;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kGreedyThreads / 32; ++w) t = merge(t, warp_best[w]);
+    token[row] = static_cast<int32_t>(t.idx);
+    conf[row] = p.confidence == Confidence::Random
+                    ? static_cast<float>(counter_uniform(p.seed, kRemaskStream, p.step, static_cast<uint64_t>(pos[row]), 0))
+                    : 1.f / t.sum;
+  }
+}
+
 // Dream's sample_tokens on an unfiltered row (top-p / top-k rows go to the host): z = logits / T
 // (the logits at T = 0), probabilities in double; the token is the first maximum, or at T > 0
 // torch's categorical draw argmax p / (-log u) (the common 1/sum left out: same order); the
@@ -203,7 +272,15 @@ __global__ void rank_rows_kernel(const float* __restrict__ conf, int n, int n_po
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
                  int32_t* token, float* conf, cudaStream_t s) {
   if (rows == 0) return;
-  sample_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(logits, vocab, pos, p, token, conf);
+  if (p.temperature == 0.0) {
+    const auto grid = static_cast<unsigned>(rows);
+    if (vocab % 4 == 0 && (reinterpret_cast<uintptr_t>(logits) & 15u) == 0)
+      greedy_rows_kernel<true><<<grid, kGreedyThreads, 0, s>>>(logits, vocab, pos, p, token, conf);
+    else
+      greedy_rows_kernel<false><<<grid, kGreedyThreads, 0, s>>>(logits, vocab, pos, p, token, conf);
+  } else {
+    sample_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(logits, vocab, pos, p, token, conf);
+  }
   CUDA_CHECK_LAUNCH();
 }
 

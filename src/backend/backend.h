@@ -164,6 +164,15 @@ class Backend {
                            const SampleParams& p, int32_t* token, float* conf) = 0;
   // order[i] = index of the i-th most confident row; equal confidences: lower index first.
   virtual void rank_rows(const float* conf, int64_t n, int32_t* order) = 0;
+  // The same for each range of rows apart (a batch's sequences): order[first + i] = index, within
+  // the range, of its i-th most confident row. A backend may rank all ranges in one call.
+  struct RowRange {
+    int64_t first, count;
+  };
+  virtual void rank_rows_in_ranges(const float* conf, const std::vector<RowRange>& ranges, int32_t* order) {
+    for (const RowRange& r : ranges)
+      if (r.count > 0) rank_rows(conf + r.first, r.count, order + r.first);
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

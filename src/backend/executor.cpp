@@ -392,11 +392,12 @@ void Executor::exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, in
       }
       break;
     }
-    case Op::RankRows: {  // the whole M rows at once (the rank region is not chunked)
+    case Op::RankRows: {  // the whole M rows at once (the rank region is not chunked), each sequence's apart
       View c = in(0), o = out(0);
+      std::vector<Backend::RowRange> ranges;
       for (const PackedSequence& s : *layout_)
-        if (s.heads > 0)
-          be_.rank_rows(static_cast<const float*>(c.p) + s.head0, s.heads, static_cast<int32_t*>(o.p) + s.head0);
+        if (s.heads > 0) ranges.push_back({s.head0, s.heads});
+      be_.rank_rows_in_ranges(static_cast<const float*>(c.p), ranges, static_cast<int32_t*>(o.p));
       break;
     }
     default: MOSAIC_CHECK(false, "executor: {} has no batched form", op_name(n.op));

@@ -268,6 +268,26 @@ TEST(CudaKernels, RankRowsMatchesTheStableCpuOrder) {
   }
 }
 
+// A batch's sequences ranked apart in one launch: each range's order equals the CPU's on it
+// alone (indices within the range), empty ranges skipped, other rows untouched.
+TEST(CudaKernels, RankRowsInRangesMatchesEachRangeAlone) {
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {{0, 32}, {32, 0}, {32, 1}, {33, 17}, {50, 1000}, {1050, 3}};
+  const int64_t n = 1060;  // rows 1053.. belong to no range
+  std::vector<float> conf(n);
+  for (auto& c : conf) c = static_cast<float>(rng() % 40) / 40.f;  // ties on purpose
+  std::vector<int64_t> first, count;
+  std::vector<int32_t> ref(n, -7);
+  for (auto [f, c] : ranges) {
+    first.push_back(f);
+    count.push_back(c);
+    if (c > 0) cpu::rank_rows(conf.data() + f, c, ref.data() + f);
+  }
+  Dev<float> dc(conf);
+  Dev<int32_t> dord(std::vector<int32_t>(n, -7));
+  cuda::rank_rows_in_ranges(dc.p, first.data(), count.data(), static_cast<int64_t>(ranges.size()), dord.p, 0);
+  EXPECT_EQ(dord.get(), ref);
+}
+
 TEST(CudaKernels, CfgCombine) {
   const int64_t n = 10007;
   std::vector<float> c(n), u(n);

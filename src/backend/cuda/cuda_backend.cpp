@@ -494,6 +494,18 @@ class CudaBackend final : public Backend {
     upload(conf, host_conf_.data(), n * 4);
     CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vectors are reused
   }
+  void rank_rows_in_ranges(const float* conf, const std::vector<RowRange>& ranges, int32_t* order) override {
+    std::vector<int64_t> first, count;
+    for (const RowRange& r : ranges) {
+      if (r.count > cuda::kMaxRankRows) {  // rare (M > 8192 in one sequence): each range apart
+        Backend::rank_rows_in_ranges(conf, ranges, order);
+        return;
+      }
+      first.push_back(r.first);
+      count.push_back(r.count);
+    }
+    cuda::rank_rows_in_ranges(conf, first.data(), count.data(), static_cast<int64_t>(ranges.size()), order, stream_);
+  }
   void rank_rows(const float* conf, int64_t n, int32_t* order) override {
     if (n <= cuda::kMaxRankRows) {
       cuda::rank_rows(conf, n, order, stream_);

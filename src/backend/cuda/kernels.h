@@ -37,6 +37,10 @@ void dream_sample_rows(const float* logits, int64_t rows, int64_t vocab, const i
 // order[i] = index of the i-th largest conf (ties: lower index first), for n <= kMaxRankRows.
 constexpr int64_t kMaxRankRows = 8192;
 void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s);
+// rank_rows on each of n_ranges ranges of rows apart, in one launch: order[first[r] + i] = index
+// within range r of its i-th largest conf; every count <= kMaxRankRows.
+void rank_rows_in_ranges(const float* conf, const int64_t* first, const int64_t* count, int64_t n_ranges,
+                         int32_t* order, cudaStream_t s);
 
 // Key/value cache kernels (kv_cache.cu). out[idx[i]] = x[i] for rows of d elements.
 void scatter_rows(const bf16* x, int64_t d, const int32_t* idx, int64_t rows, bf16* out, cudaStream_t s);

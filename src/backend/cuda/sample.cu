@@ -4,7 +4,11 @@
 // The greedy rule has a one-pass kernel of its own (the noisy one reads a row twice).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cfloat>
+#include <climits>
+#include <cstdint>
+#include <string>
 
 #include "backend/cuda/block_sum.cuh"
 #include "backend/cuda/cuda_check.h"
@@ -233,10 +237,11 @@ __global__ void __launch_bounds__(kThreads) dream_sample_rows_kernel(const float
   }
 }
 
-// Bitonic sort of (confidence, index) in shared memory: most confident first, equal
-// confidences by lower index — the CPU's stable sort order.
-__global__ void rank_rows_kernel(const float* __restrict__ conf, int n, int n_pow2, int32_t* __restrict__ order) {
-  extern __shared__ unsigned char smem[];
+// Bitonic sort of (confidence, index) in shared memory by one block: most confident first,
+// equal confidences by lower index — the CPU's stable sort order.
+__device__ void rank_block(const float* __restrict__ conf, int n, int32_t* __restrict__ order, unsigned char* smem) {
+  int n_pow2 = 1;
+  while (n_pow2 < n) n_pow2 <<= 1;
   float* key = reinterpret_cast<float*>(smem);
   int* idx = reinterpret_cast<int*>(key + n_pow2);
   for (int i = threadIdx.x; i < n_pow2; i += blockDim.x) {
@@ -267,6 +272,24 @@ __global__ void rank_rows_kernel(const float* __restrict__ conf, int n, int n_po
   for (int i = threadIdx.x; i < n; i += blockDim.x) order[i] = idx[i];
 }
 
+__global__ void rank_rows_kernel(const float* __restrict__ conf, int n, int32_t* __restrict__ order) {
+  extern __shared__ unsigned char smem[];
+  rank_block(conf, n, order, smem);
+}
+
+// Ranges by value: a batch's sequences in one launch, one block each.
+constexpr int kRangesPerLaunch = 128;
+struct Ranges {
+  int32_t first[kRangesPerLaunch];
+  int32_t count[kRangesPerLaunch];
+};
+
+__global__ void rank_ranges_kernel(const float* __restrict__ conf, const Ranges r, int32_t* __restrict__ order) {
+  extern __shared__ unsigned char smem[];
+  const int b = blockIdx.x;
+  rank_block(conf + r.first[b], r.count[b], order + r.first[b], smem);
+}
+
 }  // namespace
 
 void sample_rows(const float* logits, int64_t rows, int64_t vocab, const int32_t* pos, const SampleParams& p,
@@ -292,20 +315,53 @@ void dream_sample_rows(const float* logits, int64_t rows, int64_t vocab, const i
   CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+
+size_t rank_smem(int64_t n) {
+  int64_t n_pow2 = 1;
+  while (n_pow2 < n) n_pow2 <<= 1;
+  return static_cast<size_t>(n_pow2) * (sizeof(float) + sizeof(int));
+}
+
+template <class Kernel>
+void allow_rank_smem(Kernel k) {
+  CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(rank_smem(kMaxRankRows))));
+}
+
+}  // namespace
+
 void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s) {
   if (n == 0) return;
   CUDA_REQUIRE(n <= kMaxRankRows, "cuda rank_rows: " + std::to_string(n) + " rows is past the one-block limit");
-  int n_pow2 = 1;
-  while (n_pow2 < n) n_pow2 <<= 1;
-  const size_t smem = static_cast<size_t>(n_pow2) * (sizeof(float) + sizeof(int));
-  static bool attr_set = false;
-  if (!attr_set) {
-    CUDA_CHECK(cudaFuncSetAttribute(rank_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(kMaxRankRows * (sizeof(float) + sizeof(int)))));
-    attr_set = true;
-  }
-  rank_rows_kernel<<<1, 1024, smem, s>>>(conf, static_cast<int>(n), n_pow2, order);
+  static const bool attr_set = (allow_rank_smem(rank_rows_kernel), true);
+  (void)attr_set;
+  rank_rows_kernel<<<1, 1024, rank_smem(n), s>>>(conf, static_cast<int>(n), order);
   CUDA_CHECK_LAUNCH();
+}
+
+void rank_rows_in_ranges(const float* conf, const int64_t* first, const int64_t* count, int64_t n_ranges,
+                         int32_t* order, cudaStream_t s) {
+  static const bool attr_set = (allow_rank_smem(rank_ranges_kernel), true);
+  (void)attr_set;
+  for (int64_t r0 = 0; r0 < n_ranges; r0 += kRangesPerLaunch) {
+    Ranges r{};
+    int blocks = 0;
+    int64_t most = 0;
+    for (int64_t i = r0; i < std::min(n_ranges, r0 + kRangesPerLaunch); ++i) {
+      if (count[i] == 0) continue;
+      CUDA_REQUIRE(count[i] <= kMaxRankRows && first[i] + count[i] <= INT32_MAX,
+                   "cuda rank_rows_in_ranges: a range of " + std::to_string(count[i]) + " rows at " +
+                       std::to_string(first[i]) + " is past the one-block limit");
+      r.first[blocks] = static_cast<int32_t>(first[i]);
+      r.count[blocks] = static_cast<int32_t>(count[i]);
+      most = std::max(most, count[i]);
+      ++blocks;
+    }
+    if (blocks == 0) continue;
+    rank_ranges_kernel<<<blocks, 1024, rank_smem(most), s>>>(conf, r, order);
+    CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace mosaic::cuda

@@ -1,0 +1,40 @@
+#pragma once
+// N ranks in one process, one thread each: the Communicator the CPU runs and tests use in place
+// of NCCL. A collective waits until every rank has entered it.
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "parallel/communicator.h"
+
+namespace mosaic::parallel {
+
+class LocalGroup {
+ public:
+  explicit LocalGroup(int size);
+  ~LocalGroup();
+  LocalGroup(const LocalGroup&) = delete;
+  LocalGroup& operator=(const LocalGroup&) = delete;
+
+  int size() const { return static_cast<int>(ranks_.size()); }
+  Communicator& rank(int r);
+
+ private:
+  class Rank;
+  struct Posted {  // one rank's side of the collective in flight
+    std::vector<const void*> send;
+    std::vector<size_t> send_bytes;
+    bool ok = false;  // the rank's arguments matched the group
+  };
+  void barrier();
+
+  std::vector<std::unique_ptr<Rank>> ranks_;
+  std::vector<Posted> posted_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  long generation_ = 0;
+};
+
+}  // namespace mosaic::parallel

@@ -36,7 +36,7 @@ class LocalGroup::Rank : public Communicator {
                             recv_bytes[i]);
         continue;
       }
-      if (bytes > 0) std::memcpy(recv[i], from.send[static_cast<size_t>(r_)], bytes);
+      if (bytes > 0) g_.copy_(recv[i], from.send[static_cast<size_t>(r_)], bytes);
     }
     g_.barrier();  // every rank has read what it needed: send buffers are free
     MOSAIC_CHECK(error.empty(), "{}", error);
@@ -47,7 +47,11 @@ class LocalGroup::Rank : public Communicator {
   int r_;
 };
 
-LocalGroup::LocalGroup(int size) {
+namespace {
+void host_copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+}  // namespace
+
+LocalGroup::LocalGroup(int size, CopyFn copy) : copy_(copy ? copy : host_copy) {
   MOSAIC_CHECK(size >= 1, "a group of {} ranks", size);
   for (int r = 0; r < size; ++r) ranks_.push_back(std::make_unique<Rank>(*this, r));
   posted_.resize(static_cast<size_t>(size));

@@ -12,7 +12,10 @@ namespace mosaic::parallel {
 
 class LocalGroup {
  public:
-  explicit LocalGroup(int size);
+  // How a rank's bytes reach another's: memcpy for host buffers; a GPU test passes a
+  // cudaMemcpy (ranks that share one device).
+  using CopyFn = void (*)(void* dst, const void* src, size_t bytes);
+  explicit LocalGroup(int size, CopyFn copy = nullptr);
   ~LocalGroup();
   LocalGroup(const LocalGroup&) = delete;
   LocalGroup& operator=(const LocalGroup&) = delete;
@@ -31,6 +34,7 @@ class LocalGroup {
 
   std::vector<std::unique_ptr<Rank>> ranks_;
   std::vector<Posted> posted_;
+  CopyFn copy_;
   std::mutex mu_;
   std::condition_variable cv_;
   int arrived_ = 0;

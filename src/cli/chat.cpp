@@ -74,6 +74,12 @@ int terminal_width() {
   return 80;
 }
 
+int terminal_height() {
+  winsize w{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_row > 0) return w.ws_row;
+  return 24;
+}
+
 // "/set steps 64": changes one setting; the message says what happened.
 std::string set_setting(ChatSettings& s, const std::string& line) {
   std::istringstream in(line);
@@ -219,14 +225,19 @@ void run_chat(const ChatFlags& f) {
     const int64_t P = seq.prompt_length;
     std::vector<int32_t> region(seq.tokens.begin() + P, seq.tokens.begin() + P + gen.max_tokens);
     AnswerState view{&region, seq.mask_id, std::vector<bool>(region.size()), gen.end_ids};
+    // Each step replaces what the last drew: up to its first line, clear, draw. While it
+    // denoises, an answer taller than the screen shows the lines around the step's fresh tokens
+    // (the cursor cannot go above the top); the finished answer is drawn whole and scrolls.
     int drawn_lines = 0;
-    auto redraw = [&](const std::string& text) {
+    auto redraw = [&](const std::string& text, bool whole = false) {
+      const int width = terminal_width();
+      const std::string shown = whole ? text : visible_lines(text, width, terminal_height() - 1, fresh_at(text));
       std::string out = "\r";
       if (drawn_lines > 1) out += fmt::format("\x1b[{}A", drawn_lines - 1);
-      out += "\x1b[J" + text;
+      out += "\x1b[J" + shown;
       fmt::print("{}", out);
       std::fflush(stdout);
-      drawn_lines = terminal_lines(text, terminal_width());
+      drawn_lines = terminal_lines(shown, width);
     };
     g_interrupted = false;
     g_generating = true;
@@ -264,13 +275,13 @@ void run_chat(const ChatFlags& f) {
       if (ev.kind == serve::JobEvent::Kind::Text) text += ev.text;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (stopped) {
-      if (tty) redraw(render_answer(tok, view, true));
+      if (tty) redraw(render_answer(tok, view, true), /*whole=*/true);
       fmt::print("\n[stopped]\n");
       history.pop_back();
       continue;
     }
     if (tty)
-      redraw(text);
+      redraw(text, /*whole=*/true);
     else
       fmt::print("{}", text);
     fmt::print("\n");

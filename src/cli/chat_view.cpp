@@ -64,9 +64,10 @@ int columns(char32_t cp) {
 
 }  // namespace
 
-int terminal_lines(const std::string& text, int width) {
+std::vector<size_t> line_starts(const std::string& text, int width) {
   width = std::max(width, 1);
-  int lines = 1, col = 0;
+  std::vector<size_t> starts = {0};
+  int col = 0;
   for (size_t i = 0; i < text.size();) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c == 0x1b && i + 1 < text.size() && text[i + 1] == '[') {  // CSI ... final byte
@@ -76,9 +77,11 @@ int terminal_lines(const std::string& text, int width) {
       continue;
     }
     if (c == '\n') {
-      ++lines, col = 0, ++i;
+      col = 0, ++i;
+      starts.push_back(i);
       continue;
     }
+    const size_t at = i;
     size_t bad = 0;
     int w = 1;  // a byte that is not UTF-8 shows as one replacement character
     if (const size_t n = io::detail::utf8_valid_at(text, i, bad); n > 0) {
@@ -87,10 +90,41 @@ int terminal_lines(const std::string& text, int width) {
       i += bad;
     }
     if (w == 0) continue;
-    if (col + w > width) ++lines, col = 0;  // a wide character that does not fit moves down whole
+    if (col + w > width) col = 0, starts.push_back(at);  // a wide character that does not fit moves down whole
     col += w;
   }
-  return lines;
+  return starts;
+}
+
+int terminal_lines(const std::string& text, int width) { return static_cast<int>(line_starts(text, width).size()); }
+
+size_t fresh_at(const std::string& styled) {
+  const size_t at = styled.rfind(kFresh);
+  return at == std::string::npos ? 0 : at;
+}
+
+std::string visible_lines(const std::string& text, int width, int max_lines, size_t focus) {
+  const std::vector<size_t> starts = line_starts(text, width);
+  const int n = static_cast<int>(starts.size());
+  max_lines = std::max(max_lines, 1);
+  if (n <= max_lines) return text;
+  const int focus_line =
+      static_cast<int>(std::upper_bound(starts.begin(), starts.end(), focus) - starts.begin()) - 1;
+  const int first = std::clamp(focus_line - max_lines / 2, 0, n - max_lines);
+  const size_t begin = starts[static_cast<size_t>(first)];
+  const size_t end = first + max_lines < n ? starts[static_cast<size_t>(first + max_lines)] : text.size();
+  // The style in force at the cut: the last SGR sequence (CSI ... m) before it.
+  std::string style;
+  for (size_t i = 0; i < begin; ++i)
+    if (text[i] == 0x1b && i + 1 < begin && text[i + 1] == '[') {
+      size_t k = i + 2;
+      while (k < begin && !(text[k] >= 0x40 && text[k] <= 0x7e)) ++k;
+      if (k < begin && text[k] == 'm') style = text.substr(i, k + 1 - i);
+      i = k;
+    }
+  std::string out = style + text.substr(begin, end - begin);
+  while (!out.empty() && out.back() == '\n') out.pop_back();  // the window's last line ends the draw
+  return end < text.size() ? out + kReset : out;
 }
 
 }  // namespace mosaic::cli

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`mosaic chat` in a real terminal (tmux) on the shipped model: the answer redrawn in place
 while it denoises (placeholders for masked positions, then the text once), two turns that
-keep the history, a Ctrl-C that stops an answer without leaving, /reset, /quit; and no escape
-codes when piped.
+keep the history, a Ctrl-C that stops an answer without leaving, /reset, /quit; an answer
+taller than a small terminal drawn once; and no escape codes when piped.
 
     python3 tests/cli/test_chat_tty.py --mosaic build/bin/mosaic
 """
@@ -94,6 +94,42 @@ class ChatInATerminal(unittest.TestCase):
         self.assertLess(int(STATS.findall(s)[-1][1]), prompt2)
         self.send("/quit", "Enter")
         self.wait_for(r"CHAT-EXITED-0", timeout=30)
+
+
+class ChatInASmallTerminal(unittest.TestCase):
+    """An answer taller than the screen: the cursor cannot move above the top, so a redraw of
+    the whole answer would leave a copy of its top in the scrollback at every step."""
+
+    def setUp(self):
+        if not shutil.which("tmux"):
+            self.skipTest("tmux is not installed (tools/deps.sh installs it)")
+        self.name = f"mosaic-chat-small-{time.time_ns()}"
+        tmux("new-session", "-d", "-s", self.name, "-x", "60", "-y", "10",
+             f"env {THREADS} {MOSAIC} chat --backend cpu --max-tokens 256; echo CHAT-EXITED-$?; sleep 60")
+
+    def tearDown(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+    def history(self):
+        return tmux("capture-pane", "-p", "-J", "-t", self.name, "-S", "-2000")
+
+    def test_a_tall_answer_is_drawn_once(self):
+        t0 = time.time()
+        while "mosaic chat" not in self.history():
+            self.assertLess(time.time() - t0, 120, self.history())
+            time.sleep(0.05)
+        tmux("send-keys", "-t", self.name, "Tell me of Moses", "Enter")
+        while not STATS.search(self.history()):
+            self.assertLess(time.time() - t0, 300, self.history())
+            time.sleep(0.05)
+        full = self.history()
+        self.assertIn("Tell me of Moses", full, "the prompt line is gone from the scrollback:\n" + full)
+        answer = full.split("Tell me of Moses", 1)[1].split("[", 1)[0]
+        self.assertNotIn(PLACEHOLDER, answer)
+        self.assertGreater(len(answer.strip()), 400, "the answer should be taller than the 10-row screen")
+        first_words = answer.strip()[:24]
+        self.assertEqual(full.count(first_words), 1, "copies of the answer's top in the scrollback:\n" + full)
+        tmux("send-keys", "-t", self.name, "/quit", "Enter")
 
 
 class ChatPiped(unittest.TestCase):

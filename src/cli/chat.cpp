@@ -229,9 +229,11 @@ void run_chat(const ChatFlags& f) {
     // denoises, an answer taller than the screen shows the lines around the step's fresh tokens
     // (the cursor cannot go above the top); the finished answer is drawn whole and scrolls.
     int drawn_lines = 0;
+    size_t focus = 0;  // a step that commits nothing keeps the last one's view
     auto redraw = [&](const std::string& text, bool whole = false) {
       const int width = terminal_width();
-      const std::string shown = whole ? text : visible_lines(text, width, terminal_height() - 1, fresh_at(text));
+      if (const size_t at = fresh_at(text); at != std::string::npos) focus = at;
+      const std::string shown = whole ? text : visible_lines(text, width, terminal_height() - 1, focus);
       std::string out = "\r";
       if (drawn_lines > 1) out += fmt::format("\x1b[{}A", drawn_lines - 1);
       out += "\x1b[J" + shown;

@@ -98,10 +98,7 @@ std::vector<size_t> line_starts(const std::string& text, int width) {
 
 int terminal_lines(const std::string& text, int width) { return static_cast<int>(line_starts(text, width).size()); }
 
-size_t fresh_at(const std::string& styled) {
-  const size_t at = styled.rfind(kFresh);
-  return at == std::string::npos ? 0 : at;
-}
+size_t fresh_at(const std::string& styled) { return styled.rfind(kFresh); }
 
 std::string visible_lines(const std::string& text, int width, int max_lines, size_t focus) {
   const std::vector<size_t> starts = line_starts(text, width);

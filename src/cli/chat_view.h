@@ -33,7 +33,7 @@ std::vector<size_t> line_starts(const std::string& text, int width);
 // byte `focus` (the step's fresh tokens: fresh_at), led by the style in force where it was cut
 // and reset at its end. All of `text` when it fits.
 std::string visible_lines(const std::string& text, int width, int max_lines, size_t focus);
-// Where render_answer's styled text shows its last run of fresh tokens (0 when none).
+// Where render_answer's styled text shows its last run of fresh tokens (npos when none).
 size_t fresh_at(const std::string& styled);
 
 }  // namespace mosaic::cli

@@ -36,10 +36,19 @@ class LocalGroup::Rank : public Communicator {
                             recv_bytes[i]);
         continue;
       }
-      if (bytes > 0) g_.copy_(recv[i], from.send[static_cast<size_t>(r_)], bytes);
+      try {
+        if (bytes > 0) g_.copy_(recv[i], from.send[static_cast<size_t>(r_)], bytes);
+      } catch (const std::exception& e) {
+        error = fmt::format("all_to_all: copying rank {}'s bytes to rank {}: {}", i, r_, e.what());
+      }
     }
-    g_.barrier();  // every rank has read what it needed: send buffers are free
-    MOSAIC_CHECK(error.empty(), "{}", error);
+    g_.errors_[static_cast<size_t>(r_)] = error;
+    g_.barrier();  // every rank has read what it needed (send buffers are free) and said how it went
+    // Every rank fails when one did: a rank that went on would wait for the others in its next
+    // collective forever.
+    if (!error.empty()) MOSAIC_FAIL("{}", error);
+    for (size_t i = 0; i < n; ++i)
+      MOSAIC_CHECK(g_.errors_[i].empty(), "all_to_all failed on rank {}: {}", i, g_.errors_[i]);
   }
 
  private:
@@ -55,6 +64,7 @@ LocalGroup::LocalGroup(int size, CopyFn copy) : copy_(copy ? copy : host_copy) {
   MOSAIC_CHECK(size >= 1, "a group of {} ranks", size);
   for (int r = 0; r < size; ++r) ranks_.push_back(std::make_unique<Rank>(*this, r));
   posted_.resize(static_cast<size_t>(size));
+  errors_.resize(static_cast<size_t>(size));
 }
 
 LocalGroup::~LocalGroup() = default;

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "parallel/communicator.h"
@@ -13,7 +14,8 @@ namespace mosaic::parallel {
 class LocalGroup {
  public:
   // How a rank's bytes reach another's: memcpy for host buffers; a GPU test passes a
-  // cudaMemcpy (ranks that share one device).
+  // cudaMemcpy (ranks that share one device). The bytes must have landed when it returns; it
+  // may throw (every rank's collective then fails).
   using CopyFn = void (*)(void* dst, const void* src, size_t bytes);
   explicit LocalGroup(int size, CopyFn copy = nullptr);
   ~LocalGroup();
@@ -34,6 +36,7 @@ class LocalGroup {
 
   std::vector<std::unique_ptr<Rank>> ranks_;
   std::vector<Posted> posted_;
+  std::vector<std::string> errors_;  // per rank, the collective in flight's error ("": none)
   CopyFn copy_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -51,7 +51,7 @@ TEST(ChatView, VisibleLinesFollowTheFocusAndKeepItsStyle) {
 }
 
 TEST(ChatView, FreshAtFindsTheLastFreshRun) {
-  EXPECT_EQ(fresh_at("plain"), 0u);
+  EXPECT_EQ(fresh_at("plain"), std::string::npos);
   EXPECT_EQ(fresh_at("ab\x1b[1;36mcd\x1b[0mef\x1b[1;36mgh"), 17u);
 }
 

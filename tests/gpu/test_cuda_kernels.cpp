@@ -241,6 +241,29 @@ TEST(CudaKernels, GreedySampleRowsOnAnOddVocabulary) {
   for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(gc[i], conf[i], 1e-5 + 1e-4 * conf[i]) << "row " << i;
 }
 
+// Equal maxima in the float4 path: in one thread's four running states (columns 4k+1 and 4k+3)
+// and in different threads (far apart): the lowest index wins, as torch.argmax's.
+TEST(CudaKernels, GreedySampleRowsBreaksTiesByTheFirstIndex) {
+  const int64_t rows = 3, vocab = 8192;
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> logits(rows * vocab);
+  for (auto& l : logits) l = dist(rng);
+  const std::vector<std::vector<int64_t>> ties = {{4 * 700 + 3, 4 * 700 + 1}, {8000, 6, 4097}, {5, 4}};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c : ties[static_cast<size_t>(r)]) logits[r * vocab + c] = 20.f;
+  std::vector<int32_t> pos(rows, 0), tok(rows);
+  std::vector<float> conf(rows);
+  SampleParams p;
+  cpu::sample_rows(logits.data(), rows, vocab, pos.data(), p, tok.data(), conf.data());
+  Dev<float> dl(logits), dconf(rows);
+  Dev<int32_t> dpos(pos), dtok(rows);
+  cuda::sample_rows(dl.p, rows, vocab, dpos.p, p, dtok.p, dconf.p, cudaStream_t{});
+  EXPECT_EQ(dtok.get(), (std::vector<int32_t>{4 * 700 + 1, 6, 4}));
+  EXPECT_EQ(tok, (std::vector<int32_t>{4 * 700 + 1, 6, 4}));
+  const auto gc = dconf.get();
+  for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(gc[i], conf[i], 1e-5 + 1e-4 * conf[i]) << "row " << i;
+}
+
 TEST(CudaKernels, DreamSampleRowsGivesTheCpuTokensOnTheSameLogits) {
   SampleRowsCase c;
   for (double temp : {0.0, 0.5, 1.0})

@@ -29,7 +29,11 @@ using test::HostBf16;
 
 std::mt19937 rng(20261204);
 
-void device_copy(void* dst, const void* src, size_t bytes) { CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault)); }
+// A device-to-device cudaMemcpy may return before the bytes land: LocalGroup needs them landed.
+void device_copy(void* dst, const void* src, size_t bytes) {
+  CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 struct Case {
   int64_t rows = 301;

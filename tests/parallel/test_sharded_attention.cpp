@@ -96,7 +96,26 @@ TEST(LocalGroup, MismatchedSizesFailOnEveryRankWithoutHanging) {
       EXPECT_NE(std::string(e.what()).find("expects 8 B"), std::string::npos) << e.what();
     }
   });
-  EXPECT_EQ(failed[1], 1);
+  EXPECT_EQ(failed, (std::vector<int>{1, 1})) << "the sender fails too: it would wait in its next collective";
+}
+
+// A failure in the first of two collectives: no rank reaches the second, none hangs.
+TEST(LocalGroup, AFailedCollectiveStopsEveryRanksSchedule) {
+  const int n = 3;
+  LocalGroup g(n);
+  std::vector<int> reached_second(n, 0);
+  EXPECT_THROW(on_every_rank(n, [&](int r) {
+                 int send[3] = {1, 2, 3}, recv[3] = {0, 0, 0};
+                 std::vector<const void*> sp = {&send[0], &send[1], &send[2]};
+                 std::vector<void*> rp = {&recv[0], &recv[1], &recv[2]};
+                 std::vector<size_t> rb(n, 4);
+                 if (r == 2) rb[0] = 0;  // rank 2 expects nothing from rank 0
+                 g.rank(r).all_to_all(sp, std::vector<size_t>(n, 4), rp, rb);
+                 reached_second[static_cast<size_t>(r)] = 1;
+                 g.rank(r).all_to_all(sp, std::vector<size_t>(n, 4), rp, std::vector<size_t>(n, 4));
+               }),
+               Error);
+  EXPECT_EQ(reached_second, (std::vector<int>(n, 0)));
 }
 
 TEST(ShardedAttention, EachRanksRowsEqualOneDevicesAttention) {

@@ -8,6 +8,8 @@
 #include <cfloat>
 #include <climits>
 #include <cstdint>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "backend/cuda/block_sum.cuh"
@@ -323,8 +325,15 @@ size_t rank_smem(int64_t n) {
   return static_cast<size_t>(n_pow2) * (sizeof(float) + sizeof(int));
 }
 
+// A kernel's shared-memory limit is an attribute per device: raised once on each.
 template <class Kernel>
 void allow_rank_smem(Kernel k) {
+  static std::mutex mu;
+  static std::set<int> done;
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  const std::lock_guard<std::mutex> lock(mu);
+  if (!done.insert(dev).second) return;
   CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(rank_smem(kMaxRankRows))));
 }
@@ -334,16 +343,14 @@ void allow_rank_smem(Kernel k) {
 void rank_rows(const float* conf, int64_t n, int32_t* order, cudaStream_t s) {
   if (n == 0) return;
   CUDA_REQUIRE(n <= kMaxRankRows, "cuda rank_rows: " + std::to_string(n) + " rows is past the one-block limit");
-  static const bool attr_set = (allow_rank_smem(rank_rows_kernel), true);
-  (void)attr_set;
+  allow_rank_smem(rank_rows_kernel);
   rank_rows_kernel<<<1, 1024, rank_smem(n), s>>>(conf, static_cast<int>(n), order);
   CUDA_CHECK_LAUNCH();
 }
 
 void rank_rows_in_ranges(const float* conf, const int64_t* first, const int64_t* count, int64_t n_ranges,
                          int32_t* order, cudaStream_t s) {
-  static const bool attr_set = (allow_rank_smem(rank_ranges_kernel), true);
-  (void)attr_set;
+  allow_rank_smem(rank_ranges_kernel);
   for (int64_t r0 = 0; r0 < n_ranges; r0 += kRangesPerLaunch) {
     Ranges r{};
     int blocks = 0;

@@ -38,11 +38,25 @@ void copy_block(const void* src, int64_t src_ld, int64_t r0, int64_t c0, int64_t
                                cols * kBf16, n, cudaMemcpyDeviceToDevice, s));
 }
 
+// The stream's device is current for the call (buffers are allocated there), and the caller's
+// device again after it.
+struct StreamDevice {
+  int previous = 0;
+  explicit StreamDevice(cudaStream_t s) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&previous));
+    CUDA_CHECK(cudaStreamGetDevice(s, &dev));
+    CUDA_CHECK(cudaSetDevice(dev));
+  }
+  ~StreamDevice() { cudaSetDevice(previous); }
+};
+
 }  // namespace
 
 void all_to_all_attention_cuda(Communicator& comm, const __nv_bfloat16* q, const __nv_bfloat16* k,
                                const __nv_bfloat16* v, int64_t rows, int heads, int kv_heads, int hd, float scale,
                                int64_t block, __nv_bfloat16* out, cudaStream_t s) {
+  const StreamDevice on_stream_device(s);
   const int n = comm.size(), me = comm.rank();
   const std::vector<Shard> shards = shard_rows(rows, n);
   const HeadGroups groups = shard_heads(heads, kv_heads, n);

@@ -71,16 +71,26 @@ std::vector<std::unique_ptr<NcclCommunicator>> NcclCommunicator::for_devices(con
   std::vector<ncclComm_t> comms(devices.size());
   check(nccl().comm_init_all(comms.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll");
   std::vector<std::unique_ptr<NcclCommunicator>> out;
-  for (size_t r = 0; r < devices.size(); ++r)
-    out.push_back(std::unique_ptr<NcclCommunicator>(
-        new NcclCommunicator(comms[r], static_cast<int>(r), static_cast<int>(devices.size()), devices[r])));
+  size_t r = 0;
+  try {
+    for (; r < devices.size(); ++r)
+      out.push_back(std::unique_ptr<NcclCommunicator>(
+          new NcclCommunicator(comms[r], static_cast<int>(r), static_cast<int>(devices.size()), devices[r])));
+  } catch (...) {
+    for (; r < devices.size(); ++r) nccl().comm_destroy(comms[r]);  // the ones no communicator owns
+    throw;
+  }
   return out;
 }
 
 NcclCommunicator::NcclCommunicator(void* comm, int rank, int size, int device)
     : comm_(comm), rank_(rank), size_(size), device_(device) {
+  int previous = 0;
+  CUDA_CHECK(cudaGetDevice(&previous));
   CUDA_CHECK(cudaSetDevice(device_));
-  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  const cudaError_t made = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
+  CUDA_CHECK(cudaSetDevice(previous));  // the caller's device is left as it was
+  CUDA_CHECK(made);
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -97,9 +107,16 @@ void NcclCommunicator::all_to_all(const std::vector<const void*>& send, const st
   const Nccl& c = nccl();
   const auto comm = static_cast<ncclComm_t>(comm_);
   check(c.group_start(), "ncclGroupStart");
-  for (size_t j = 0; j < n; ++j) {
-    if (send_bytes[j] > 0) check(c.send(send[j], send_bytes[j], ncclUint8, static_cast<int>(j), comm, stream_), "ncclSend");
-    if (recv_bytes[j] > 0) check(c.recv(recv[j], recv_bytes[j], ncclUint8, static_cast<int>(j), comm, stream_), "ncclRecv");
+  try {
+    for (size_t j = 0; j < n; ++j) {
+      if (send_bytes[j] > 0)
+        check(c.send(send[j], send_bytes[j], ncclUint8, static_cast<int>(j), comm, stream_), "ncclSend");
+      if (recv_bytes[j] > 0)
+        check(c.recv(recv[j], recv_bytes[j], ncclUint8, static_cast<int>(j), comm, stream_), "ncclRecv");
+    }
+  } catch (...) {
+    c.group_end();  // close this thread's group before the error leaves
+    throw;
   }
   check(c.group_end(), "ncclGroupEnd");
   CUDA_CHECK(cudaStreamSynchronize(stream_));

@@ -68,16 +68,18 @@ constexpr const char* kHelp =
     "/show                the settings\n"
     "/quit                leave (also Ctrl-D); Ctrl-C stops the answer being generated\n";
 
-int terminal_width() {
-  winsize w{};
-  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col > 0) return w.ws_col;
-  return 80;
-}
+struct TerminalSize {
+  int cols = 80, rows = 24;  // when stdout does not say
+};
 
-int terminal_height() {
+TerminalSize terminal_size() {
+  TerminalSize t;
   winsize w{};
-  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_row > 0) return w.ws_row;
-  return 24;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0) {
+    if (w.ws_col > 0) t.cols = w.ws_col;
+    if (w.ws_row > 0) t.rows = w.ws_row;
+  }
+  return t;
 }
 
 // "/set steps 64": changes one setting; the message says what happened.
@@ -231,15 +233,15 @@ void run_chat(const ChatFlags& f) {
     int drawn_lines = 0;
     size_t focus = 0;  // a step that commits nothing keeps the last one's view
     auto redraw = [&](const std::string& text, bool whole = false) {
-      const int width = terminal_width();
+      const TerminalSize term = terminal_size();
       if (const size_t at = fresh_at(text); at != std::string::npos) focus = at;
-      const std::string shown = whole ? text : visible_lines(text, width, terminal_height() - 1, focus);
+      const std::string shown = whole ? text : visible_lines(text, term.cols, term.rows - 1, focus);
       std::string out = "\r";
       if (drawn_lines > 1) out += fmt::format("\x1b[{}A", drawn_lines - 1);
       out += "\x1b[J" + shown;
       fmt::print("{}", out);
       std::fflush(stdout);
-      drawn_lines = terminal_lines(shown, width);
+      drawn_lines = terminal_lines(shown, term.cols);
     };
     g_interrupted = false;
     g_generating = true;

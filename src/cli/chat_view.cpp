@@ -62,6 +62,14 @@ int columns(char32_t cp) {
   return std::max(w, 0);
 }
 
+// If an escape sequence (CSI ... final byte) starts at i, the index past it; else i.
+size_t csi_end(const std::string& text, size_t i) {
+  if (i + 1 >= text.size() || text[i] != 0x1b || text[i + 1] != '[') return i;
+  i += 2;
+  while (i < text.size() && !(text[i] >= 0x40 && text[i] <= 0x7e)) ++i;
+  return std::min(i + 1, text.size());
+}
+
 }  // namespace
 
 std::vector<size_t> line_starts(const std::string& text, int width) {
@@ -69,13 +77,11 @@ std::vector<size_t> line_starts(const std::string& text, int width) {
   std::vector<size_t> starts = {0};
   int col = 0;
   for (size_t i = 0; i < text.size();) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == 0x1b && i + 1 < text.size() && text[i + 1] == '[') {  // CSI ... final byte
-      i += 2;
-      while (i < text.size() && !(text[i] >= 0x40 && text[i] <= 0x7e)) ++i;
-      ++i;
+    if (const size_t past = csi_end(text, i); past != i) {  // escape sequences take no columns
+      i = past;
       continue;
     }
+    const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c == '\n') {
       col = 0, ++i;
       starts.push_back(i);
@@ -112,13 +118,15 @@ std::string visible_lines(const std::string& text, int width, int max_lines, siz
   const size_t end = first + max_lines < n ? starts[static_cast<size_t>(first + max_lines)] : text.size();
   // The style in force at the cut: the last SGR sequence (CSI ... m) before it.
   std::string style;
-  for (size_t i = 0; i < begin; ++i)
-    if (text[i] == 0x1b && i + 1 < begin && text[i + 1] == '[') {
-      size_t k = i + 2;
-      while (k < begin && !(text[k] >= 0x40 && text[k] <= 0x7e)) ++k;
-      if (k < begin && text[k] == 'm') style = text.substr(i, k + 1 - i);
-      i = k;
+  for (size_t i = 0; i < begin;) {
+    const size_t past = csi_end(text, i);
+    if (past == i) {
+      ++i;
+      continue;
     }
+    if (text[past - 1] == 'm') style = text.substr(i, past - i);
+    i = past;
+  }
   std::string out = style + text.substr(begin, end - begin);
   while (!out.empty() && out.back() == '\n') out.pop_back();  // the window's last line ends the draw
   return end < text.size() ? out + kReset : out;

@@ -28,13 +28,18 @@ def tmux(*args):
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
+def start_chat(test, prefix, cols, rows, *flags):
+    """`mosaic chat` in a detached tmux session of cols x rows; test.name is the session's."""
+    if not shutil.which("tmux"):
+        test.skipTest("tmux is not installed (tools/deps.sh installs it)")
+    test.name = f"{prefix}-{time.time_ns()}"
+    tmux("new-session", "-d", "-s", test.name, "-x", str(cols), "-y", str(rows),
+         f"env {THREADS} {MOSAIC} chat --backend cpu {' '.join(flags)}; echo CHAT-EXITED-$?; sleep 60")
+
+
 class ChatInATerminal(unittest.TestCase):
     def setUp(self):
-        if not shutil.which("tmux"):
-            self.skipTest("tmux is not installed (tools/deps.sh installs it)")
-        self.name = f"mosaic-chat-test-{time.time_ns()}"
-        tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "50",
-             f"env {THREADS} {MOSAIC} chat --backend cpu; echo CHAT-EXITED-$?; sleep 60")
+        start_chat(self, "mosaic-chat-test", 120, 50)
         self.screens = []
 
     def tearDown(self):
@@ -101,11 +106,7 @@ class ChatInASmallTerminal(unittest.TestCase):
     the whole answer would leave a copy of its top in the scrollback at every step."""
 
     def setUp(self):
-        if not shutil.which("tmux"):
-            self.skipTest("tmux is not installed (tools/deps.sh installs it)")
-        self.name = f"mosaic-chat-small-{time.time_ns()}"
-        tmux("new-session", "-d", "-s", self.name, "-x", "60", "-y", "10",
-             f"env {THREADS} {MOSAIC} chat --backend cpu --max-tokens 256; echo CHAT-EXITED-$?; sleep 60")
+        start_chat(self, "mosaic-chat-small", 60, 10, "--max-tokens", "256")
 
     def tearDown(self):
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)

@@ -134,27 +134,24 @@ TEST(ShardedAttention, EachRanksRowsEqualOneDevicesAttention) {
         std::vector<float> ws(static_cast<size_t>(cpu_traits().attn_workspace_rows * rows));
         cpu::attention(q.data(), rows, {k.data(), v.data(), rows}, {}, heads, kv_heads, hd, scale, ref.data(),
                        ws.data(), AttentionMask{block, nullptr, 0});
-        const std::vector<Shard> shards = shard_rows(rows, n);
-        std::vector<float> out(q.size(), NAN);
-        LocalGroup g(n);
-        on_every_rank(n, [&](int r) {
-          const Shard s = shards[static_cast<size_t>(r)];
-          all_to_all_attention_cpu(g.rank(r), q.data() + s.begin * q_ld, k.data() + s.begin * kv_ld,
-                                   v.data() + s.begin * kv_ld, rows, heads, kv_heads, hd, scale, block,
-                                   out.data() + s.begin * q_ld);
-        });
+        // One schedule on n ranks: every rank's rows of the output, gathered.
+        using Schedule = decltype(&all_to_all_attention_cpu);
+        auto sharded = [&](Schedule schedule) {
+          const std::vector<Shard> shards = shard_rows(rows, n);
+          std::vector<float> out(q.size(), NAN);
+          LocalGroup g(n);
+          on_every_rank(n, [&](int r) {
+            const Shard s = shards[static_cast<size_t>(r)];
+            schedule(g.rank(r), q.data() + s.begin * q_ld, k.data() + s.begin * kv_ld, v.data() + s.begin * kv_ld,
+                     rows, heads, kv_heads, hd, scale, block, out.data() + s.begin * q_ld);
+          });
+          return out;
+        };
         // The same arithmetic per (row, head) on every rank: equal, not merely close.
-        EXPECT_EQ(out, ref) << rows << " rows, block " << block << ", " << n << " ranks";
+        EXPECT_EQ(sharded(all_to_all_attention_cpu), ref) << rows << " rows, block " << block << ", " << n << " ranks";
 
         // The ring folds the blocks in another order (double sums): close to the reference.
-        std::vector<float> ring(q.size(), NAN);
-        LocalGroup g2(n);
-        on_every_rank(n, [&](int r) {
-          const Shard s = shards[static_cast<size_t>(r)];
-          ring_attention_cpu(g2.rank(r), q.data() + s.begin * q_ld, k.data() + s.begin * kv_ld,
-                             v.data() + s.begin * kv_ld, rows, heads, kv_heads, hd, scale, block,
-                             ring.data() + s.begin * q_ld);
-        });
+        const std::vector<float> ring = sharded(ring_attention_cpu);
         for (size_t i = 0; i < ring.size(); ++i)
           ASSERT_NEAR(ring[i], ref[i], 1e-5f + 1e-5f * std::abs(ref[i]))
               << "ring: element " << i << ", " << rows << " rows, block " << block << ", " << n << " ranks";

@@ -34,10 +34,10 @@ std::vector<float> rope_inv_freq(double theta, int hd) {
   return f;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name) {
+std::unique_ptr<Backend> make_backend(const std::string& name, int device) {
   if (name == "cpu") return make_cpu_backend();
-  if (name == "cuda") return make_cuda_backend(0);
-  if (name == "cuda-fp32") return make_cuda_backend(0, true);
+  if (name == "cuda") return make_cuda_backend(device);
+  if (name == "cuda-fp32") return make_cuda_backend(device, true);
   MOSAIC_FAIL("unknown backend '{}': use --backend cpu, cuda or cuda-fp32", name);
 }
 
@@ -45,6 +45,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name) {
 std::unique_ptr<Backend> make_cuda_backend(int, bool) {
   MOSAIC_FAIL("this mosaic was built without CUDA: rebuild with -DMOSAIC_CUDA=ON, or use --backend cpu");
 }
+int cuda_device_count() { return 0; }
 #endif
 
 }  // namespace mosaic

@@ -107,6 +107,9 @@ class Backend {
   virtual size_t free_memory() const = 0;
   // Peak bytes this process has held on the device (weights + arena + library scratch).
   virtual size_t peak_device_bytes() const = 0;
+  // Makes this backend's device the calling thread's current one: a sharded step's ranks
+  // (Model::set_shards) run in threads of their own.
+  virtual void make_current() {}
 
   // --- kernels ---------------------------------------------------------------
   virtual void embed(const int32_t* ids, int64_t rows, const void* table, int64_t d, void* out) = 0;
@@ -179,7 +182,10 @@ std::unique_ptr<Backend> make_cpu_backend();
 // Throws a clear error when mosaic was built without CUDA or no GPU is usable. fp32: the
 // verification mode (fp32 weights and math; slow; for matching the CPU and the goldens).
 std::unique_ptr<Backend> make_cuda_backend(int device = 0, bool fp32 = false);
-std::unique_ptr<Backend> make_backend(const std::string& name);  // "cpu" | "cuda" | "cuda-fp32"
+// "cpu" | "cuda" | "cuda-fp32"; device: the GPU the cuda ones run on.
+std::unique_ptr<Backend> make_backend(const std::string& name, int device = 0);
+// CUDA devices this process can use (0 without CUDA).
+int cuda_device_count();
 
 // LLaDA's and Qwen2's inverse frequencies, computed as torch does in float32, once, on the
 // host, so that every backend rotates by the same angles.

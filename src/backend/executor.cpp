@@ -10,6 +10,8 @@
 #include "core/error.h"
 #include "offload/expert_offload.h"
 #include "offload/routing_replay.h"
+#include "parallel/communicator.h"
+#include "parallel/sequence_shards.h"
 #include "plan/cost_model.h"
 
 namespace mosaic {
@@ -279,6 +281,28 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
       o.cpu_seconds = &cpu_seconds;
       be_.moe_experts_offloaded(h.p, rows, h.cols, id, wt, n.moe.top_k, in(3).rows, o, x.p, ws.p);
       offload_->observe_cpu(n.layer, cpu_seconds);
+      break;
+    }
+    case Op::AllGatherRows: {
+      View x = in(0), y = out(0);
+      MOSAIC_CHECK(comm_ != nullptr, "executor: {} exchanges rows between ranks, and this step has no "
+                   "communicator (a sharded step's)", n.label.empty() ? op_name(n.op) : n.label);
+      const int ranks = comm_->size();
+      const std::vector<parallel::Shard> shards = parallel::shard_rows(y.rows, ranks);
+      const parallel::Shard& mine = shards[static_cast<size_t>(comm_->rank())];
+      MOSAIC_CHECK(mine.count == x.rows, "executor: rank {} holds {} rows, its shard of {} is {} rows", comm_->rank(),
+                   x.rows, y.rows, mine.count);
+      const size_t row_bytes = static_cast<size_t>(x.cols) * elem_size(g_.tensors[n.in[0].tensor].elem, plan.act_size);
+      std::vector<const void*> send(static_cast<size_t>(ranks), x.p);
+      std::vector<size_t> send_bytes(static_cast<size_t>(ranks), static_cast<size_t>(x.rows) * row_bytes);
+      std::vector<void*> recv;
+      std::vector<size_t> recv_bytes;
+      for (const parallel::Shard& s : shards) {
+        recv.push_back(static_cast<std::byte*>(y.p) + static_cast<size_t>(s.begin) * row_bytes);
+        recv_bytes.push_back(static_cast<size_t>(s.count) * row_bytes);
+      }
+      be_.synchronize();  // the rows sent are written (a communicator runs on its own stream)
+      comm_->all_to_all(send, send_bytes, recv, recv_bytes);
       break;
     }
     case Op::CfgCombine: {

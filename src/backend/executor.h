@@ -17,6 +17,9 @@ namespace offload {
 class ExpertOffload;
 class RoutingTap;
 }
+namespace parallel {
+class Communicator;
+}
 
 // A step's host-side data, bound to graph tensors by name: the executor knows no tensor by
 // name, it copies every bound input into its planned slot and reads every output back.
@@ -93,6 +96,9 @@ class Executor {
   // Non-null: every MoE routing's expert ids go to it, and come back from it when it rewrites
   // them (a benchmark's recorded or replayed routing, offload/routing_replay.h).
   void set_routing_tap(offload::RoutingTap* t) { routing_tap_ = t; }
+  // A sharded step's rank (GraphOptions::sharded): its AllGatherRows nodes exchange rows with the
+  // other ranks through `c`.
+  void set_communicator(parallel::Communicator* c) { comm_ = c; }
 
  private:
   struct View {
@@ -115,6 +121,7 @@ class Executor {
   offload::ExpertOffload* offload_ = nullptr;
   const ExpertCopies* copies_ = nullptr;
   offload::RoutingTap* routing_tap_ = nullptr;
+  parallel::Communicator* comm_ = nullptr;
   const StepLayout* layout_ = nullptr;  // the batch being run, or none
   bool per_sequence_attention_ = false;
   std::vector<int32_t> host_ids_, copy_in_, copy_behind_, tap_ids_;

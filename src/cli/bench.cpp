@@ -22,7 +22,8 @@ std::vector<int64_t> parse_lengths(const std::string& s) {
     char* end = nullptr;
     long long x = std::strtoll(item.c_str(), &end, 10);
     if (end && (*end == 'k' || *end == 'K')) x *= 1024, ++end;
-    MOSAIC_CHECK(end && *end == '\0' && x > 0, "--tokens: '{}' is not a positive length (e.g. 4096,16k)", item);
+    else if (end && (*end == 'm' || *end == 'M')) x *= 1024 * 1024, ++end;
+    MOSAIC_CHECK(end && *end == '\0' && x > 0, "--tokens: '{}' is not a positive length (e.g. 4096,16k,1M)", item);
     v.push_back(x);
   }
   return v;
@@ -56,6 +57,11 @@ void run_bench(const BenchFlags& flags) {
                  "--op-times (but for --batch's), --profile, --warmup or --iters (use --warmup-generations)");
     MOSAIC_CHECK(f.gen_length % f.block_length == 0, "--gen-length must be a multiple of --block-length");
   }
+  const int ranks = static_cast<int>(rank_devices(f.session).size());
+  MOSAIC_CHECK(ranks == 1 || (f.cache.empty() && f.batch.empty() && f.offload.empty() && f.segment.empty() &&
+                                        !f.max_tokens),
+               "--gpus {} times whole sharded steps: it does not combine with --cache, --batch, --offload, --segment "
+               "or --max-tokens", ranks);
   MOSAIC_CHECK(f.batch.empty() || (!f.cache.empty() && f.offload.empty()),
                "--batch times whole generations: give --cache MODES with it (e.g. --cache dual --batch 1,4,16); it "
                "does not combine with --offload");
@@ -98,9 +104,14 @@ void run_bench(const BenchFlags& flags) {
         jr["first_commit"] = report_first_commit(r);
       }
       if (!f.profile_path.empty() && L == lengths.front())
-        write_profile(f.profile_path, m.graph(), m.plan(Dims{r.L, r.M}));
+        write_profile(f.profile_path, m.graph(), m.plan(r.dims));
     }
     out["results"].push_back(jr);
+    if (m.ranks_aborted()) {
+      fmt::print(stderr, "mosaic: a rank failed at {} tokens and the ranks' communicators were aborted: the lengths "
+                 "after it are not run\n", L);
+      break;
+    }
   }
   if (!f.json_path.empty()) write_json(f.json_path, out);
 }
@@ -111,7 +122,8 @@ void add_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   CLI::App* c = app.add_subcommand("bench", "Time one denoising step at given lengths; report memory; find the max length");
   add_session_flags(c, f->session);
-  c->add_option("--tokens", f->tokens, "Comma-separated sequence lengths (prompt + generated), e.g. 4096,16k")
+  add_gpus_flag(c, f->session);
+  c->add_option("--tokens", f->tokens, "Comma-separated sequence lengths (prompt + generated), e.g. 4096,16k,1M")
       ->capture_default_str();
   c->add_option("--gen-length", f->gen_length, "Masked tokens at the end of the sequence")->capture_default_str();
   c->add_option("--block-length", f->block_length, "Rows the head samples (the first block's masks)")

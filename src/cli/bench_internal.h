@@ -47,6 +47,7 @@ std::vector<int64_t> parse_lengths(const std::string& s);
 // bench_measure.cpp: the timed steps at one length.
 struct Measured {
   int64_t L = 0, M = 0;
+  Dims dims;  // the plan's: the step's, or with --gpus one rank's (the longest shard)
   std::vector<double> ms;
   double median_ms = 0, tflops = 0;
   size_t arena = 0, peak_live = 0, mapped = 0, device_peak = 0;

@@ -5,6 +5,7 @@
 
 #include "cli/bench_internal.h"
 #include "core/error.h"
+#include "parallel/sequence_shards.h"
 #include "plan/cost_model.h"
 
 namespace mosaic::cli {
@@ -19,6 +20,23 @@ std::vector<int32_t> bench_sequence(const io::ModelConfig& c, int64_t L, int64_t
   const int64_t vocab = std::min(c.vocab_size, c.mask_token_id > 0 ? c.mask_token_id : c.vocab_size);
   for (int64_t i = 0; i < L - gen; ++i) x[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
   return x;
+}
+
+// The step's floating-point work: its graph's, or with --gpus every rank's shard's summed.
+double step_flops(Model& m, const StepRequest& req) {
+  const Graph& g = m.graph(req);
+  const int64_t L = static_cast<int64_t>(req.tokens->size()), M = static_cast<int64_t>(req.head_pos.size());
+  if (m.ranks() == 0) return graph_flops(g, Dims{L, M});
+  double flops = 0;
+  for (const parallel::Shard& s : parallel::shard_rows(L, m.ranks())) {
+    int64_t heads = 0;
+    for (int32_t p : req.head_pos) {
+      const int64_t row = std::max<int64_t>(m.family().head_row(p), 0);
+      heads += row >= s.begin && row < s.end();
+    }
+    flops += graph_flops(g, Dims{s.count, heads, L, 0});
+  }
+  return flops;
 }
 
 }  // namespace
@@ -41,6 +59,7 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std
   req.tokens = &x;
   req.head_pos = pos;
   req.hidden_in = hidden_in;
+  r.dims = m.dims(req);
   try {
     for (int i = 0; i < f.warmup + f.iters; ++i) {
       StepStats st;
@@ -64,7 +83,7 @@ Measured measure(Model& m, int64_t L, const BenchFlags& f, const std::vector<std
   std::vector<double> s = r.ms;
   std::sort(s.begin(), s.end());
   r.median_ms = s[s.size() / 2];
-  r.tflops = graph_flops(m.graph(), Dims{r.L, r.M}) / (r.median_ms * 1e-3) / 1e12;
+  r.tflops = step_flops(m, req) / (r.median_ms * 1e-3) / 1e12;
   r.device_peak = m.backend().peak_device_bytes();
   return r;
 }

@@ -60,6 +60,8 @@ nlohmann::json run_description(Session& s, const BenchFlags& f, const Segment& s
   nlohmann::json out;
   out["model"] = m.dir();
   out["backend"] = s.backend_name();
+  out["gpus"] = rank_devices(f.session).size();
+  out["devices"] = rank_devices(f.session);
   out["layers_run"] = f.layers > 0 ? f.layers : seg.end - seg.first;
   if (!f.segment.empty()) out["segment"] = {seg.first, seg.end};
   out["n_layers"] = m.config().n_layers;
@@ -92,7 +94,7 @@ nlohmann::json report_result(Model& m, const Measured& r, bool op_times) {
   jr.update({{"ms_per_step", r.median_ms}, {"ms_all", r.ms}, {"tflops", r.tflops}, {"arena_bytes", r.arena},
              {"peak_live_bytes", r.peak_live}, {"avg_live_bytes", r.avg_live}, {"mapped_bytes", r.mapped},
              {"device_peak_bytes", r.device_peak}, {"chunks", chunk_summary(g, r.chunks)},
-             {"tame_floor", m.plan(Dims{r.L, r.M}).tame_floor}});
+             {"tame_floor", m.plan(r.dims).tame_floor}});
   if (op_times) jr["op_times"] = print_op_times(r.op_times);
   return jr;
 }

@@ -174,7 +174,13 @@ void run_generate(const GenerateFlags& f) {
   else
     sampler = make_sampler(kind, f, settings);
 
-  offload_slots(f.offload, peek, traits_of(resolve_backend(f.session.backend)).act_size);  // flag errors first
+  const int ranks = static_cast<int>(rank_devices(f.session).size());
+  MOSAIC_CHECK(ranks == 1 || parse_cache_mode(f.cache) == CacheMode::None,
+               "--gpus {} shards whole steps and runs without a cache: drop --cache {} (or --gpus)", ranks, f.cache);
+  const bool offloads =  // flag errors first
+      offload_slots(f.offload, peek, traits_of(resolve_backend(f.session.backend)).act_size).has_value();
+  MOSAIC_CHECK(ranks == 1 || (!offloads && !f.offload.moe_stats),
+               "--gpus {}: an expert offload runs on one GPU; drop --gpus or the offload flags", ranks);
   Session s(f.session, !f.quiet, -1, &f.offload);
   const io::ModelConfig& config = s.model().config();
   offload::ExpertOffload* const offload = s.offload();
@@ -277,6 +283,7 @@ void run_generate(const GenerateFlags& f) {
   j["model"] = s.model().dir();
   j["family"] = config.family;
   j["backend"] = s.backend_name();
+  j["gpus"] = ranks;
   j["prompt_tokens"] = prompt;
   j["output_tokens"] = gen;
   j["text"] = text;
@@ -316,6 +323,7 @@ void add_generate(CLI::App& app) {
       "generate", "Generate text with the model's official sampler (LLaDA's generate(), Dream's diffusion_generate(), "
                   "LLaDA2.0's generate())");
   add_session_flags(c, f->session);
+  add_gpus_flag(c, f->session);
   c->add_option("--prompt", f->prompt, "Prompt text (default: \"Once upon a time\")");
   f->prompt_tokens_flag =
       c->add_option("--prompt-tokens", f->prompt_tokens, "Prompt as comma-separated token ids, e.g. 1,2,3");

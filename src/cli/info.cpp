@@ -32,7 +32,16 @@ struct InfoFlags {
   int sparse_kernel = 3;
   int gpu_experts = -1;
   std::string expert_budget, host_memory;
+  int gpus = 1;
 };
+
+// One rank's step when L tokens are sharded across `ranks` (1: the whole step): the longest
+// shard, with as many of the M head rows as it can hold (Model::dims does the same).
+Dims rank_dims(int64_t L, int64_t M, int ranks) {
+  if (ranks <= 1) return Dims{L, M};
+  const int64_t rows = (L + ranks - 1) / ranks;
+  return Dims{rows, std::min(M, rows), L, 0};
+}
 
 // `info --cache MODE`: the plan of every kind of step a cached generation takes, the caches'
 // bytes, whether it fits and the longest sequence that would.
@@ -73,6 +82,10 @@ void run_info(const InfoFlags& f) {
   MOSAIC_CHECK(cache != CacheMode::None || f.block_flag->count() == 0,
                "--block plans a cached generation: it needs --cache prefix, dual or sparse");
   check_sparse_flags(f.sparse_flags, cache == CacheMode::Sparse);
+  MOSAIC_CHECK(f.gpus == 1 || (cache == CacheMode::None && f.gpu_experts == -1 && f.expert_budget.empty()),
+               "--gpus {} plans a sharded step: it runs without a cache or an expert offload", f.gpus);
+  MOSAIC_CHECK(f.tokens >= f.gpus, "--tokens {} cannot be sharded across --gpus {} (a row per GPU at least)", f.tokens,
+               f.gpus);
   std::string backend = f.backend;
   if (backend == "auto") backend = f.config.empty() ? resolve_backend("auto") : "cuda";
   const BackendTraits traits = traits_of(backend);
@@ -150,8 +163,9 @@ void run_info(const InfoFlags& f) {
   go.guided = f.guided;
   go.fused_qkv = fused;
   go.traits = traits;
+  go.sharded = f.gpus > 1;
   Graph g = build_step_graph(config, go);
-  Dims d{f.tokens, f.masked};
+  const Dims d = rank_dims(f.tokens, f.masked, f.gpus);
 
   std::optional<size_t> budget;
   if (!f.memory_budget.empty()) {
@@ -175,8 +189,12 @@ void run_info(const InfoFlags& f) {
   const MemoryPlan& p = plan ? *plan : make_plan(g, d, std::vector<int>(g.regions.size(), 1), traits.act_size);
   if (!plan) plan.emplace(p);
 
-  fmt::print("\nstep        L={} tokens, M={} head rows{}; graph {} nodes, {} tensors, {} regions\n", d.L, d.M,
-             f.guided ? ", guidance" : "", g.nodes.size(), g.tensors.size(), g.regions.size());
+  fmt::print("\nstep        L={} tokens, M={} head rows{}; graph {} nodes, {} tensors, {} regions\n", f.tokens,
+             f.masked, f.guided ? ", guidance" : "", g.nodes.size(), g.tensors.size(), g.regions.size());
+  if (f.gpus > 1)
+    fmt::print("gpus        {}: each runs {} rows at most (the plan below, per GPU: the longest shard with {} head "
+               "rows), all-gathers every layer's keys and values ({} rows) and holds all the weights\n",
+               f.gpus, d.L, d.M, d.K);
   fmt::print("arena       {}\n", human_bytes(static_cast<double>(p.arena_bytes())));
   fmt::print("peak live   {}   (node {}: {} in {})\n", human_bytes(static_cast<double>(p.peak_live)), p.peak_node,
              op_name(g.nodes[p.peak_node].op), g.regions[g.nodes[p.peak_node].region].name);
@@ -203,10 +221,21 @@ void run_info(const InfoFlags& f) {
                human_bytes(static_cast<double>(total)), human_bytes(static_cast<double>(weights)),
                human_bytes(static_cast<double>(backend_overhead(backend))), human_bytes(static_cast<double>(*budget)));
     const bool fits = p.arena_bytes() <= *budget;
-    int64_t max_l = max_tokens_that_fit(g, d.M, traits.act_size, *budget, std::max<int64_t>(d.L, 2));
-    fmt::print("fits        {}   (largest L that fits with M={}: {})\n", fits ? "yes" : "NO", d.M, max_l);
-    fmt::print("device peak {} expected (weights + working + arena)\n",
-               human_bytes(static_cast<double>(weights + backend_overhead(backend) + p.arena_bytes())));
+    int64_t max_l = 0;
+    if (f.gpus > 1) {  // the sharded step's L: every rank's shard must fit (the longest is planned)
+      auto fits_l = [&](int64_t L) {
+        return try_plan_for_budget(g, rank_dims(L, f.masked, f.gpus), traits.act_size, *budget, kTameMinRows, 0.0)
+            .has_value();
+      };
+      max_l = largest_fitting(std::max<int64_t>(f.gpus, f.masked), std::max<int64_t>(f.tokens, 2), fits_l);
+    } else {
+      max_l = max_tokens_that_fit(g, d.M, traits.act_size, *budget, std::max<int64_t>(d.L, 2));
+    }
+    fmt::print("fits        {}   (largest L that fits with M={}{}: {})\n", fits ? "yes" : "NO", f.masked,
+               f.gpus > 1 ? fmt::format(" on {} GPUs", f.gpus) : "", max_l);
+    fmt::print("device peak {} expected (weights + working + arena){}\n",
+               human_bytes(static_cast<double>(weights + backend_overhead(backend) + p.arena_bytes())),
+               f.gpus > 1 ? " on each GPU" : "");
     if (slots) {
       // The most slots this step leaves room for: the budget less everything but the slots.
       const double room = static_cast<double>(total) - static_cast<double>(nonexpert_bytes) -
@@ -265,6 +294,10 @@ void add_info(CLI::App& app) {
       ->group("Expert offload");
   c->add_option("--host-memory", f->host_memory, "Host memory for the routed experts' pinned copies, e.g. 256GiB: "
                 "checked (exit 3 if they do not fit)")->group("Expert offload");
+  c->add_option("--gpus", f->gpus, "Plan the step sharded across this many GPUs (generate --gpus): one rank's plan, "
+                "and with --memory-budget (per GPU) the longest step that fits them")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   c->add_flag("--guided", f->guided, "Plan the classifier-free-guidance step (two trunks, as generate --cfg-scale > 0 runs)");
   c->callback([f] { run_info(*f); });
 }

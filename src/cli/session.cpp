@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <exception>
 #include <filesystem>
+#include <thread>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -26,10 +29,50 @@ void add_session_flags(CLI::App* c, SessionFlags& f) {
   add_taming_flags(c, f.taming);
 }
 
+void add_gpus_flag(CLI::App* c, SessionFlags& f) {
+  f.gpus_flag = c->add_option("--gpus", f.gpus,
+                "Shard every step's rows across this many GPUs of this host (devices 0..N-1; the weights on each; "
+                "NCCL all-gathers each layer's keys and values): for steps too long or too slow for one GPU. Runs "
+                "without a cache. With --backend cpu, N ranks run as threads of this process")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  c->add_option("--devices", f.devices,
+                "The GPUs of --gpus' ranks, comma-separated (default 0,1,..,N-1; sets N). A GPU may repeat: its ranks "
+                "share it and copy instead of using NCCL (for testing the sharding on one GPU)");
+}
+
+std::vector<int> rank_devices(const SessionFlags& f) {
+  std::vector<int> devices;
+  if (f.devices.empty()) {
+    for (int r = 0; r < f.gpus; ++r) devices.push_back(r);
+    return devices;
+  }
+  size_t at = 0;
+  while (at <= f.devices.size()) {
+    const size_t comma = std::min(f.devices.find(',', at), f.devices.size());
+    const std::string item = f.devices.substr(at, comma - at);
+    char* end = nullptr;
+    const long d = std::strtol(item.c_str(), &end, 10);
+    MOSAIC_CHECK(!item.empty() && end && *end == '\0' && d >= 0 && d < 1024,
+                 "--devices: '{}' is not a device number (e.g. --devices 0,1,2,3)", item);
+    devices.push_back(static_cast<int>(d));
+    at = comma + 1;
+  }
+  MOSAIC_CHECK(devices.size() <= 64, "--devices: {} ranks; at most 64", devices.size());
+  MOSAIC_CHECK(!(f.gpus_flag && f.gpus_flag->count() > 0) || f.gpus == static_cast<int>(devices.size()),
+               "--gpus {} and --devices {} ({} devices) disagree; --devices alone sets the count", f.gpus, f.devices,
+               devices.size());
+  return devices;
+}
+
 Session::Session(const SessionFlags& f, bool progress, int run_layers, const OffloadFlags* offload) {
   check_taming(f.taming);
   backend_name_ = resolve_backend(f.backend);
-  backend_ = make_backend(backend_name_);
+  const std::vector<int> devices = rank_devices(f);
+  const int ranks = static_cast<int>(devices.size());
+  // The ranks' devices and communicators first: a missing GPU or NCCL fails before any weight loads.
+  if (ranks > 1) ranks_ = parallel::RankGroup::make(backend_name_, devices);
+  backend_ = make_backend(backend_name_, devices[0]);
   const size_t free_before = backend_->free_memory();
   total_budget_ = f.memory_budget.empty() ? free_before : parse_memory(f.memory_budget, free_before, "--memory-budget");
 
@@ -57,14 +100,46 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
     offload_ = make_offload(*offload, *model_, backend_name_);
     model_->set_offload(offload_.get());
   }
+  // Ranks that share a device (CPU ranks share the host) share its budget: each its weights and
+  // an equal part of the rest. Ranks on GPUs of their own each get rank 0's budget.
+  size_t sharing = 1;
+  for (int d : devices)
+    sharing = std::max<size_t>(sharing, static_cast<size_t>(std::count(devices.begin(), devices.end(), d)));
+  if (backend_name_ == "cpu") sharing = devices.size();
   const size_t used = backend_->weight_bytes() + backend_overhead(backend_name_);
-  MOSAIC_CHECK(total_budget_ > used,
-               "the memory budget {} does not even hold the weights ({}) and the {} backend's working memory; "
+  MOSAIC_CHECK(total_budget_ > sharing * used,
+               "the memory budget {} does not even hold the weights ({}{}) and the {} backend's working memory; "
                "raise --memory-budget",
                human_bytes(static_cast<double>(total_budget_)), human_bytes(static_cast<double>(backend_->weight_bytes())),
-               backend_name_);
-  model_->set_activation_budget(total_budget_ - used);
+               sharing > 1 ? fmt::format(", once per rank for {} ranks sharing a device", sharing) : "", backend_name_);
+  model_->set_activation_budget((total_budget_ - sharing * used) / sharing);
   model_->set_taming(f.taming.min_rows, f.taming.target);
+  if (ranks_) {
+    MOSAIC_CHECK(!offload_, "--gpus {}: an expert offload runs on one GPU; drop --gpus or the offload flags", ranks);
+    // Ranks 1.. load at once, each on its own thread (which its backend makes current on its device).
+    if (progress) fmt::print(stderr, "mosaic: loading the weights on ranks 1..{} as well\n", ranks - 1);
+    peer_backends_.resize(static_cast<size_t>(ranks - 1));
+    peers_.resize(static_cast<size_t>(ranks - 1));
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(ranks - 1));
+    std::vector<std::thread> loaders;
+    for (int r = 1; r < ranks; ++r)
+      loaders.emplace_back([&, r] {
+        const size_t i = static_cast<size_t>(r - 1);
+        try {
+          peer_backends_[i] = make_backend(backend_name_, devices[static_cast<size_t>(r)]);
+          peers_[i] = std::make_unique<Model>(dir, *peer_backends_[i], LoadProgress{}, run_layers);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    for (std::thread& t : loaders) t.join();
+    for (const std::exception_ptr& e : errors)
+      if (e) std::rethrow_exception(e);
+    std::vector<Model*> peers;
+    for (auto& p : peers_) peers.push_back(p.get());
+    backend_->make_current();
+    model_->set_shards(peers, ranks_->comms());
+  }
 
   auto tok_path = std::filesystem::path(dir) / "tokenizer.json";
   if (std::filesystem::exists(tok_path))
@@ -74,6 +149,9 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
                model_->config().family, model_->config().n_layers, model_->config().d_model,
                backend_name_, human_bytes(static_cast<double>(backend_->weight_bytes())),
                human_bytes(static_cast<double>(model_->activation_budget())));
+  if (progress && ranks_)
+    fmt::print(stderr, "mosaic: every step's rows sharded across {}, each rank with all the weights and the "
+               "activation budget above\n", ranks_->describe());
   if (progress && offload_ && on_host)
     fmt::print(stderr, "mosaic: expert offload {}: {} of {} routed experts per MoE layer in GPU slots; every "
                "routed expert in host memory{}\n", offload::policy_name(offload_->policy()), offload_->slots(),

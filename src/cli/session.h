@@ -13,6 +13,7 @@
 #include "io/tokenizer.h"
 #include "decode/sampler.h"
 #include "models/model.h"
+#include "parallel/rank_group.h"
 
 namespace mosaic::cli {
 
@@ -21,9 +22,16 @@ struct SessionFlags {
   std::string backend = "auto";
   std::string memory_budget;
   TamingFlags taming;
+  int gpus = 1;  // > 1: every step's rows sharded across this many devices (add_gpus_flag)
+  CLI::Option* gpus_flag = nullptr;  // given on the command line, or only the default
+  std::string devices;  // --devices: the ranks' GPUs ("" : 0..gpus-1)
 };
+// The ranks' devices --gpus and --devices ask for (one entry: no sharding).
+std::vector<int> rank_devices(const SessionFlags& f);
 
 void add_session_flags(CLI::App* c, SessionFlags& f);
+// --gpus N and --devices LIST (generate, bench): context parallelism, Model::set_shards.
+void add_gpus_flag(CLI::App* c, SessionFlags& f);
 
 class Session {
  public:
@@ -47,6 +55,10 @@ class Session {
   std::unique_ptr<Model> model_;
   std::unique_ptr<io::Tokenizer> tokenizer_;
   size_t total_budget_ = 0;
+  // --gpus N: ranks 1.. (the model on devices 1..N-1) and every rank's communicator.
+  std::vector<std::unique_ptr<Backend>> peer_backends_;
+  std::vector<std::unique_ptr<Model>> peers_;
+  std::unique_ptr<parallel::RankGroup> ranks_;
 };
 
 // The model family's sampler with its defaults (greedy; Dream: entropy; LLaDA2.0: `steps` in

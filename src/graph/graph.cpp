@@ -39,6 +39,7 @@ const char* op_name(Op op) {
     case Op::CacheSelect: return "cache_select";
     case Op::MoeRoute: return "moe_route";
     case Op::MoeExperts: return "moe_experts";
+    case Op::AllGatherRows: return "all_gather_rows";
   }
   return "?";
 }

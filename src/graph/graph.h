@@ -70,6 +70,9 @@ enum class Op : uint8_t {
   // x += sum_j weights[:, j] * expert_{ids[:, j]}(h): in: h[rows, d], ids, weights, then each expert's
   // gate(W), up(W), down(W) in expert order; inout: x; out: workspace[rows, ...] (f32 scratch).
   MoeExperts,
+  // A sharded step's exchange (issue 17): in: x[rows, d] (whole): this rank's rows; out: y[n, d]
+  // (whole): every rank's rows in rank order, rank r's at parallel::shard_rows(n, ranks)[r].
+  AllGatherRows,
 };
 
 // How a router turns its logits into experts and weights.

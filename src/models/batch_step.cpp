@@ -14,6 +14,7 @@
 namespace mosaic {
 
 GenerationPlan Model::check_batch(const CacheOptions& cache, const std::vector<GenerationShape>& shapes, bool guided) {
+  MOSAIC_CHECK(comms_.empty(), "check_batch: a model sharded across {} ranks steps one sequence at a time", ranks());
   StepRequest r;  // only its kind matters: guided or not
   const std::vector<int32_t> no_tokens;
   if (guided) r.tokens_uncond = &no_tokens;
@@ -34,6 +35,7 @@ GenerationPlan Model::check_batch(const CacheOptions& cache, const std::vector<G
 std::vector<StepOutputs> Model::step_batch(const std::vector<BatchEntry>& batch, StepStats* stats) {
   auto t0 = std::chrono::steady_clock::now();
   MOSAIC_CHECK(!batch.empty(), "step_batch: no sequence given");
+  MOSAIC_CHECK(comms_.empty(), "step_batch: a model sharded across {} ranks steps one sequence at a time", ranks());
   for (const BatchEntry& e : batch) MOSAIC_CHECK(e.request && e.request->tokens, "step_batch: a sequence has no tokens");
   const StepRequest& first = *batch.front().request;
   GraphOptions o = graph_options(first);

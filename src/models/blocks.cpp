@@ -80,7 +80,7 @@ Graph StepGraphBuilder::build(const ModelWeights& w, const LayerFn& layer) {
     node(Op::SampleRows, {{logits}, {head_pos}}, {{tok}, {conf}});
   }
   g_.end_region();
-  if (!o_.emit_logits) {
+  if (!o_.emit_logits && !o_.sharded) {
     // Which rows to commit is decided on the device too: only k indices need to come back.
     g_.begin_region({"rank", M, false});
     int order = output("order", M, SymDim::constant(1), ElemType::I32);
@@ -163,6 +163,14 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
     node(Op::ScatterRows, {{Vt}, {cache_rows_}}, {{vc, true}});
   }
   g_.end_region();
+  if (o_.sharded) {  // every rank's keys and values, in rank order: the whole sequence's
+    int ka = act(lp + "k_all", SymDim::cache(), kvd), va = act(lp + "v_all", SymDim::cache(), kvd);
+    g_.begin_region({lp + "attn_gather", L, false});
+    node(Op::AllGatherRows, {{K, true}}, {{ka, true}});
+    node(Op::AllGatherRows, {{Vt, true}}, {{va, true}});
+    g_.end_region();
+    K = ka, Vt = va;
+  }
   if (selects()) select_cache(l, attn_norm, wq, bq, w.q_norm, K, Vt, kc, vc);
   // The keys attention reads: the fresh ones, the cache, or (sparse) the kept rows and then the
   // block's fresh ones, which the cache does not hold.

@@ -45,6 +45,11 @@ struct GraphOptions {
   // ("pos", and "head_row_pos" for the head rows), and the executor runs attention and the head
   // per sequence (Executor's StepLayout).
   bool packed = false;
+  // One rank's part of a step whose rows are sharded across ranks (issue 17, Model::set_shards):
+  // the graph runs this rank's L rows at the positions "pos"; every layer all-gathers the ranks'
+  // keys and values (K rows: the whole sequence) and attends to them; the head samples this
+  // rank's M rows and does not rank them (the host ranks every rank's rows together).
+  bool sharded = false;
   BackendTraits traits = cpu_traits();
 
   // Every field takes part: a runner cached under one set of options is never reused for another.
@@ -114,7 +119,7 @@ class StepGraphBuilder {
   void head_norm(int t, int heads, const std::string& weight);
   bool cached() const { return o_.cache != CacheMode::None && o_.cache_step == CacheStep::Cached; }
   // Rows at explicit positions: a cached step's, or a batch's.
-  bool positioned() const { return cached() || o_.packed; }
+  bool positioned() const { return cached() || o_.packed || o_.sharded; }
   bool stores_in_place() const {
     return (o_.cache == CacheMode::Prefix || o_.cache == CacheMode::Dual) && o_.cache_step == CacheStep::Store;
   }

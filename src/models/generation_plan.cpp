@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "core/format.h"
 #include "models/family.h"
 
@@ -12,6 +13,12 @@ namespace mosaic {
 std::vector<std::pair<CacheStep, Dims>> GenerationPlanner::step_dims(const GenerationShape& s) const {
   const int64_t B = std::min(s.block, s.tokens);
   const Dims whole{s.tokens, std::min(s.masked, s.tokens), cache_rows(cache, s.tokens, B), B};
+  MOSAIC_CHECK(ranks <= 0 || cache.mode == CacheMode::None, "a step sharded across {} ranks runs without a cache",
+               ranks);
+  if (ranks > 0) {  // the longest shard, its rows all head rows if the head has that many
+    const int64_t rows = (s.tokens + ranks - 1) / ranks;
+    return {{CacheStep::Full, Dims{rows, std::min(whole.M, rows), s.tokens, 0}}};
+  }
   switch (cache.mode) {
     case CacheMode::None: return {{CacheStep::Full, Dims{s.tokens, whole.M}}};
     case CacheMode::Prefix: {
@@ -36,6 +43,7 @@ GenerationPlan GenerationPlanner::plan(const GenerationShape& s) const {
   gp.fits = true;
   for (const auto& [step, d] : step_dims(s)) {
     GraphOptions o = base;
+    o.sharded = ranks > 0;
     o.cache = cache.mode;
     o.cache_step = step;
     if (cache.mode == CacheMode::Sparse && step == CacheStep::Store) {

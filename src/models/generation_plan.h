@@ -41,6 +41,9 @@ struct GenerationPlanner {
   size_t budget = SIZE_MAX;
   int64_t tame_min_rows = kTameMinRows;
   double tame_target = kTameTarget;
+  // > 0: every step's rows are sharded across this many ranks (Model::set_shards, no cache):
+  // the plan is one rank's, the longest shard's, holding as many head rows as fit in it.
+  int ranks = 0;
 
   // The step kinds a generation with this cache takes, and the dims each runs with. A prefix
   // cache's cached steps are planned at their largest (the first block: up to every row).

@@ -141,6 +141,7 @@ GraphOptions Model::graph_options(const StepRequest& r) const {
   o.first_layer = first_layer_;
   o.end_layer = end_layer_;
   o.attention_block = r.attention_block;
+  o.sharded = !comms_.empty();
   o.cache = r.cache.options.mode;
   if (o.cache != CacheMode::None) {
     o.cache_step = r.cache.step;
@@ -155,6 +156,10 @@ GraphOptions Model::graph_options(const StepRequest& r) const {
 Dims Model::dims(const StepRequest& r) const {
   const int64_t S = r.tokens ? static_cast<int64_t>(r.tokens->size()) : 0;
   Dims d{S, static_cast<int64_t>(r.head_pos.size())};
+  if (!comms_.empty()) {
+    const int64_t rows = (S + ranks() - 1) / ranks();
+    return Dims{rows, std::min(d.M, rows), S, 0};
+  }
   const CacheRequest& c = r.cache;
   if (c.options.mode == CacheMode::None) return d;
   d.B = c.block_end - c.block_begin;
@@ -184,7 +189,7 @@ GenerationPlan Model::check_generation(const CacheOptions& cache, const Generati
   StepRequest r;  // only its kind matters: guided or not
   const std::vector<int32_t> no_tokens;
   if (guided) r.tokens_uncond = &no_tokens;
-  GenerationPlanner planner{config_, graph_options(r), cache, budget_, chunk_min_rows_, tame_target_};
+  GenerationPlanner planner{config_, graph_options(r), cache, budget_, chunk_min_rows_, tame_target_, ranks()};
   GenerationPlan plan = planner.plan(shape);
   if (!plan.fits) throw OutOfBudget(describe_misfit(planner, shape, plan));
   return plan;
@@ -217,6 +222,7 @@ void Model::check_cache_request(const StepRequest& req, int64_t L) const {
 }
 
 StepOutputs Model::step(const StepRequest& req, StepStats* stats) {
+  if (!comms_.empty()) return step_sharded(req, stats);
   auto t0 = std::chrono::steady_clock::now();
   MOSAIC_CHECK(req.tokens != nullptr, "step: no token sequence given");
   const std::vector<int32_t>& tokens = *req.tokens;

@@ -29,6 +29,9 @@ namespace offload {
 class ExpertOffload;
 class RoutingTap;
 }
+namespace parallel {
+class Communicator;
+}
 
 // (bytes done, bytes total, tensor name) while weights load.
 using LoadProgress = std::function<void(size_t, size_t, const std::string&)>;
@@ -133,11 +136,25 @@ class Model {
   // model's routing or replays it into this one (offload/routing_replay.h).
   void set_routing_tap(offload::RoutingTap* t) { routing_tap_ = t; }
 
+  // Every step's rows sharded across ranks (issue 17: context parallelism): this model is rank
+  // 0, peers[r - 1] rank r (the same model directory loaded on another backend, with the same
+  // run_layers), comms[r] rank r's communicator in a group of peers.size() + 1 (one rank: the
+  // sharded graph alone, for a 1-GPU NCCL run). A step then runs each rank's rows in a thread
+  // of its own, all-gathers every layer's keys and values, and returns every rank's head rows
+  // as one step would (order ranked on the host). The peers take this model's budget, taming
+  // and layer settings at each step. No cache, batch, layer segment or expert offload.
+  void set_shards(std::vector<Model*> peers, std::vector<parallel::Communicator*> comms);
+  int ranks() const { return static_cast<int>(comms_.size()); }  // 0: not sharded
+  // A rank failed while running a step: the communicators were aborted, no step runs again.
+  bool ranks_aborted() const { return ranks_aborted_; }
+
   // The graph options, graph and plan a request of this kind runs with.
   GraphOptions graph_options(const StepRequest& r) const;
   const Graph& graph(const StepRequest& r = {});
   const MemoryPlan& plan(const Dims& d, const StepRequest& r = {});
-  // The dims a request runs with: L rows, M head rows, and with a cache its K and B.
+  // The dims a request runs with: L rows, M head rows, and with a cache its K and B. Sharded:
+  // the longest shard's, with as many head rows as it can hold (the plan every rank fits in).
+
   Dims dims(const StepRequest& r) const;
 
   StepOutputs step(const StepRequest& r, StepStats* stats = nullptr);
@@ -168,6 +185,7 @@ class Model {
   // The graph whose weights load (every layer, or with an offload and run_layers only those).
   GraphOptions load_options() const;
   void check_cache_request(const StepRequest& r, int64_t L) const;
+  StepOutputs step_sharded(const StepRequest& r, StepStats* stats);  // models/sharded_step.cpp
   // A request's tokens and head positions against the model and its own sequence.
   void check_tokens(const StepRequest& r) const;
   void record_stats(StepStats* stats, std::chrono::steady_clock::time_point t0, const MemoryPlan& plan,
@@ -193,6 +211,9 @@ class Model {
   bool experts_on_host_ = false;
   ExpertCopies experts_;
   int first_layer_ = 0, end_layer_ = -1;
+  std::vector<Model*> peers_;                    // set_shards: ranks 1..
+  std::vector<parallel::Communicator*> comms_;  // every rank's, or none
+  bool ranks_aborted_ = false;
   // What the arena's persistent prefix holds: the caches a Store step wrote, for which
   // generation shape and block; a Cached step must find its own there.
   struct CacheState {

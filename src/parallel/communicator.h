@@ -17,6 +17,9 @@ class Communicator {
   // and its send buffers are free again.
   virtual void all_to_all(const std::vector<const void*>& send, const std::vector<size_t>& send_bytes,
                           const std::vector<void*>& recv, const std::vector<size_t>& recv_bytes) = 0;
+  // Called when a rank failed outside a collective: every rank's collective in flight, and every
+  // later one, fails instead of waiting for it forever. The group cannot be used again.
+  virtual void abort() = 0;
 };
 
 }  // namespace mosaic::parallel

@@ -50,6 +50,7 @@ class LocalGroup::Rank : public Communicator {
     for (size_t i = 0; i < n; ++i)
       MOSAIC_CHECK(g_.errors_[i].empty(), "all_to_all failed on rank {}: {}", i, g_.errors_[i]);
   }
+  void abort() override { g_.abort(); }
 
  private:
   LocalGroup& g_;
@@ -76,6 +77,7 @@ Communicator& LocalGroup::rank(int r) {
 
 void LocalGroup::barrier() {
   std::unique_lock<std::mutex> lock(mu_);
+  MOSAIC_CHECK(!aborted_, "a collective of an aborted group (a rank failed)");
   const long gen = generation_;
   if (++arrived_ == size()) {
     arrived_ = 0;
@@ -83,7 +85,14 @@ void LocalGroup::barrier() {
     cv_.notify_all();
     return;
   }
-  cv_.wait(lock, [&] { return generation_ != gen; });
+  cv_.wait(lock, [&] { return generation_ != gen || aborted_; });
+  MOSAIC_CHECK(generation_ != gen, "a collective of an aborted group (a rank failed)");
+}
+
+void LocalGroup::abort() {
+  std::lock_guard<std::mutex> lock(mu_);
+  aborted_ = true;
+  cv_.notify_all();
 }
 
 }  // namespace mosaic::parallel

@@ -32,7 +32,8 @@ class LocalGroup {
     std::vector<size_t> send_bytes;
     bool ok = false;  // the rank's arguments matched the group
   };
-  void barrier();
+  void barrier();  // throws once the group was aborted
+  void abort();
 
   std::vector<std::unique_ptr<Rank>> ranks_;
   std::vector<Posted> posted_;
@@ -42,6 +43,7 @@ class LocalGroup {
   std::condition_variable cv_;
   int arrived_ = 0;
   long generation_ = 0;
+  bool aborted_ = false;
 };
 
 }  // namespace mosaic::parallel

@@ -226,6 +226,7 @@ class CudaBackend final : public Backend {
     return f;
   }
   size_t peak_device_bytes() const override { return peak_used_; }
+  void make_current() override { CUDA_CHECK(cudaSetDevice(device_)); }
 
   void embed(const int32_t* ids, int64_t rows, const void* table, int64_t d, void* out) override {
     if (f32_) cuda::gather_rows_f32(ids, rows, f(table), d, f(out), stream_);
@@ -598,5 +599,10 @@ class CudaBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(int device, bool fp32) { return std::make_unique<CudaBackend>(device, fp32); }
+
+int cuda_device_count() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
 
 }  // namespace mosaic

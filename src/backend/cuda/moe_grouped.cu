@@ -13,6 +13,8 @@
 // output row depends only on its own input row and its expert's weights, so the result does not
 // depend on the order the pairs land in within an expert.
 #include <algorithm>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
@@ -228,12 +230,17 @@ size_t align_up(size_t n) { return (n + 255) & ~size_t{255}; }
 
 template <bool GATHER, bool SWIGLU>
 void launch_gemm(const GemmArgs& a, int64_t pairs, cudaStream_t s) {
-  static bool configured = [] {
-    CUDA_CHECK(cudaFuncSetAttribute(grouped_gemm_kernel<GATHER, SWIGLU>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    SMEM_BYTES));
-    return true;
-  }();
-  (void)configured;
+  // The shared-memory limit is an attribute per device (ranks of a sharded step run on several).
+  static std::mutex mu;
+  static std::set<int> configured;
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    if (configured.insert(dev).second)
+      CUDA_CHECK(cudaFuncSetAttribute(grouped_gemm_kernel<GATHER, SWIGLU>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      SMEM_BYTES));
+  }
   const int64_t max_tiles = (pairs + BM - 1) / BM + a.experts;
   const int64_t col_tiles = (a.N + (SWIGLU ? BN / 2 : BN) - 1) / (SWIGLU ? BN / 2 : BN);
   CUDA_REQUIRE(max_tiles <= 0x7fffffff && col_tiles <= 65535, "moe_experts_grouped: grid too large");

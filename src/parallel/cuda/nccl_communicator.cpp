@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
@@ -18,6 +19,7 @@ struct Nccl {
   const char* (*get_error_string)(ncclResult_t) = nullptr;
   ncclResult_t (*comm_init_all)(ncclComm_t*, int, const int*) = nullptr;
   ncclResult_t (*comm_destroy)(ncclComm_t) = nullptr;
+  ncclResult_t (*comm_abort)(ncclComm_t) = nullptr;
   ncclResult_t (*group_start)() = nullptr;
   ncclResult_t (*group_end)() = nullptr;
   ncclResult_t (*send)(const void*, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) = nullptr;
@@ -44,6 +46,7 @@ const Nccl& nccl() {
     sym(n.get_error_string, "ncclGetErrorString");
     sym(n.comm_init_all, "ncclCommInitAll");
     sym(n.comm_destroy, "ncclCommDestroy");
+    sym(n.comm_abort, "ncclCommAbort");
     sym(n.group_start, "ncclGroupStart");
     sym(n.group_end, "ncclGroupEnd");
     sym(n.send, "ncclSend");
@@ -68,6 +71,11 @@ std::vector<std::unique_ptr<NcclCommunicator>> NcclCommunicator::for_devices(con
   std::string why;
   MOSAIC_CHECK(available(&why), "{}", why);
   MOSAIC_CHECK(!devices.empty(), "NCCL: no device given");
+  // The buffers NCCL moves live in mosaic's arena, a CUDA virtual-memory mapping that only its
+  // own device may access (memory/cuda/vmm_region.cpp): NCCL must not read them from a peer GPU
+  // directly, but copy them through its own buffers. Read at ncclCommInitAll; a value the user
+  // set is kept.
+  setenv("NCCL_P2P_DIRECT_DISABLE", "1", 0);
   std::vector<ncclComm_t> comms(devices.size());
   check(nccl().comm_init_all(comms.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll");
   std::vector<std::unique_ptr<NcclCommunicator>> out;
@@ -95,7 +103,18 @@ NcclCommunicator::NcclCommunicator(void* comm, int rank, int size, int device)
 
 NcclCommunicator::~NcclCommunicator() {
   if (stream_) cudaStreamDestroy(stream_);
-  nccl().comm_destroy(static_cast<ncclComm_t>(comm_));
+  if (!freed_) {
+    const auto comm = static_cast<ncclComm_t>(comm_);
+    abort_requested_ ? nccl().comm_abort(comm) : nccl().comm_destroy(comm);
+  }
+}
+
+void NcclCommunicator::abort() { abort_requested_ = true; }
+
+void NcclCommunicator::abort_here() {
+  if (freed_) return;
+  freed_ = true;
+  nccl().comm_abort(static_cast<ncclComm_t>(comm_));
 }
 
 void NcclCommunicator::all_to_all(const std::vector<const void*>& send, const std::vector<size_t>& send_bytes,
@@ -103,6 +122,10 @@ void NcclCommunicator::all_to_all(const std::vector<const void*>& send, const st
   const size_t n = static_cast<size_t>(size_);
   MOSAIC_CHECK(send.size() == n && send_bytes.size() == n && recv.size() == n && recv_bytes.size() == n,
                "all_to_all on rank {}: {} ranks, but {} send and {} recv buffers", rank_, n, send.size(), recv.size());
+  if (abort_requested_) {
+    abort_here();
+    MOSAIC_FAIL("all_to_all on rank {}: the NCCL group was aborted (a rank failed)", rank_);
+  }
   CUDA_CHECK(cudaSetDevice(device_));
   const Nccl& c = nccl();
   const auto comm = static_cast<ncclComm_t>(comm_);
@@ -119,7 +142,18 @@ void NcclCommunicator::all_to_all(const std::vector<const void*>& send, const st
     throw;
   }
   check(c.group_end(), "ncclGroupEnd");
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  // Waited for by polling, so that a rank that failed elsewhere (abort) does not leave this one
+  // waiting for its bytes forever.
+  for (;;) {
+    const cudaError_t e = cudaStreamQuery(stream_);
+    if (e == cudaSuccess) return;
+    if (e != cudaErrorNotReady) CUDA_CHECK(e);
+    if (abort_requested_) {
+      abort_here();
+      MOSAIC_FAIL("all_to_all on rank {}: the NCCL group was aborted (a rank failed)", rank_);
+    }
+    std::this_thread::yield();
+  }
 }
 
 }  // namespace mosaic::parallel

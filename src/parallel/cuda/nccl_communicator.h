@@ -4,6 +4,7 @@
 // several GPUs); MOSAIC_NCCL_LIB names the file when it is not on the loader's path.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,12 +28,19 @@ class NcclCommunicator : public Communicator {
   // Device buffers; grouped ncclSend/ncclRecv on this rank's stream, waited for before it returns.
   void all_to_all(const std::vector<const void*>& send, const std::vector<size_t>& send_bytes,
                   const std::vector<void*>& recv, const std::vector<size_t>& recv_bytes) override;
+  // Asks every thread of this rank to stop: a collective in flight (or the next one) aborts the
+  // communicator from its own thread (ncclCommAbort: NCCL calls on one communicator are not
+  // made from two threads at once) and fails.
+  void abort() override;
 
  private:
   NcclCommunicator(void* comm, int rank, int size, int device);
   void* comm_;  // ncclComm_t
   int rank_, size_, device_;
+  void abort_here();  // on the thread that uses the communicator: ncclCommAbort, once
   cudaStream_t stream_ = nullptr;
+  std::atomic<bool> abort_requested_{false};
+  bool freed_ = false;  // the communicator was aborted (only the using thread and the destructor touch it)
 };
 
 }  // namespace mosaic::parallel

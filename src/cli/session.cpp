@@ -37,8 +37,9 @@ void add_gpus_flag(CLI::App* c, SessionFlags& f) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   c->add_option("--devices", f.devices,
-                "The GPUs of --gpus' ranks, comma-separated (default 0,1,..,N-1; sets N). A GPU may repeat: its ranks "
-                "share it and copy instead of using NCCL (for testing the sharding on one GPU)");
+                "The GPUs of --gpus' ranks, comma-separated (default 0,1,..,N-1; sets N). One GPU may be given for "
+                "every rank (0,0): the ranks share it and copy instead of using NCCL, for testing the sharding on one "
+                "GPU");
 }
 
 std::vector<int> rank_devices(const SessionFlags& f) {

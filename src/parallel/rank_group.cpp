@@ -54,13 +54,16 @@ class NcclRanks : public RankGroup {
 
 std::unique_ptr<RankGroup> RankGroup::make(const std::string& backend, const std::vector<int>& devices) {
   const int n = static_cast<int>(devices.size());
-  MOSAIC_CHECK(n >= 1, "--gpus {}: give 1 or more", n);
+  MOSAIC_CHECK(n >= 1, "{} ranks: give 1 or more", n);
   if (backend == "cpu") return std::make_unique<InProcessRanks>(n, nullptr, fmt::format("{} CPU ranks (threads)", n));
   MOSAIC_CHECK(backend == "cuda" || backend == "cuda-fp32", "unknown backend '{}'", backend);
   const int count = cuda_device_count();
+  bool in_order = true;  // devices 0..n-1, as --gpus n alone asks
+  for (int r = 0; r < n; ++r) in_order = in_order && devices[static_cast<size_t>(r)] == r;
+  const std::string flag = in_order ? fmt::format("--gpus {}", n) : fmt::format("--devices {}", fmt::join(devices, ","));
   for (int d : devices)
-    MOSAIC_CHECK(d >= 0 && d < count, "--gpus {}: this machine has {} CUDA device{}{}", n, count, count == 1 ? "" : "s",
-                 n > count ? "" : fmt::format(", and no device {}", d));
+    MOSAIC_CHECK(d >= 0 && d < count, "{}: this machine has {} CUDA device{}{}", flag, count, count == 1 ? "" : "s",
+                 in_order || count == 0 ? "" : " (numbered from 0)");
   std::vector<int> sorted = devices;
   std::sort(sorted.begin(), sorted.end());
   if (n > 1 && sorted.front() == sorted.back()) {
@@ -76,10 +79,10 @@ std::unique_ptr<RankGroup> RankGroup::make(const std::string& backend, const std
                fmt::join(devices, ","));
 #ifdef MOSAIC_NCCL
   std::string why;
-  MOSAIC_CHECK(NcclCommunicator::available(&why), "--gpus {}: {}", n, why);
+  MOSAIC_CHECK(NcclCommunicator::available(&why), "{}: {}", flag, why);
   return std::make_unique<NcclRanks>(devices);
 #else
-  MOSAIC_FAIL("--gpus {}: this mosaic was built without NCCL (nccl.h was not found at build time)", n);
+  MOSAIC_FAIL("{}: this mosaic was built without NCCL (nccl.h was not found at build time)", flag);
 #endif
 }
 

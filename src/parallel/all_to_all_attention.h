@@ -2,8 +2,9 @@
 // Attention over a sequence whose rows are sharded across a group's ranks, Ulysses-style: an
 // all-to-all gives each rank every row of its group of heads, each rank attends there, and a
 // second all-to-all returns each rank its own rows of every head. Its exchange schedule, run on
-// the CPU reference kernel between LocalGroup threads (issue 17; the GPU form runs the same
-// exchanges through NCCL).
+// the CPU reference kernel between LocalGroup threads (all_to_all_attention_cuda runs the same
+// exchanges on the GPU). Not in the engine yet: its sharded step all-gathers the keys and values
+// (models/sharded_step.cpp).
 #include <cstdint>
 
 #include "parallel/communicator.h"

@@ -2,8 +2,10 @@
 // Attention over a sequence whose rows are sharded across a group's ranks, ring-style: each rank
 // keeps its queries and passes its keys and values around the ring, one hop per step, folding
 // each visiting block into its rows' running softmax (log-sum-exp merge), so that no rank ever
-// holds more than two blocks of keys. The exchange schedule on the CPU between LocalGroup threads
-// (issue 17: the GPU form overlaps each hop's NCCL send/recv with the previous block's compute).
+// holds more than two blocks of keys. The exchange schedule on the CPU between LocalGroup threads,
+// tested against one device's attention; not in the engine yet (its sharded step all-gathers
+// the keys and values, models/sharded_step.cpp). A GPU form would overlap each hop's NCCL
+// send/recv with the previous block's compute.
 #include <cstdint>
 
 #include "parallel/communicator.h"

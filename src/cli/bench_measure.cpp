@@ -27,15 +27,11 @@ double step_flops(Model& m, const StepRequest& req) {
   const Graph& g = m.graph(req);
   const int64_t L = static_cast<int64_t>(req.tokens->size()), M = static_cast<int64_t>(req.head_pos.size());
   if (m.ranks() == 0) return graph_flops(g, Dims{L, M});
+  const std::vector<parallel::Shard> shards = parallel::shard_rows(L, m.ranks());
+  std::vector<int64_t> heads(shards.size(), 0);
+  for (int32_t p : req.head_pos) ++heads[parallel::shard_of(shards, std::max<int64_t>(m.family().head_row(p), 0))];
   double flops = 0;
-  for (const parallel::Shard& s : parallel::shard_rows(L, m.ranks())) {
-    int64_t heads = 0;
-    for (int32_t p : req.head_pos) {
-      const int64_t row = std::max<int64_t>(m.family().head_row(p), 0);
-      heads += row >= s.begin && row < s.end();
-    }
-    flops += graph_flops(g, Dims{s.count, heads, L, 0});
-  }
+  for (size_t r = 0; r < shards.size(); ++r) flops += graph_flops(g, Dims{shards[r].count, heads[r], L, 0});
   return flops;
 }
 

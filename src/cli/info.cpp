@@ -35,13 +35,8 @@ struct InfoFlags {
   int gpus = 1;
 };
 
-// One rank's step when L tokens are sharded across `ranks` (1: the whole step): the longest
-// shard, with as many of the M head rows as it can hold (Model::dims does the same).
-Dims rank_dims(int64_t L, int64_t M, int ranks) {
-  if (ranks <= 1) return Dims{L, M};
-  const int64_t rows = (L + ranks - 1) / ranks;
-  return Dims{rows, std::min(M, rows), L, 0};
-}
+// One GPU's step when L tokens are sharded across `ranks` (1: the whole step).
+Dims rank_dims(int64_t L, int64_t M, int ranks) { return ranks <= 1 ? Dims{L, M} : sharded_step_dims(L, M, ranks); }
 
 // `info --cache MODE`: the plan of every kind of step a cached generation takes, the caches'
 // bytes, whether it fits and the longest sequence that would.

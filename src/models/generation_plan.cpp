@@ -10,15 +10,17 @@
 
 namespace mosaic {
 
+Dims sharded_step_dims(int64_t tokens, int64_t masked, int ranks) {
+  const int64_t rows = (tokens + ranks - 1) / ranks;
+  return Dims{rows, std::min(masked, rows), tokens, 0};
+}
+
 std::vector<std::pair<CacheStep, Dims>> GenerationPlanner::step_dims(const GenerationShape& s) const {
   const int64_t B = std::min(s.block, s.tokens);
   const Dims whole{s.tokens, std::min(s.masked, s.tokens), cache_rows(cache, s.tokens, B), B};
   MOSAIC_CHECK(ranks <= 0 || cache.mode == CacheMode::None, "a step sharded across {} ranks runs without a cache",
                ranks);
-  if (ranks > 0) {  // the longest shard, its rows all head rows if the head has that many
-    const int64_t rows = (s.tokens + ranks - 1) / ranks;
-    return {{CacheStep::Full, Dims{rows, std::min(whole.M, rows), s.tokens, 0}}};
-  }
+  if (ranks > 0) return {{CacheStep::Full, sharded_step_dims(s.tokens, whole.M, ranks)}};
   switch (cache.mode) {
     case CacheMode::None: return {{CacheStep::Full, Dims{s.tokens, whole.M}}};
     case CacheMode::Prefix: {

@@ -33,6 +33,10 @@ struct GenerationPlan {
   bool fits = false;
 };
 
+// The plan every rank of a step sharded across `ranks` fits in: the longest shard's rows, with
+// as many of the `masked` head rows as it holds, and every row's keys (K = tokens).
+Dims sharded_step_dims(int64_t tokens, int64_t masked, int ranks);
+
 // `base` carries everything but the cache fields (guidance, fused q/k/v, traits, ...).
 struct GenerationPlanner {
   const io::ModelConfig& config;

@@ -156,10 +156,7 @@ GraphOptions Model::graph_options(const StepRequest& r) const {
 Dims Model::dims(const StepRequest& r) const {
   const int64_t S = r.tokens ? static_cast<int64_t>(r.tokens->size()) : 0;
   Dims d{S, static_cast<int64_t>(r.head_pos.size())};
-  if (!comms_.empty()) {
-    const int64_t rows = (S + ranks() - 1) / ranks();
-    return Dims{rows, std::min(d.M, rows), S, 0};
-  }
+  if (!comms_.empty()) return sharded_step_dims(S, d.M, ranks());
   const CacheRequest& c = r.cache;
   if (c.options.mode == CacheMode::None) return d;
   d.B = c.block_end - c.block_begin;

@@ -68,8 +68,7 @@ StepOutputs Model::step_sharded(const StepRequest& req, StepStats* stats) {
   // Each head position's row (a shifted family reads row p - 1), on the rank that holds it.
   for (size_t i = 0; i < req.head_pos.size(); ++i) {
     const int64_t row = std::max<int64_t>(family_->head_row(req.head_pos[i]), 0);
-    size_t r = 0;
-    while (row >= shards[r].end()) ++r;
+    const size_t r = parallel::shard_of(shards, row);
     Rank& k = rank[r];
     k.heads.push_back(i);
     k.head_rows.push_back(static_cast<int32_t>(row - shards[r].begin));

@@ -17,6 +17,12 @@ std::vector<Shard> shard_rows(int64_t rows, int n) {
   return out;
 }
 
+size_t shard_of(const std::vector<Shard>& shards, int64_t row) {
+  for (size_t r = 0; r < shards.size(); ++r)
+    if (row >= shards[r].begin && row < shards[r].end()) return r;
+  MOSAIC_FAIL("row {} is in none of the {} shards", row, shards.size());
+}
+
 HeadGroups shard_heads(int heads, int kv_heads, int n) {
   MOSAIC_CHECK(n >= 1, "cannot cut heads across {} ranks", n);
   MOSAIC_CHECK(heads % n == 0 && kv_heads % n == 0,

@@ -15,7 +15,8 @@ namespace mosaic::test {
 struct ShardedModel {
   // make(r): rank r's backend.
   template <class MakeBackend>
-  ShardedModel(const std::string& dir, int ranks, MakeBackend make, parallel::LocalGroup::CopyFn copy = nullptr)
+  ShardedModel(const std::string& dir, int ranks, MakeBackend make, parallel::LocalGroup::CopyFn copy = nullptr,
+               parallel::Exchange exchange = parallel::Exchange::Auto)
       : group(ranks, copy) {
     for (int r = 0; r < ranks; ++r) {
       backends.push_back(make(r));
@@ -27,7 +28,7 @@ struct ShardedModel {
       if (r > 0) peers.push_back(models[static_cast<size_t>(r)].get());
       comms.push_back(&group.rank(r));
     }
-    models[0]->set_shards(peers, comms);
+    models[0]->set_shards(peers, comms, exchange);
   }
   Model& model() { return *models[0]; }
 
@@ -36,8 +37,9 @@ struct ShardedModel {
   std::vector<std::unique_ptr<Model>> models;
 };
 
-inline std::unique_ptr<ShardedModel> sharded_cpu_model(const std::string& dir, int ranks) {
-  return std::make_unique<ShardedModel>(dir, ranks, [](int) { return make_cpu_backend(); });
+inline std::unique_ptr<ShardedModel> sharded_cpu_model(const std::string& dir, int ranks,
+                                                       parallel::Exchange exchange = parallel::Exchange::Auto) {
+  return std::make_unique<ShardedModel>(dir, ranks, [](int) { return make_cpu_backend(); }, nullptr, exchange);
 }
 
 }  // namespace mosaic::test

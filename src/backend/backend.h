@@ -135,6 +135,10 @@ class Backend {
   virtual void gather_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
   // out[idx[i]] = x[i] for i < rows (rows of d activations): fresh keys and values into a cache.
   virtual void scatter_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) = 0;
+  // `rows` rows of `width` bytes from src (rows src_pitch bytes apart) to dst (dst_pitch apart):
+  // a group of heads' columns into a packed block and back (the all-to-all exchange).
+  virtual void copy_columns(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                            int64_t rows) = 0;
   // Sparse-dLLM's cache eviction for one layer. q_block [block_rows, heads*hd] are the block's
   // queries (after rope), k and v [*, kv_heads*hd] every row's keys and values; outside[0..n)
   // the rows outside the block, in order. Per outside row j: score_j = mean over heads h of

@@ -305,6 +305,13 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
       comm_->all_to_all(send, send_bytes, recv, recv_bytes);
       break;
     }
+    case Op::RowsToHeads:
+    case Op::HeadsToRows: {
+      MOSAIC_CHECK(comm_ != nullptr, "executor: {} exchanges heads between ranks, and this step has no "
+                   "communicator (a sharded step's)", n.label.empty() ? op_name(n.op) : n.label);
+      exchange_heads(n, in(0), out(0), out(1), plan.act_size);
+      break;
+    }
     case Op::CfgCombine: {
       View c = out(0), u = in(1);
       be_.cfg_combine(static_cast<float*>(c.p), static_cast<const float*>(u.p), rows * c.cols, sp.cfg_scale);
@@ -327,6 +334,58 @@ void Executor::exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t r
 // A batch's attention runs as one call when its sequences average at most this many query rows
 // in the call (a cached step's block of 32), else one call per sequence.
 constexpr int64_t kFewRowsPerSequence = 64;
+
+// RowsToHeads: my rows of every head -> every rank's rows of my group of heads; HeadsToRows back.
+// A group's columns are strided in a row of all heads: they are packed into (or unpacked from)
+// staging, one contiguous block per peer, around the all-to-all.
+void Executor::exchange_heads(const Node& n, View x, View y, View staging, size_t act_size) {
+  const int ranks = comm_->size(), me = comm_->rank();
+  const bool to_heads = n.op == Op::RowsToHeads;
+  const View& rows_side = to_heads ? x : y;   // [my rows, all heads]
+  const View& heads_side = to_heads ? y : x;  // [every rank's rows, my group]
+  const std::vector<parallel::Shard> shards = parallel::shard_rows(heads_side.rows, ranks);
+  const parallel::Shard& mine = shards[static_cast<size_t>(me)];
+  MOSAIC_CHECK(mine.count == rows_side.rows, "executor: rank {} holds {} rows, its shard of {} is {} rows", me,
+               rows_side.rows, heads_side.rows, mine.count);
+  const parallel::HeadGroups groups = parallel::shard_heads(n.heads, n.kv_heads, ranks);
+  const bool queries = rows_side.cols == static_cast<int64_t>(n.heads) * n.head_dim;
+  const std::vector<parallel::Shard>& group = queries ? groups.heads : groups.kv_heads;
+  const size_t es = elem_size(g_.tensors[n.in[0].tensor].elem, act_size);
+  const size_t width = static_cast<size_t>(group[0].count * n.head_dim) * es;  // one row of one group
+  const size_t row_pitch = static_cast<size_t>(rows_side.cols) * es, block = static_cast<size_t>(mine.count) * width;
+  MOSAIC_CHECK(static_cast<size_t>(heads_side.cols) * es == width &&
+                   static_cast<size_t>(staging.rows * staging.cols) * es >= block * static_cast<size_t>(ranks),
+               "executor: {} of a [{}, {}] tensor does not match {} heads of {} over {} ranks", op_name(n.op),
+               rows_side.rows, rows_side.cols, group[0].count, n.head_dim, ranks);
+  auto column = [&](int r) {  // rank r's group's first column in a row of all heads
+    return static_cast<size_t>(group[static_cast<size_t>(r)].begin * n.head_dim) * es;
+  };
+  std::byte* packed = static_cast<std::byte*>(staging.p);
+  std::byte* whole = static_cast<std::byte*>(heads_side.p);
+  std::vector<const void*> send;
+  std::vector<void*> recv;
+  std::vector<size_t> send_bytes, recv_bytes;
+  for (int r = 0; r < ranks; ++r) {
+    const parallel::Shard& s = shards[static_cast<size_t>(r)];
+    std::byte* mine_of_r = packed + static_cast<size_t>(r) * block;    // my rows of r's group
+    std::byte* r_of_mine = whole + static_cast<size_t>(s.begin) * width;  // r's rows of my group
+    const size_t mine_bytes = block, r_bytes = static_cast<size_t>(s.count) * width;
+    if (to_heads) {
+      be_.copy_columns(mine_of_r, width, static_cast<const std::byte*>(x.p) + column(r), row_pitch, width, mine.count);
+      send.push_back(mine_of_r), send_bytes.push_back(mine_bytes);
+      recv.push_back(r_of_mine), recv_bytes.push_back(r_bytes);
+    } else {
+      send.push_back(r_of_mine), send_bytes.push_back(r_bytes);
+      recv.push_back(mine_of_r), recv_bytes.push_back(mine_bytes);
+    }
+  }
+  be_.synchronize();  // the rows sent are written (a communicator runs on its own stream)
+  comm_->all_to_all(send, send_bytes, recv, recv_bytes);
+  if (!to_heads)
+    for (int r = 0; r < ranks; ++r)
+      be_.copy_columns(static_cast<std::byte*>(y.p) + column(r), row_pitch, packed + static_cast<size_t>(r) * block,
+                       width, width, mine.count);
+}
 
 void Executor::exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t rows) {
   auto in = [&](size_t i) { return view(n.in.at(i), plan, r0, rows); };

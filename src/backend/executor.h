@@ -96,8 +96,8 @@ class Executor {
   // Non-null: every MoE routing's expert ids go to it, and come back from it when it rewrites
   // them (a benchmark's recorded or replayed routing, offload/routing_replay.h).
   void set_routing_tap(offload::RoutingTap* t) { routing_tap_ = t; }
-  // A sharded step's rank (GraphOptions::sharded): its AllGatherRows nodes exchange rows with the
-  // other ranks through `c`.
+  // A sharded step's rank (GraphOptions::sharded): its AllGatherRows, RowsToHeads and HeadsToRows
+  // nodes exchange rows with the other ranks through `c`.
   void set_communicator(parallel::Communicator* c) { comm_ = c; }
 
  private:
@@ -107,6 +107,7 @@ class Executor {
   };
   View view(const Operand& o, const MemoryPlan& plan, int64_t r0, int64_t n_rows) const;
   void exec(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t n_rows, const SampleParams& sp);
+  void exchange_heads(const Node& n, View x, View y, View staging, size_t act_size);
   // A batch's per-sequence nodes: attention over each sequence's keys, and the head's sampling,
   // guidance and ranking with each sequence's parameters.
   void exec_packed(const Node& n, const MemoryPlan& plan, int64_t r0, int64_t n_rows);

@@ -62,6 +62,7 @@ nlohmann::json run_description(Session& s, const BenchFlags& f, const Segment& s
   out["backend"] = s.backend_name();
   out["gpus"] = rank_devices(f.session).size();
   out["devices"] = rank_devices(f.session);
+  if (m.ranks() > 0) out["exchange"] = parallel::exchange_name(m.exchange());
   out["layers_run"] = f.layers > 0 ? f.layers : seg.end - seg.first;
   if (!f.segment.empty()) out["segment"] = {seg.first, seg.end};
   out["n_layers"] = m.config().n_layers;

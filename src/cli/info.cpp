@@ -33,6 +33,8 @@ struct InfoFlags {
   int gpu_experts = -1;
   std::string expert_budget, host_memory;
   int gpus = 1;
+  std::string exchange = "auto";
+  CLI::Option* exchange_flag = nullptr;
 };
 
 // One GPU's step when L tokens are sharded across `ranks` (1: the whole step).
@@ -159,6 +161,19 @@ void run_info(const InfoFlags& f) {
   go.fused_qkv = fused;
   go.traits = traits;
   go.sharded = f.gpus > 1;
+  MOSAIC_CHECK(go.sharded || f.exchange_flag->count() == 0,
+               "--exchange {} plans how the GPUs of --gpus N (N > 1) meet; give --gpus", f.exchange);
+  if (go.sharded) {
+    go.ranks = f.gpus;
+    go.exchange = parallel::parse_exchange(f.exchange);
+    MOSAIC_CHECK(go.exchange != parallel::Exchange::AllToAll ||
+                     parallel::heads_split(static_cast<int>(config.n_heads), static_cast<int>(config.n_kv_heads), f.gpus),
+                 "--exchange all-to-all on --gpus {}: {}'s {} query heads and {} key/value heads do not split into {} "
+                 "groups; use --exchange all-gather or auto",
+                 f.gpus, source, config.n_heads, config.n_kv_heads, f.gpus);
+    go.exchange = parallel::resolve_exchange(go.exchange, static_cast<int>(config.n_heads),
+                                             static_cast<int>(config.n_kv_heads), f.gpus);
+  }
   Graph g = build_step_graph(config, go);
   const Dims d = rank_dims(f.tokens, f.masked, f.gpus);
 
@@ -188,8 +203,12 @@ void run_info(const InfoFlags& f) {
              f.masked, f.guided ? ", guidance" : "", g.nodes.size(), g.tensors.size(), g.regions.size());
   if (f.gpus > 1)
     fmt::print("gpus        {}: each runs {} rows at most (the plan below, per GPU: the longest shard with {} head "
-               "rows), all-gathers every layer's keys and values ({} rows) and holds all the weights\n",
-               f.gpus, d.L, d.M, d.K);
+               "rows) and holds all the weights; {}\n",
+               f.gpus, d.L, d.M,
+               go.exchange == parallel::Exchange::AllToAll
+                   ? fmt::format("all-to-all: each layer attends over all {} rows of its {} of {} heads", d.K,
+                                 config.n_heads / f.gpus, config.n_heads)
+                   : fmt::format("all-gather: each layer gathers every GPU's keys and values ({} rows)", d.K));
   fmt::print("arena       {}\n", human_bytes(static_cast<double>(p.arena_bytes())));
   fmt::print("peak live   {}   (node {}: {} in {})\n", human_bytes(static_cast<double>(p.peak_live)), p.peak_node,
              op_name(g.nodes[p.peak_node].op), g.regions[g.nodes[p.peak_node].region].name);
@@ -293,6 +312,11 @@ void add_info(CLI::App& app) {
                 "and with --memory-budget (per GPU) the longest step that fits them")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  f->exchange_flag = c->add_option("--exchange", f->exchange, "With --gpus: plan the all-to-all (Ulysses) or the "
+                                   "all-gather attention exchange (generate --exchange); auto: all-to-all where the "
+                                   "heads split across the GPUs")
+                         ->check(CLI::IsMember({"auto", "all-gather", "all-to-all"}))
+                         ->capture_default_str();
   c->add_flag("--guided", f->guided, "Plan the classifier-free-guidance step (two trunks, as generate --cfg-scale > 0 runs)");
   c->callback([f] { run_info(*f); });
 }

@@ -32,14 +32,22 @@ void add_session_flags(CLI::App* c, SessionFlags& f) {
 void add_gpus_flag(CLI::App* c, SessionFlags& f) {
   f.gpus_flag = c->add_option("--gpus", f.gpus,
                 "Shard every step's rows across this many GPUs of this host (devices 0..N-1; the weights on each; "
-                "NCCL all-gathers each layer's keys and values): for steps too long or too slow for one GPU. Runs "
-                "without a cache. With --backend cpu, N ranks run as threads of this process")
+                "each layer's attention exchanges over NCCL, see --exchange): for steps too long or too slow for one "
+                "GPU. Runs without a cache. With --backend cpu, N ranks run as threads of this process")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   c->add_option("--devices", f.devices,
                 "The GPUs of --gpus' ranks, comma-separated (default 0,1,..,N-1; sets N). One GPU may be given for "
                 "every rank (0,0): the ranks share it and copy instead of using NCCL, for testing the sharding on one "
                 "GPU");
+  f.exchange_flag =
+      c->add_option("--exchange", f.exchange,
+                    "How --gpus' ranks meet in each layer's attention. all-to-all (Ulysses): each GPU gets every row "
+                    "of its group of heads, attends there and sends the output back (4 L d / N bytes per GPU; the "
+                    "heads must split into N groups). all-gather: each GPU gathers every GPU's keys and values "
+                    "(2 L d per GPU, any N). auto: all-to-all where the heads split, else all-gather")
+          ->check(CLI::IsMember({"auto", "all-gather", "all-to-all"}))
+          ->capture_default_str();
 }
 
 std::vector<int> rank_devices(const SessionFlags& f) {
@@ -71,6 +79,10 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
   backend_name_ = resolve_backend(f.backend);
   const std::vector<int> devices = rank_devices(f);
   const int ranks = static_cast<int>(devices.size());
+  const parallel::Exchange exchange = parallel::parse_exchange(f.exchange);
+  MOSAIC_CHECK(ranks > 1 || !f.exchange_flag || f.exchange_flag->count() == 0,
+               "--exchange {} picks how the ranks of --gpus N (N > 1) meet; one GPU has no one to exchange with",
+               f.exchange);
   // The ranks' devices and communicators first: a missing GPU or NCCL fails before any weight loads.
   if (ranks > 1) ranks_ = parallel::RankGroup::make(backend_name_, devices);
   backend_ = make_backend(backend_name_, devices[0]);
@@ -78,6 +90,14 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
   total_budget_ = f.memory_budget.empty() ? free_before : parse_memory(f.memory_budget, free_before, "--memory-budget");
 
   std::string dir = resolve_model_dir(f.model);
+  if (ranks > 1 && exchange == parallel::Exchange::AllToAll) {  // before any weight loads
+    const io::ModelConfig peek = load_model_config((std::filesystem::path(dir) / "config.json").string());
+    MOSAIC_CHECK(parallel::heads_split(static_cast<int>(peek.n_heads), static_cast<int>(peek.n_kv_heads), ranks),
+                 "--exchange all-to-all on {} GPUs: {}'s {} query heads and {} key/value heads do not split into {} "
+                 "groups (the query heads must divide by {}, the key/value heads by {} or {} by them); use "
+                 "--exchange all-gather or auto",
+                 ranks, dir, peek.n_heads, peek.n_kv_heads, ranks, ranks, ranks, ranks);
+  }
   size_t last_pct = 0;
   LoadProgress cb;
   if (progress)
@@ -139,7 +159,7 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
     std::vector<Model*> peers;
     for (auto& p : peers_) peers.push_back(p.get());
     backend_->make_current();
-    model_->set_shards(peers, ranks_->comms());
+    model_->set_shards(peers, ranks_->comms(), exchange);
   }
 
   auto tok_path = std::filesystem::path(dir) / "tokenizer.json";
@@ -152,7 +172,8 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
                human_bytes(static_cast<double>(model_->activation_budget())));
   if (progress && ranks_)
     fmt::print(stderr, "mosaic: every step's rows sharded across {}, each rank with all the weights and the "
-               "activation budget above\n", ranks_->describe());
+               "activation budget above; attention exchange: {}\n", ranks_->describe(),
+               parallel::exchange_name(model_->exchange()));
   if (progress && offload_ && on_host)
     fmt::print(stderr, "mosaic: expert offload {}: {} of {} routed experts per MoE layer in GPU slots; every "
                "routed expert in host memory{}\n", offload::policy_name(offload_->policy()), offload_->slots(),

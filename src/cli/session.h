@@ -25,6 +25,8 @@ struct SessionFlags {
   int gpus = 1;  // > 1: every step's rows sharded across this many devices (add_gpus_flag)
   CLI::Option* gpus_flag = nullptr;  // given on the command line, or only the default
   std::string devices;  // --devices: the ranks' GPUs ("" : 0..gpus-1)
+  std::string exchange = "auto";  // --exchange: how the ranks meet in attention (parallel::Exchange)
+  CLI::Option* exchange_flag = nullptr;
 };
 // The ranks' devices --gpus and --devices ask for (one entry: no sharding).
 std::vector<int> rank_devices(const SessionFlags& f);

@@ -40,6 +40,8 @@ const char* op_name(Op op) {
     case Op::MoeRoute: return "moe_route";
     case Op::MoeExperts: return "moe_experts";
     case Op::AllGatherRows: return "all_gather_rows";
+    case Op::RowsToHeads: return "rows_to_heads";
+    case Op::HeadsToRows: return "heads_to_rows";
   }
   return "?";
 }

@@ -70,9 +70,16 @@ enum class Op : uint8_t {
   // x += sum_j weights[:, j] * expert_{ids[:, j]}(h): in: h[rows, d], ids, weights, then each expert's
   // gate(W), up(W), down(W) in expert order; inout: x; out: workspace[rows, ...] (f32 scratch).
   MoeExperts,
-  // A sharded step's exchange (issue 17): in: x[rows, d] (whole): this rank's rows; out: y[n, d]
-  // (whole): every rank's rows in rank order, rank r's at parallel::shard_rows(n, ranks)[r].
+  // A sharded step's exchanges (issue 17), rank r's rows of n at parallel::shard_rows(n, ranks)[r]:
+  // in: x[rows, d] (whole): this rank's rows; out: y[n, d] (whole): every rank's rows in rank order.
   AllGatherRows,
+  // The all-to-all (Ulysses), heads/kv_heads/head_dim the model's: in: x[rows, h*hd] (whole), this
+  // rank's rows of all h heads (h: heads, or kv_heads); out: y[n, g*hd] (whole), every rank's rows
+  // of this rank's group of g heads (parallel::shard_heads), and staging[rows, ranks*g*hd] (scratch).
+  RowsToHeads,
+  // Its inverse, for the attention's output: in: x[n, g*hd] (whole), this rank's group of query
+  // heads; out: y[rows, heads*hd] (whole), this rank's rows of every head, and staging (scratch).
+  HeadsToRows,
 };
 
 // How a router turns its logits into experts and weights.

@@ -158,11 +158,22 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   if (!w.k_norm.empty()) head_norm(K, static_cast<int>(c_.n_kv_heads), w.k_norm);
   rope(K, static_cast<int>(c_.n_kv_heads), pos_);
   matmul(h, wv, bv, Vt);
+  int q_rows = -1;  // the all-to-all exchanges this rank's queries of every head too
+  if (exchanges_heads()) {
+    q_rows = act(lp + "q", L, qd());
+    matmul(h, wq, bq, q_rows);
+    if (!w.q_norm.empty()) head_norm(q_rows, static_cast<int>(c_.n_heads), w.q_norm);
+    rope(q_rows, static_cast<int>(c_.n_heads), pos_);
+  }
   if (cached() && !attends_apart()) {  // the fresh rows replace theirs in the cache; attention reads the cache
     node(Op::ScatterRows, {{K}, {cache_rows_}}, {{kc, true}});
     node(Op::ScatterRows, {{Vt}, {cache_rows_}}, {{vc, true}});
   }
   g_.end_region();
+  if (exchanges_heads()) {
+    attention_by_heads(l, q_rows, K, Vt, weight(w.out, d(), qd()));
+    return;
+  }
   if (o_.sharded) {  // every rank's keys and values, in rank order: the whole sequence's
     int ka = act(lp + "k_all", SymDim::cache(), kvd), va = act(lp + "v_all", SymDim::cache(), kvd);
     g_.begin_region({lp + "attn_gather", L, false});
@@ -227,6 +238,66 @@ void StepGraphBuilder::attention(int l, const AttentionWeights& w) {
   g_.add_node(n);
   residual_matmul(o, weight(w.out, d(), qd()), x_);
   g_.end_region();
+}
+
+// Ulysses: this rank's rows of every head (q, K, V) become every rank's rows of this rank's group
+// of heads, which attend there as on one device (the rows in order are the sequence's positions);
+// the output goes back to the rows' ranks, which project it. The masked last layer keeps every
+// row through the attention and only the head rows after it.
+void StepGraphBuilder::attention_by_heads(int l, int q, int K, int V, int wo) {
+  const SymDim L = SymDim::tokens(), all = SymDim::cache();
+  const std::string lp = fmt::format("{}layer{}.", pfx_, l);
+  const parallel::HeadGroups groups =
+      parallel::shard_heads(static_cast<int>(c_.n_heads), static_cast<int>(c_.n_kv_heads), o_.ranks);
+  const int heads = static_cast<int>(groups.heads[0].count), kv_heads = static_cast<int>(groups.kv_heads[0].count);
+  const int64_t hd = c_.head_dim, gq = heads * hd, gkv = kv_heads * hd;
+  auto exchange = [&](Op op, int x, int y, const std::string& name, int64_t group) {
+    int staging = act(lp + name + ".staging", L, group * o_.ranks);
+    Node n{op, {{x, true}}, {{y, true}, {staging, true}}};
+    n.heads = static_cast<int>(c_.n_heads);
+    n.kv_heads = static_cast<int>(c_.n_kv_heads);
+    n.head_dim = static_cast<int>(hd);
+    n.layer = l;
+    g_.add_node(n);
+  };
+  int qh = act(lp + "q_heads", all, gq), kh = act(lp + "k_heads", all, gkv), vh = act(lp + "v_heads", all, gkv);
+  g_.begin_region({lp + "attn_to_heads", L, false});
+  exchange(Op::RowsToHeads, q, qh, "q", gq);
+  exchange(Op::RowsToHeads, K, kh, "k", gkv);
+  exchange(Op::RowsToHeads, V, vh, "v", gkv);
+  g_.end_region();
+
+  int oh = act(lp + "attn_heads", all, gq);
+  g_.begin_region({lp + "attn_heads", all, true});
+  std::vector<Operand> outs = {{oh}};
+  if (o_.traits.attn_workspace_rows > 0)
+    outs.push_back({g_.add_tensor({lp + "attn.workspace", TensorKind::Activation, ElemType::F32,
+                                   SymDim::constant(o_.traits.attn_workspace_rows), all}),
+                    true});
+  Node n{Op::Attention, {{qh}, {kh, true}, {vh, true}}, outs};
+  n.block = o_.attention_block;
+  n.heads = heads;
+  n.kv_heads = kv_heads;
+  n.head_dim = static_cast<int>(hd);
+  n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  n.layer = l;
+  g_.add_node(n);
+  g_.end_region();
+
+  int o = act(lp + "attn", L, qd());
+  g_.begin_region({lp + "attn_to_rows", L, false});
+  exchange(Op::HeadsToRows, oh, o, "attn", gq);
+  g_.end_region();
+  g_.begin_region({lp + "attn_out", L, true});
+  residual_matmul(o, wo, x_);
+  g_.end_region();
+
+  const int end = o_.end_layer < 0 ? n_layers() : o_.end_layer;
+  if (o_.masked_last_layer && l == n_layers() - 1 && end == n_layers()) {
+    x_ = gather_head_rows(x_, pfx_);
+    rows_ = SymDim::masked();
+    positions_ = head_row_pos_;
+  }
 }
 
 // Sparse-dLLM's eviction, on the store step: the block's queries (recomputed for its B rows:

@@ -13,6 +13,7 @@
 #include "graph/graph.h"
 #include "io/model_config.h"
 #include "models/kv_cache.h"
+#include "parallel/sequence_shards.h"
 
 namespace mosaic {
 
@@ -45,11 +46,16 @@ struct GraphOptions {
   // ("pos", and "head_row_pos" for the head rows), and the executor runs attention and the head
   // per sequence (Executor's StepLayout).
   bool packed = false;
-  // One rank's part of a step whose rows are sharded across ranks (issue 17, Model::set_shards):
-  // the graph runs this rank's L rows at the positions "pos"; every layer all-gathers the ranks'
-  // keys and values (K rows: the whole sequence) and attends to them; the head samples this
-  // rank's M rows and does not rank them (the host ranks every rank's rows together).
+  // One rank's part of a step whose rows are sharded across `ranks` ranks (issue 17,
+  // Model::set_shards): the graph runs this rank's L rows at the positions "pos" (K rows: the
+  // whole sequence); the head samples this rank's M rows and does not rank them (the host ranks
+  // every rank's rows together). Each layer's attention meets the other ranks by `exchange`:
+  // AllGather: every rank's keys and values, K rows, for this rank's queries; AllToAll: every
+  // rank's K rows of this rank's group of heads (queries, keys, values), the attention there,
+  // and its output back to the ranks that hold the rows.
   bool sharded = false;
+  parallel::Exchange exchange = parallel::Exchange::AllGather;
+  int ranks = 0;
   BackendTraits traits = cpu_traits();
 
   // Every field takes part: a runner cached under one set of options is never reused for another.
@@ -128,6 +134,8 @@ class StepGraphBuilder {
   // fresh keys, which stay apart.
   bool attends_apart() const { return cached() && o_.cache == CacheMode::Sparse; }
   void select_cache(int layer, int attn_norm, int wq, int bq, const std::string& q_norm, int K, int V, int kc, int vc);
+  void attention_by_heads(int layer, int q, int K, int V, int wo);
+  bool exchanges_heads() const { return o_.sharded && o_.exchange == parallel::Exchange::AllToAll; }
   int64_t d() const { return c_.d_model; }
   int64_t qd() const { return c_.q_dim(); }
   int n_layers() const;

@@ -142,6 +142,7 @@ GraphOptions Model::graph_options(const StepRequest& r) const {
   o.end_layer = end_layer_;
   o.attention_block = r.attention_block;
   o.sharded = !comms_.empty();
+  if (o.sharded) o.exchange = exchange_, o.ranks = ranks();
   o.cache = r.cache.options.mode;
   if (o.cache != CacheMode::None) {
     o.cache_step = r.cache.step;

@@ -140,11 +140,14 @@ class Model {
   // 0, peers[r - 1] rank r (the same model directory loaded on another backend, with the same
   // run_layers), comms[r] rank r's communicator in a group of peers.size() + 1 (one rank: the
   // sharded graph alone, for a 1-GPU NCCL run). A step then runs each rank's rows in a thread
-  // of its own, all-gathers every layer's keys and values, and returns every rank's head rows
-  // as one step would (order ranked on the host). The peers take this model's budget, taming
-  // and layer settings at each step. No cache, batch, layer segment or expert offload.
-  void set_shards(std::vector<Model*> peers, std::vector<parallel::Communicator*> comms);
+  // of its own, exchanges what attention needs in every layer (`exchange`, resolved here:
+  // parallel::resolve_exchange), and returns every rank's head rows as one step would (order
+  // ranked on the host). The peers take this model's budget, taming and layer settings at each
+  // step. No cache, batch, layer segment or expert offload.
+  void set_shards(std::vector<Model*> peers, std::vector<parallel::Communicator*> comms,
+                  parallel::Exchange exchange = parallel::Exchange::Auto);
   int ranks() const { return static_cast<int>(comms_.size()); }  // 0: not sharded
+  parallel::Exchange exchange() const { return exchange_; }
   // A rank failed while running a step: the communicators were aborted, no step runs again.
   bool ranks_aborted() const { return ranks_aborted_; }
 
@@ -213,6 +216,7 @@ class Model {
   int first_layer_ = 0, end_layer_ = -1;
   std::vector<Model*> peers_;                    // set_shards: ranks 1..
   std::vector<parallel::Communicator*> comms_;  // every rank's, or none
+  parallel::Exchange exchange_ = parallel::Exchange::AllGather;
   bool ranks_aborted_ = false;
   // What the arena's persistent prefix holds: the caches a Store step wrote, for which
   // generation shape and block; a Cached step must find its own there.

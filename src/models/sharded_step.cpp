@@ -1,7 +1,8 @@
 // Model::step_sharded: one step's rows split across ranks (issue 17, context parallelism).
 // Rank r runs rows parallel::shard_rows(L, ranks)[r] of the sequence through every layer on its
-// own backend, in a thread of its own; each layer all-gathers the ranks' keys and values
-// (AllGatherRows), so every query attends to the whole sequence as on one device. The FFN and
+// own backend, in a thread of its own; each layer exchanges what attention needs (the ranks' keys
+// and values, or every rank's rows of a group of heads: GraphOptions::exchange), so every query
+// attends to the whole sequence as on one device. The FFN and
 // the head are local: a rank samples the head rows that fall in its shard, and the host merges
 // them and ranks the step's rows by confidence as the device would.
 #include <algorithm>
@@ -17,7 +18,8 @@
 
 namespace mosaic {
 
-void Model::set_shards(std::vector<Model*> peers, std::vector<parallel::Communicator*> comms) {
+void Model::set_shards(std::vector<Model*> peers, std::vector<parallel::Communicator*> comms,
+                       parallel::Exchange exchange) {
   MOSAIC_CHECK(comms.size() == peers.size() + 1, "set_shards: {} peers need {} communicators, not {}", peers.size(),
                peers.size() + 1, comms.size());
   for (size_t r = 0; r < comms.size(); ++r)
@@ -35,6 +37,8 @@ void Model::set_shards(std::vector<Model*> peers, std::vector<parallel::Communic
                  run_layers_);
   }
   MOSAIC_CHECK(comms.size() == 1 || !experts_on_host_, "{}: an expert offload runs on one device", dir_);
+  exchange_ = parallel::resolve_exchange(exchange, static_cast<int>(config_.n_heads),
+                                         static_cast<int>(config_.n_kv_heads), static_cast<int>(comms.size()));
   peers_ = std::move(peers);
   comms_ = std::move(comms);
 }

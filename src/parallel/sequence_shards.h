@@ -3,6 +3,7 @@
 // shards, and for the all-to-all attention (Ulysses-style) the heads into groups.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mosaic::parallel {
@@ -19,11 +20,27 @@ std::vector<Shard> shard_rows(int64_t rows, int n);
 // The shard that holds `row` (it must be in one).
 size_t shard_of(const std::vector<Shard>& shards, int64_t row);
 
-// Query heads and key/value heads in n groups, group r of each on rank r: both counts must
-// divide by n, so that every query head's key/value head lands on its rank (GQA keeps its ratio).
+// Query heads and key/value heads in n groups, group r of each on rank r, so that every query
+// head's key/value head lands on its rank: the query heads must divide by n, and the key/value
+// heads too, or n by them (then each rank gets one key/value head, and several ranks the same).
 struct HeadGroups {
   std::vector<Shard> heads, kv_heads;
 };
+bool heads_split(int heads, int kv_heads, int n);
 HeadGroups shard_heads(int heads, int kv_heads, int n);
+
+// How a sharded step's ranks meet in each layer's attention.
+enum class Exchange : uint8_t {
+  Auto,       // all-to-all where the heads split across the ranks (heads_split), else all-gather
+  AllGather,  // every rank gathers every rank's keys and values and attends with its own queries
+  // Ulysses: an all-to-all hands each rank every row of its group of heads (queries, keys and
+  // values); it attends there, and a second all-to-all returns each rank its rows of every head.
+  AllToAll,
+};
+const char* exchange_name(Exchange e);  // "auto", "all-gather", "all-to-all"
+Exchange parse_exchange(const std::string& name);  // errors name --exchange
+// The exchange a step of `n` ranks runs for `wanted` (Auto picks; AllToAll throws when the heads
+// do not split, naming the counts).
+Exchange resolve_exchange(Exchange wanted, int heads, int kv_heads, int n);
 
 }  // namespace mosaic::parallel

@@ -31,6 +31,13 @@ TEST(CliGpus, GenerateGivesOneDevicesTokens) {
     const json many = generate(fixture("llada_tiny"), gpus, llada);
     EXPECT_EQ(many["output_tokens"], one["output_tokens"]) << gpus;
     EXPECT_EQ(many["gpus"], gpus);
+    // auto: the all-to-all where the fixture's 4 query and 2 key/value heads split
+    EXPECT_EQ(many["exchange"], gpus == 2 ? "all-to-all" : "all-gather") << gpus;
+  }
+  for (const char* exchange : {"all-gather", "all-to-all"}) {
+    const json chosen = generate(fixture("llada_tiny"), 4, llada + " --exchange " + exchange);
+    EXPECT_EQ(chosen["exchange"], exchange);
+    EXPECT_EQ(chosen["output_tokens"], one["output_tokens"]) << exchange;
   }
   // --devices sets the count (a CPU rank has no device: only the count matters there)
   const json listed = generate(fixture("llada_tiny"), 0, llada + " --devices 0,0,0,0");
@@ -43,6 +50,7 @@ TEST(CliGpus, GenerateGivesOneDevicesTokens) {
   auto r = run_command(mosaic("generate --backend cpu --gpus 2 --prompt 'And God said' --gen-length 32 --steps 32"));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("sharded across 2 CPU ranks"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("attention exchange: all-to-all"), std::string::npos) << r.err;
 }
 
 TEST(CliGpus, BenchTimesTheShardedStep) {
@@ -56,6 +64,8 @@ TEST(CliGpus, BenchTimesTheShardedStep) {
   };
   const json one = bench(1), three = bench(3);
   EXPECT_EQ(three["gpus"], 3);
+  EXPECT_EQ(three["exchange"], "all-gather");  // 4 heads do not split 3 ways
+  EXPECT_FALSE(one.contains("exchange"));
   ASSERT_EQ(three["results"].size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_GT(three["results"][i]["ms_per_step"].get<double>(), 0);
@@ -67,19 +77,27 @@ TEST(CliGpus, BenchTimesTheShardedStep) {
 }
 
 TEST(CliGpus, InfoPlansOneRankAndTheLongestStepThatFits) {
-  auto info = [](int gpus) {
+  auto info = [](int gpus, const std::string& extra = "") {
     return run_command(mosaic("info --config " + config("llada-8b") + " --tokens 1048576 --masked 32 "
-                              "--memory-budget 140GiB --gpus " + std::to_string(gpus)));
+                              "--memory-budget 140GiB --gpus " + std::to_string(gpus) + extra));
   };
-  auto one = info(1), eight = info(8);
+  auto one = info(1), eight = info(8), gathered = info(8, " --exchange all-gather");
   ASSERT_EQ(eight.rc, 0) << eight.err;
+  ASSERT_EQ(gathered.rc, 0) << gathered.err;
   EXPECT_NE(eight.out.find("gpus        8: each runs 131072 rows at most"), std::string::npos) << eight.out;
+  EXPECT_NE(eight.out.find("all-to-all: each layer attends over all 1048576 rows of its 4 of 32 heads"),
+            std::string::npos) << eight.out;
+  EXPECT_NE(gathered.out.find("all-gather: each layer gathers every GPU's keys and values"), std::string::npos)
+      << gathered.out;
   EXPECT_NE(eight.out.find("fits        yes"), std::string::npos) << eight.out;
   auto longest = [](const std::string& out) {
     const size_t at = out.find("fits with M=32");
     return std::stoll(out.substr(out.find(": ", at) + 2));
   };
-  EXPECT_GT(longest(eight.out), longest(one.out));
+  // Every GPU holds a whole layer's keys and values with the all-gather, an eighth of the heads'
+  // queries, keys, values and outputs with the all-to-all.
+  EXPECT_GT(longest(gathered.out), longest(one.out));
+  EXPECT_GT(longest(eight.out), 2 * longest(gathered.out));
 }
 
 TEST(CliGpus, WhatAShardedStepCannotRunIsRefusedByFlag) {
@@ -100,6 +118,14 @@ TEST(CliGpus, WhatAShardedStepCannotRunIsRefusedByFlag) {
            {"generate" + m + " --gpus 1 --devices 0,1", "--gpus 1 and --devices 0,1 (2 devices) disagree"},
            {"bench" + m + " --devices 0,0 --cache dual", "--gpus 2 times whole sharded steps"},
            {"info" + m + " --gpus 4 --tokens 3 --masked 2", "--tokens 3 cannot be sharded across --gpus 4"},
+           {"generate" + m + " --gpus 3 --exchange all-to-all",
+            "--exchange all-to-all on 3 GPUs: " + fixture("llada_tiny") + "'s 4 query heads and 2 key/value heads do "
+            "not split into 3 groups"},
+           {"generate" + m + " --exchange all-gather", "--exchange all-gather picks how the ranks of --gpus N"},
+           {"bench" + m + " --gpus 2 --exchange ring", "--exchange: ring not in {auto,all-gather,all-to-all}"},
+           {"info --config " + config("llada-8b") + " --gpus 3 --exchange all-to-all",
+            "--exchange all-to-all on --gpus 3: " + config("llada-8b") + "'s 32 query heads"},
+           {"info" + m + " --exchange all-to-all", "--exchange all-to-all plans how the GPUs of --gpus N"},
        }) {
     auto r = run_command(mosaic(c.args));
     EXPECT_NE(r.rc, 0) << c.args;

@@ -1,7 +1,8 @@
 // A step sharded across ranks on the GPU (Model::set_shards, issue 17), where one GPU is lent:
 // two cuda-fp32 ranks sharing the device (a LocalGroup copying with cudaMemcpy) give every
-// golden generation the single-GPU run's tokens; one NCCL rank runs the sharded graph with NCCL
-// doing the exchange; bf16 ranks hold the single-GPU logits to bf16's tolerance.
+// golden generation the single-GPU run's tokens, with either exchange; one NCCL rank runs the
+// sharded graph with NCCL doing the exchange; bf16 ranks hold the single-GPU logits to bf16's
+// tolerance.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -32,10 +33,14 @@ using nlohmann::json;
 
 std::string fixture(const std::string& name) { return (test::fixtures_dir() / name).string(); }
 
-std::unique_ptr<test::ShardedModel> on_one_gpu(const std::string& name, int ranks, bool fp32) {
-  return std::make_unique<test::ShardedModel>(fixture(name), ranks, [&](int) { return make_cuda_backend(0, fp32); },
-                                              parallel::device_copy);
+std::unique_ptr<test::ShardedModel> on_one_gpu(const std::string& name, int ranks, bool fp32,
+                                                parallel::Exchange exchange = parallel::Exchange::Auto) {
+  auto m = std::make_unique<test::ShardedModel>(fixture(name), ranks, [&](int) { return make_cuda_backend(0, fp32); },
+                                                parallel::device_copy, exchange);
+  if (exchange != parallel::Exchange::Auto) EXPECT_EQ(m->model().exchange(), exchange);
+  return m;
 }
+constexpr parallel::Exchange kExchanges[] = {parallel::Exchange::AllGather, parallel::Exchange::AllToAll};
 
 // Every golden case of a family: the sharded run's tokens, the single-GPU run's, the goldens.
 template <class Generate>
@@ -55,18 +60,21 @@ void expect_same_generations(const std::string& name, Model& sharded, Generate g
 std::vector<int32_t> prompt_of(const json& c) { return c["prompt_tokens"].get<std::vector<int32_t>>(); }
 
 TEST(ShardedStepGpu, TwoFp32RanksGiveTheSingleGpuTokens) {
-  auto llada = on_one_gpu("llada_tiny", 2, true);
-  expect_same_generations("llada_tiny", llada->model(), [](Model& m, const json& c) {
-    return llada_generate(m, prompt_of(c), test::golden_options(c)).tokens;
-  });
-  auto dream = on_one_gpu("dream_tiny", 2, true);
-  expect_same_generations("dream_tiny", dream->model(), [](Model& m, const json& c) {
-    return dream_generate(m, prompt_of(c), test::dream_golden_options(c)).tokens;
-  });
-  auto llada2 = on_one_gpu("llada2_tiny", 2, true);
-  expect_same_generations("llada2_tiny", llada2->model(), [](Model& m, const json& c) {
-    return llada2_generate(m, prompt_of(c), test::llada2_golden_options(c)).tokens;
-  });
+  for (parallel::Exchange e : kExchanges) {
+    SCOPED_TRACE(parallel::exchange_name(e));
+    auto llada = on_one_gpu("llada_tiny", 2, true, e);
+    expect_same_generations("llada_tiny", llada->model(), [](Model& m, const json& c) {
+      return llada_generate(m, prompt_of(c), test::golden_options(c)).tokens;
+    });
+    auto dream = on_one_gpu("dream_tiny", 2, true, e);
+    expect_same_generations("dream_tiny", dream->model(), [](Model& m, const json& c) {
+      return dream_generate(m, prompt_of(c), test::dream_golden_options(c)).tokens;
+    });
+    auto llada2 = on_one_gpu("llada2_tiny", 2, true, e);
+    expect_same_generations("llada2_tiny", llada2->model(), [](Model& m, const json& c) {
+      return llada2_generate(m, prompt_of(c), test::llada2_golden_options(c)).tokens;
+    });
+  }
 }
 
 TEST(ShardedStepGpu, Bf16RanksHoldTheSingleGpuLogits) {
@@ -79,9 +87,15 @@ TEST(ShardedStepGpu, Bf16RanksHoldTheSingleGpuLogits) {
     std::iota(pos.begin(), pos.end(), 0);
     const StepRequest r = test::logits_request(tokens, pos);
     const std::vector<float> want = one.step(r).logits;
-    for (int ranks : {2, 3}) {
-      auto sharded = on_one_gpu(name, ranks, false);
-      EXPECT_LT(test::rel_error(sharded->model().step(r).logits, want), 2e-2) << ranks << " ranks";
+    // 2 ranks both ways, 3 (all-gather: 4 heads), 4 (all-to-all; llada_tiny's 2 key/value heads each on 2 ranks)
+    const std::vector<std::pair<int, parallel::Exchange>> runs = {{2, parallel::Exchange::AllGather},
+                                                                  {2, parallel::Exchange::AllToAll},
+                                                                  {3, parallel::Exchange::AllGather},
+                                                                  {4, parallel::Exchange::AllToAll}};
+    for (const auto& [ranks, e] : runs) {
+      auto sharded = on_one_gpu(name, ranks, false, e);
+      EXPECT_LT(test::rel_error(sharded->model().step(r).logits, want), 2e-2)
+          << ranks << " ranks, " << parallel::exchange_name(e);
     }
   }
 }
@@ -90,13 +104,16 @@ TEST(ShardedStepGpu, Bf16RanksHoldTheSingleGpuLogits) {
 TEST(ShardedStepGpu, OneNcclRankGivesTheSingleGpuTokens) {
   std::string why;
   if (!parallel::NcclCommunicator::available(&why)) GTEST_SKIP() << why;
-  auto comms = parallel::NcclCommunicator::for_devices({0});
-  auto be = make_cuda_backend(0, true);
-  Model m(fixture("llada_tiny"), *be);
-  m.set_shards({}, {comms[0].get()});
-  expect_same_generations("llada_tiny", m, [](Model& mm, const json& c) {
-    return llada_generate(mm, prompt_of(c), test::golden_options(c)).tokens;
-  });
+  for (parallel::Exchange e : kExchanges) {
+    SCOPED_TRACE(parallel::exchange_name(e));
+    auto comms = parallel::NcclCommunicator::for_devices({0});
+    auto be = make_cuda_backend(0, true);
+    Model m(fixture("llada_tiny"), *be);
+    m.set_shards({}, {comms[0].get()}, e);
+    expect_same_generations("llada_tiny", m, [](Model& mm, const json& c) {
+      return llada_generate(mm, prompt_of(c), test::golden_options(c)).tokens;
+    });
+  }
 }
 #endif
 

@@ -2,6 +2,7 @@
 // the ranks: every family's logits equal one device's, sampled steps commit the same tokens in
 // the same order, every golden generation keeps its tokens, and what a sharded step cannot run
 // is refused by name.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -64,9 +65,15 @@ TEST(ShardedStep, LogitsEqualOneDevicesForEveryFamily) {
     for (StepRequest* r : {&all, &few})
       if (std::string(name) == "llada2_tiny") r->attention_block = 8;  // block-causal, as its sampler runs
     const std::vector<float> want_all = one.step(all).logits, want_few = one.step(few).logits;
-    for (int ranks : {1, 2, 3, 5}) {
-      SCOPED_TRACE(ranks);
-      auto sharded = test::sharded_cpu_model(fixture(name), ranks);
+    // The all-to-all splits the fixtures' 4 query heads (2 or 4 key/value heads) over 1, 2 or 4.
+    const std::vector<std::pair<parallel::Exchange, int>> runs = {
+        {parallel::Exchange::AllGather, 1}, {parallel::Exchange::AllGather, 2}, {parallel::Exchange::AllGather, 3},
+        {parallel::Exchange::AllGather, 5}, {parallel::Exchange::AllToAll, 1},  {parallel::Exchange::AllToAll, 2},
+        {parallel::Exchange::AllToAll, 4}};
+    for (const auto& [exchange, ranks] : runs) {
+      SCOPED_TRACE(fmt::format("{} ranks, {}", ranks, parallel::exchange_name(exchange)));
+      auto sharded = test::sharded_cpu_model(fixture(name), ranks, exchange);
+      ASSERT_EQ(sharded->model().exchange(), exchange);
       const std::vector<float> got = sharded->model().step(all).logits;
       ASSERT_EQ(got.size(), want_all.size());
       EXPECT_LT(rel_error(got, want_all), 1e-5);
@@ -99,8 +106,10 @@ TEST(ShardedStep, SampledStepsEqualOneDevices) {
 
 // Every golden case of a fixture, generated on `ranks` CPU ranks, keeps its tokens.
 template <class Generate>
-void expect_goldens(const std::string& name, int ranks, size_t min_cases, Generate generate) {
-  auto sharded = test::sharded_cpu_model(fixture(name), ranks);
+void expect_goldens(const std::string& name, int ranks, parallel::Exchange exchange, size_t min_cases,
+                    Generate generate) {
+  SCOPED_TRACE(fmt::format("{} on {} ranks, {}", name, ranks, parallel::exchange_name(exchange)));
+  auto sharded = test::sharded_cpu_model(fixture(name), ranks, exchange);
   const json g = goldens(name);
   ASSERT_GE(g["cases"].size(), min_cases);
   for (const json& c : g["cases"]) {
@@ -114,20 +123,34 @@ TEST(ShardedStep, LladaGoldensHoldOnTwoRanks) {  // guided cases run two trunks,
   auto llada = [](Model& m, const std::vector<int32_t>& p, const json& c) {
     return llada_generate(m, p, test::golden_options(c));
   };
-  expect_goldens("llada_tiny", 2, 8, llada);
-  expect_goldens("llada_moe_tiny", 2, 4, llada);
+  for (parallel::Exchange e : {parallel::Exchange::AllGather, parallel::Exchange::AllToAll}) {
+    expect_goldens("llada_tiny", 2, e, 8, llada);
+    expect_goldens("llada_moe_tiny", 2, e, 4, llada);
+  }
 }
 
-TEST(ShardedStep, DreamGoldensHoldOnThreeRanks) {
-  expect_goldens("dream_tiny", 3, 15, [](Model& m, const std::vector<int32_t>& p, const json& c) {
+TEST(ShardedStep, DreamGoldensHoldOnThreeRanksAndOnFour) {
+  auto dream = [](Model& m, const std::vector<int32_t>& p, const json& c) {
     return dream_generate(m, p, test::dream_golden_options(c));
-  });
+  };
+  expect_goldens("dream_tiny", 3, parallel::Exchange::AllGather, 15, dream);
+  expect_goldens("dream_tiny", 4, parallel::Exchange::AllToAll, 15, dream);  // one key/value head for two ranks
 }
 
-TEST(ShardedStep, Llada2GoldensHoldOnTwoRanks) {
-  expect_goldens("llada2_tiny", 2, 15, [](Model& m, const std::vector<int32_t>& p, const json& c) {
-    return llada2_generate(m, p, test::llada2_golden_options(c));
-  });
+TEST(ShardedStep, Llada2GoldensHoldOnTwoRanks) {  // block-causal attention over the exchanged heads
+  for (parallel::Exchange e : {parallel::Exchange::AllGather, parallel::Exchange::AllToAll})
+    expect_goldens("llada2_tiny", 2, e, 15, [](Model& m, const std::vector<int32_t>& p, const json& c) {
+      return llada2_generate(m, p, test::llada2_golden_options(c));
+    });
+}
+
+// Auto takes the all-to-all where the heads split across the ranks; asked for where they do not,
+// it is refused with the counts.
+TEST(ShardedStep, PicksTheExchangeTheHeadsAllow) {
+  EXPECT_EQ(test::sharded_cpu_model(fixture("llada_tiny"), 2)->model().exchange(), parallel::Exchange::AllToAll);
+  EXPECT_EQ(test::sharded_cpu_model(fixture("llada_tiny"), 3)->model().exchange(), parallel::Exchange::AllGather);
+  expect_error_contains([&] { test::sharded_cpu_model(fixture("llada_tiny"), 3, parallel::Exchange::AllToAll); },
+                        "4 query heads must divide by 3");
 }
 
 // The plan of a sharded step is one rank's: fewer rows than the whole step's, every key.

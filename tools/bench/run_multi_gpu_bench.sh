@@ -9,10 +9,12 @@
 #   path end to end at full size (the ranks take turns on the device: no speedup is expected).
 # LENGTHS: the steps timed at full depth; LONG/LONG_LAYERS: a longer step through its first
 #   layers only (a full 32-layer step at 1M tokens takes ~16 minutes on one H200).
+# EXCHANGES: the attention exchanges timed on N > 1 ranks (default both: all-gather all-to-all).
 #
 # 1. writes the checkpoint (tools/reference/make_checkpoint.py, bf16, on the GPU)
-# 2. mosaic bench --gpus N (or --devices) per N at LENGTHS, then at LONG through LONG_LAYERS layers
-# 3. mosaic info --gpus N: the longest step N GPUs fit (from the plan)
+# 2. mosaic bench --gpus N (or --devices) per N and exchange at LENGTHS, then at LONG through
+#    LONG_LAYERS layers
+# 3. mosaic info --gpus N --exchange E: the longest step N GPUs fit (from the plan)
 # 4. tools/bench/scaling_table.py prints time, speedup and efficiency against one GPU
 # Outputs (JSON and logs) land in OUTDIR; each stage is bounded by `timeout`.
 set -uo pipefail
@@ -26,9 +28,10 @@ if [ -z "${RANKS:-}" ]; then
   RANKS=1
   for n in 2 4 8; do [ "$n" -le "$gpus" ] && RANKS="$RANKS $n"; done
 fi
-lengths=${LENGTHS:-16k,64k,256k}
-long=${LONG:-1M}
+lengths=${LENGTHS-16k,64k,256k}  # set but empty: no full-depth steps
+long=${LONG-1M}
 long_layers=${LONG_LAYERS:-2}
+exchanges=${EXCHANGES:-all-gather all-to-all}
 stage() {  # stage SECONDS NAME CMD...: runs CMD under a time limit, logs its status
   local limit=$1 name=$2; shift 2
   local t0=$SECONDS
@@ -53,16 +56,25 @@ nvidia-smi topo -m > "$out/topology.txt" 2>&1
 [ -f "$ck/config.json" ] || stage 200 checkpoint python3 tools/reference/make_checkpoint.py --preset llada-8b \
   --out "$ck" --device cuda
 for n in $RANKS; do
-  # shellcheck disable=SC2046
-  stage "${STEP_LIMIT:-240}" "bench ranks=$n" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" --backend cuda \
-    $(ranks_flag "$n") --tokens "$lengths" --warmup 1 --iters "${ITERS:-3}" --json "$out/ranks$n.json"
-  if [ -n "$long" ]; then
-    # shellcheck disable=SC2046
-    stage "${LONG_LIMIT:-300}" "bench ranks=$n long" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" \
-      --backend cuda $(ranks_flag "$n") --tokens "$long" --layers "$long_layers" --warmup 0 --iters 1 \
-      --json "$out/ranks${n}_long.json"
-  fi
-  env LD_LIBRARY_PATH="$libs" "$bin" info --model "$ck" --backend cuda --tokens 1048576 --gpus "$n" \
-    --memory-budget 0.95 > "$out/info_ranks$n.txt" 2>&1
+  ex_list=one
+  [ "$n" -gt 1 ] && ex_list=$exchanges
+  for ex in $ex_list; do
+    ex_flag=() tag=$n
+    [ "$ex" != one ] && ex_flag=(--exchange "$ex") tag="${n}_$ex"
+    if [ -n "$lengths" ]; then
+      # shellcheck disable=SC2046
+      stage "${STEP_LIMIT:-240}" "bench ranks=$n $ex" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" \
+        --backend cuda $(ranks_flag "$n") "${ex_flag[@]}" --tokens "$lengths" --warmup 1 --iters "${ITERS:-3}" \
+        --json "$out/ranks$tag.json"
+    fi
+    if [ -n "$long" ]; then
+      # shellcheck disable=SC2046
+      stage "${LONG_LIMIT:-300}" "bench ranks=$n $ex long" env LD_LIBRARY_PATH="$libs" "$bin" bench --model "$ck" \
+        --backend cuda $(ranks_flag "$n") "${ex_flag[@]}" --tokens "$long" --layers "$long_layers" --warmup 0 \
+        --iters 1 --json "$out/ranks${tag}_long.json"
+    fi
+    env LD_LIBRARY_PATH="$libs" "$bin" info --model "$ck" --backend cuda --tokens 1048576 --gpus "$n" \
+      "${ex_flag[@]}" --memory-budget 0.95 > "$out/info_ranks$tag.txt" 2>&1
+  done
 done
 python3 tools/bench/scaling_table.py "$out"

@@ -103,6 +103,12 @@ class CpuBackend final : public Backend {
   void scatter_rows(const void* x, int64_t d, const int32_t* idx, int64_t rows, void* out) override {
     cpu::scatter_rows(f(x), d, idx, rows, f(out));
   }
+  void copy_columns(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                    int64_t rows) override {
+    for (int64_t i = 0; i < rows; ++i)
+      std::memcpy(static_cast<std::byte*>(dst) + static_cast<size_t>(i) * dst_pitch,
+                  static_cast<const std::byte*>(src) + static_cast<size_t>(i) * src_pitch, width);
+  }
   void cache_select(const void* q_block, int64_t block_rows, const void* k, const void* v, const int32_t* outside,
                     int64_t n, int heads, int kv_heads, int hd, int kernel, int64_t keep, float* scores,
                     int32_t* kept, void* k_cache, void* v_cache) override {

@@ -429,6 +429,12 @@ class CudaBackend final : public Backend {
     if (f32_) cuda::scatter_rows_f32(f(x), d, idx, rows, f(out), stream_);
     else cuda::scatter_rows(b(x), d, idx, rows, b(out), stream_);
   }
+  void copy_columns(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                    int64_t rows) override {
+    if (rows > 0)
+      CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, static_cast<size_t>(rows),
+                                   cudaMemcpyDeviceToDevice, stream_));
+  }
   void cache_select(const void* q_block, int64_t block_rows, const void* k, const void* v, const int32_t* outside,
                     int64_t n, int heads, int kv_heads, int hd, int kernel, int64_t keep, float* scores,
                     int32_t* kept, void* k_cache, void* v_cache) override {

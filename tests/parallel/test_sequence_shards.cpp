@@ -1,21 +1,14 @@
-// The sharded attentions' exchange schedules between LocalGroup threads (all-to-all over heads,
-// and the ring of key/value blocks): every rank's rows of its output equal the same rows of one
-// device's attention, for uneven shards, GQA and the block-causal mask; plus the shards and the
-// group's own checks.
+// How a sharded step cuts its rows and heads across ranks, which exchange it picks, and the
+// LocalGroup communicator's own checks (the exchanges themselves run in the engine's sharded
+// step: tests/models/test_sharded_step.cpp).
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <exception>
-#include <random>
 #include <thread>
 #include <vector>
 
-#include "backend/backend.h"
-#include "backend/cpu/kernels.h"
 #include "core/error.h"
-#include "parallel/all_to_all_attention.h"
 #include "parallel/local_group.h"
-#include "parallel/ring_attention.h"
 #include "parallel/sequence_shards.h"
 
 namespace mosaic::parallel {
@@ -57,12 +50,23 @@ TEST(SequenceShards, HeadsMustDivideByTheRanks) {
   EXPECT_EQ(g.heads[3].begin, 24);
   EXPECT_EQ(g.kv_heads[3].begin, 6);
   EXPECT_EQ(g.kv_heads[3].count, 2);
+  // More ranks than key/value heads: each rank reads one, two ranks the same
+  const HeadGroups more = shard_heads(32, 8, 16);
+  EXPECT_EQ(more.heads[5].begin, 10);
+  EXPECT_EQ(more.kv_heads[5].begin, 2);  // query heads 10, 11 read key/value head 10 / 4
+  EXPECT_EQ(more.kv_heads[5].count, 1);
+  EXPECT_TRUE(heads_split(28, 4, 4));   // Dream-7B on 4
+  EXPECT_FALSE(heads_split(28, 4, 8));  // and not on 8: 28 query heads
+  EXPECT_FALSE(heads_split(48, 6, 4));  // 6 key/value heads on 4 ranks: neither divides the other
   try {
-    shard_heads(32, 8, 16);  // 8 key/value heads over 16 ranks
+    shard_heads(48, 6, 4);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("8 key/value heads"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("6 key/value heads by 4"), std::string::npos) << e.what();
   }
+  EXPECT_EQ(resolve_exchange(Exchange::Auto, 28, 4, 8), Exchange::AllGather);
+  EXPECT_EQ(resolve_exchange(Exchange::Auto, 32, 32, 8), Exchange::AllToAll);
+  EXPECT_EQ(resolve_exchange(Exchange::AllGather, 32, 32, 8), Exchange::AllGather);
 }
 
 TEST(LocalGroup, AllToAllDeliversEachPairsBytes) {
@@ -116,46 +120,6 @@ TEST(LocalGroup, AFailedCollectiveStopsEveryRanksSchedule) {
                }),
                Error);
   EXPECT_EQ(reached_second, (std::vector<int>(n, 0)));
-}
-
-TEST(ShardedAttention, EachRanksRowsEqualOneDevicesAttention) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> dist(0.f, 1.f);
-  const int heads = 8, kv_heads = 4, hd = 16;
-  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  for (int64_t rows : {37, 64})
-    for (int64_t block : {0, 8})
-      for (int n : {1, 2, 4}) {
-        const int64_t q_ld = heads * hd, kv_ld = kv_heads * hd;
-        std::vector<float> q(static_cast<size_t>(rows * q_ld)), k(static_cast<size_t>(rows * kv_ld)),
-            v(static_cast<size_t>(rows * kv_ld)), ref(q.size());
-        for (auto* x : {&q, &k, &v})
-          for (float& f : *x) f = dist(rng);
-        std::vector<float> ws(static_cast<size_t>(cpu_traits().attn_workspace_rows * rows));
-        cpu::attention(q.data(), rows, {k.data(), v.data(), rows}, {}, heads, kv_heads, hd, scale, ref.data(),
-                       ws.data(), AttentionMask{block, nullptr, 0});
-        // One schedule on n ranks: every rank's rows of the output, gathered.
-        using Schedule = decltype(&all_to_all_attention_cpu);
-        auto sharded = [&](Schedule schedule) {
-          const std::vector<Shard> shards = shard_rows(rows, n);
-          std::vector<float> out(q.size(), NAN);
-          LocalGroup g(n);
-          on_every_rank(n, [&](int r) {
-            const Shard s = shards[static_cast<size_t>(r)];
-            schedule(g.rank(r), q.data() + s.begin * q_ld, k.data() + s.begin * kv_ld, v.data() + s.begin * kv_ld,
-                     rows, heads, kv_heads, hd, scale, block, out.data() + s.begin * q_ld);
-          });
-          return out;
-        };
-        // The same arithmetic per (row, head) on every rank: equal, not merely close.
-        EXPECT_EQ(sharded(all_to_all_attention_cpu), ref) << rows << " rows, block " << block << ", " << n << " ranks";
-
-        // The ring folds the blocks in another order (double sums): close to the reference.
-        const std::vector<float> ring = sharded(ring_attention_cpu);
-        for (size_t i = 0; i < ring.size(); ++i)
-          ASSERT_NEAR(ring[i], ref[i], 1e-5f + 1e-5f * std::abs(ref[i]))
-              << "ring: element " << i << ", " << rows << " rows, block " << block << ", " << n << " ranks";
-      }
 }
 
 }  // namespace

@@ -284,7 +284,7 @@ void run_generate(const GenerateFlags& f) {
   j["family"] = config.family;
   j["backend"] = s.backend_name();
   j["gpus"] = ranks;
-  if (s.model().ranks() > 1) j["exchange"] = parallel::exchange_name(s.model().exchange());
+  if (s.model().ranks() > 0) j["exchange"] = parallel::exchange_name(s.model().exchange());
   j["prompt_tokens"] = prompt;
   j["output_tokens"] = gen;
   j["text"] = text;

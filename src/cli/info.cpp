@@ -123,6 +123,18 @@ void run_info(const InfoFlags& f) {
   }
   MOSAIC_CHECK(f.host_memory.empty() || slots, "--host-memory checks an expert offload: give --gpu-experts or "
                "--expert-budget");
+  MOSAIC_CHECK(f.gpus > 1 || f.exchange_flag->count() == 0,
+               "--exchange {} plans how the GPUs of --gpus N (N > 1) meet; give --gpus", f.exchange);
+  parallel::Exchange exchange = parallel::parse_exchange(f.exchange);
+  if (f.gpus > 1) {
+    MOSAIC_CHECK(exchange != parallel::Exchange::AllToAll ||
+                     parallel::heads_split(static_cast<int>(config.n_heads), static_cast<int>(config.n_kv_heads), f.gpus),
+                 "--exchange all-to-all on --gpus {}: {}'s {} query heads and {} key/value heads do not split into {} "
+                 "groups; use --exchange all-gather or auto",
+                 f.gpus, source, config.n_heads, config.n_kv_heads, f.gpus);
+    exchange = parallel::resolve_exchange(exchange, static_cast<int>(config.n_heads),
+                                          static_cast<int>(config.n_kv_heads), f.gpus);
+  }
 
   fmt::print("model       {} ({})\n", source, config.family);
   fmt::print("layers      {}   d_model {}   heads {} (kv {})   head_dim {}   ffn {}\n", config.n_layers, config.d_model,
@@ -161,19 +173,8 @@ void run_info(const InfoFlags& f) {
   go.fused_qkv = fused;
   go.traits = traits;
   go.sharded = f.gpus > 1;
-  MOSAIC_CHECK(go.sharded || f.exchange_flag->count() == 0,
-               "--exchange {} plans how the GPUs of --gpus N (N > 1) meet; give --gpus", f.exchange);
-  if (go.sharded) {
-    go.ranks = f.gpus;
-    go.exchange = parallel::parse_exchange(f.exchange);
-    MOSAIC_CHECK(go.exchange != parallel::Exchange::AllToAll ||
-                     parallel::heads_split(static_cast<int>(config.n_heads), static_cast<int>(config.n_kv_heads), f.gpus),
-                 "--exchange all-to-all on --gpus {}: {}'s {} query heads and {} key/value heads do not split into {} "
-                 "groups; use --exchange all-gather or auto",
-                 f.gpus, source, config.n_heads, config.n_kv_heads, f.gpus);
-    go.exchange = parallel::resolve_exchange(go.exchange, static_cast<int>(config.n_heads),
-                                             static_cast<int>(config.n_kv_heads), f.gpus);
-  }
+  go.ranks = go.sharded ? f.gpus : 0;
+  go.exchange = exchange;
   Graph g = build_step_graph(config, go);
   const Dims d = rank_dims(f.tokens, f.masked, f.gpus);
 

@@ -43,9 +43,10 @@ void add_gpus_flag(CLI::App* c, SessionFlags& f) {
   f.exchange_flag =
       c->add_option("--exchange", f.exchange,
                     "How --gpus' ranks meet in each layer's attention. all-to-all (Ulysses): each GPU gets every row "
-                    "of its group of heads, attends there and sends the output back (4 L d / N bytes per GPU; the "
-                    "heads must split into N groups). all-gather: each GPU gathers every GPU's keys and values "
-                    "(2 L d per GPU, any N). auto: all-to-all where the heads split, else all-gather")
+                    "of its N-th of the heads (q, k, v), attends there and sends the output back; it holds those four "
+                    "for every row (the heads must split into N groups). all-gather: each GPU gathers every GPU's "
+                    "keys and values and holds them for every row (any N). auto: the one that holds less (the "
+                    "all-to-all for LLaDA-8B on 4 or more GPUs; the all-gather for models with few key/value heads)")
           ->check(CLI::IsMember({"auto", "all-gather", "all-to-all"}))
           ->capture_default_str();
 }

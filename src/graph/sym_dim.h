@@ -3,8 +3,8 @@
 // step: L = rows the step runs (the whole sequence, or a cached step's block), M = rows that
 // reach the LM head (masked candidates). Cached decoding adds two sizes that hold for a whole
 // generation: K = rows of each layer's key/value cache, B = rows of the block being denoised.
-// A step sharded across ranks (issue 17) runs L of the sequence's rows per rank and gathers
-// every rank's keys and values: K is then the whole sequence.
+// A step sharded across ranks (issue 17) runs L of the sequence's rows per rank and exchanges
+// what attention needs for every row of the sequence: K is then the whole sequence.
 #include <compare>
 #include <cstdint>
 #include <string>

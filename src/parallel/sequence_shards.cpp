@@ -59,8 +59,20 @@ Exchange parse_exchange(const std::string& name) {
   MOSAIC_FAIL("--exchange '{}': expected auto, all-gather or all-to-all", name);
 }
 
+int exchange_heads_per_row(Exchange e, int heads, int kv_heads, int n) {
+  if (e == Exchange::AllGather) return 2 * kv_heads;
+  if (e != Exchange::AllToAll || !heads_split(heads, kv_heads, n)) return -1;
+  const HeadGroups g = shard_heads(heads, kv_heads, n);
+  return static_cast<int>(2 * g.heads[0].count + 2 * g.kv_heads[0].count);
+}
+
 Exchange resolve_exchange(Exchange wanted, int heads, int kv_heads, int n) {
-  if (wanted == Exchange::Auto) return heads_split(heads, kv_heads, n) ? Exchange::AllToAll : Exchange::AllGather;
+  if (wanted == Exchange::Auto) {
+    const int to_all = exchange_heads_per_row(Exchange::AllToAll, heads, kv_heads, n);
+    return to_all >= 0 && to_all < exchange_heads_per_row(Exchange::AllGather, heads, kv_heads, n)
+               ? Exchange::AllToAll
+               : Exchange::AllGather;
+  }
   if (wanted == Exchange::AllToAll) shard_heads(heads, kv_heads, n);  // throws when the heads do not split
   return wanted;
 }

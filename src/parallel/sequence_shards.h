@@ -31,7 +31,7 @@ HeadGroups shard_heads(int heads, int kv_heads, int n);
 
 // How a sharded step's ranks meet in each layer's attention.
 enum class Exchange : uint8_t {
-  Auto,       // all-to-all where the heads split across the ranks (heads_split), else all-gather
+  Auto,       // the one whose exchanged tensors are smaller (exchange_heads_per_row)
   AllGather,  // every rank gathers every rank's keys and values and attends with its own queries
   // Ulysses: an all-to-all hands each rank every row of its group of heads (queries, keys and
   // values); it attends there, and a second all-to-all returns each rank its rows of every head.
@@ -39,8 +39,14 @@ enum class Exchange : uint8_t {
 };
 const char* exchange_name(Exchange e);  // "auto", "all-gather", "all-to-all"
 Exchange parse_exchange(const std::string& name);  // errors name --exchange
-// The exchange a step of `n` ranks runs for `wanted` (Auto picks; AllToAll throws when the heads
-// do not split, naming the counts).
+// What each rank holds (and about what it moves) per row of the sequence, in heads: the
+// all-gather every key/value head's k and v (2 kv_heads); the all-to-all its group's q, k, v and
+// attention output (2 heads / n + 2 per-rank key/value heads); -1 where the heads do not split.
+int exchange_heads_per_row(Exchange e, int heads, int kv_heads, int n);
+// The exchange a step of `n` ranks runs for `wanted`: Auto takes the all-to-all where it holds
+// less than the all-gather (LLaDA-8B's 32/32 heads on 4 or more ranks), else the all-gather
+// (ties too: it runs two collectives a layer, not four); AllToAll throws when the heads do not
+// split, naming the counts.
 Exchange resolve_exchange(Exchange wanted, int heads, int kv_heads, int n);
 
 }  // namespace mosaic::parallel

@@ -31,9 +31,10 @@ TEST(CliGpus, GenerateGivesOneDevicesTokens) {
     const json many = generate(fixture("llada_tiny"), gpus, llada);
     EXPECT_EQ(many["output_tokens"], one["output_tokens"]) << gpus;
     EXPECT_EQ(many["gpus"], gpus);
-    // auto: the all-to-all where the fixture's 4 query and 2 key/value heads split
-    EXPECT_EQ(many["exchange"], gpus == 2 ? "all-to-all" : "all-gather") << gpus;
+    // auto: the fixture's 4 query and 2 key/value heads make the all-gather the smaller exchange
+    EXPECT_EQ(many["exchange"], "all-gather") << gpus;
   }
+  EXPECT_EQ(generate(fixture("llada_moe_tiny"), 4, llada)["exchange"], "all-to-all");  // 4/4 heads on 4
   for (const char* exchange : {"all-gather", "all-to-all"}) {
     const json chosen = generate(fixture("llada_tiny"), 4, llada + " --exchange " + exchange);
     EXPECT_EQ(chosen["exchange"], exchange);
@@ -50,7 +51,7 @@ TEST(CliGpus, GenerateGivesOneDevicesTokens) {
   auto r = run_command(mosaic("generate --backend cpu --gpus 2 --prompt 'And God said' --gen-length 32 --steps 32"));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("sharded across 2 CPU ranks"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("attention exchange: all-to-all"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("attention exchange: all-gather"), std::string::npos) << r.err;
 }
 
 TEST(CliGpus, BenchTimesTheShardedStep) {
@@ -84,6 +85,10 @@ TEST(CliGpus, InfoPlansOneRankAndTheLongestStepThatFits) {
   auto one = info(1), eight = info(8), gathered = info(8, " --exchange all-gather");
   ASSERT_EQ(eight.rc, 0) << eight.err;
   ASSERT_EQ(gathered.rc, 0) << gathered.err;
+  // Dream-7B's 28 query heads and 4 key/value heads: the all-gather holds less, auto takes it
+  auto dream = run_command(mosaic("info --config " + config("dream-7b") + " --tokens 1048576 --gpus 4"));
+  ASSERT_EQ(dream.rc, 0) << dream.err;
+  EXPECT_NE(dream.out.find("all-gather: each layer gathers"), std::string::npos) << dream.out;
   EXPECT_NE(eight.out.find("gpus        8: each runs 131072 rows at most"), std::string::npos) << eight.out;
   EXPECT_NE(eight.out.find("all-to-all: each layer attends over all 1048576 rows of its 4 of 32 heads"),
             std::string::npos) << eight.out;

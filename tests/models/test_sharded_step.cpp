@@ -144,33 +144,62 @@ TEST(ShardedStep, Llada2GoldensHoldOnTwoRanks) {  // block-causal attention over
     });
 }
 
-// Auto takes the all-to-all where the heads split across the ranks; asked for where they do not,
-// it is refused with the counts.
-TEST(ShardedStep, PicksTheExchangeTheHeadsAllow) {
-  EXPECT_EQ(test::sharded_cpu_model(fixture("llada_tiny"), 2)->model().exchange(), parallel::Exchange::AllToAll);
-  EXPECT_EQ(test::sharded_cpu_model(fixture("llada_tiny"), 3)->model().exchange(), parallel::Exchange::AllGather);
+// Auto takes the exchange that holds less per rank: the all-to-all only where the query heads
+// are many against the key/value heads' whole; asked for where the heads do not split, the
+// all-to-all is refused with the counts.
+TEST(ShardedStep, PicksTheSmallerExchange) {
+  auto picked = [](const char* name, int ranks) { return test::sharded_cpu_model(fixture(name), ranks)->model().exchange(); };
+  EXPECT_EQ(picked("llada_moe_tiny", 4), parallel::Exchange::AllToAll);  // 4/4 heads: 2*1 + 2*1 < 2*4 per row
+  EXPECT_EQ(picked("llada_moe_tiny", 2), parallel::Exchange::AllGather);  // 2*2 + 2*2: a tie
+  EXPECT_EQ(picked("llada_tiny", 2), parallel::Exchange::AllGather);      // 4/2 heads: 2*2 + 2*1 > 2*2
+  EXPECT_EQ(picked("llada_tiny", 3), parallel::Exchange::AllGather);      // 4 heads do not split 3 ways
   expect_error_contains([&] { test::sharded_cpu_model(fixture("llada_tiny"), 3, parallel::Exchange::AllToAll); },
                         "4 query heads must divide by 3");
 }
 
+// Several query heads per rank reading one key/value head that several ranks share (multi-query
+// attention on 2 ranks: LLaDA2-flash's layout on 8 GPUs), and one query head each on 4.
+TEST(ShardedStep, RanksShareAKeyValueHead) {
+  const auto dir = test::scratch_dir("sharded_one_kv_head");
+  test::run_python("tests/models/one_kv_head_fixture.py", "\"" + fixture("llada_tiny") + "\" \"" + dir.string() + "\"");
+  auto be = make_cpu_backend();
+  Model one(dir.string(), *be);
+  ASSERT_EQ(one.config().n_kv_heads, 1);
+  const std::vector<int32_t> tokens = some_tokens(one, 29);
+  std::vector<int32_t> pos(tokens.size());
+  std::iota(pos.begin(), pos.end(), 0);
+  const StepRequest all = test::logits_request(tokens, pos), few = test::logits_request(tokens, {28, 3, 15});
+  const std::vector<float> want_all = one.step(all).logits, want_few = one.step(few).logits;
+  for (const auto& [exchange, ranks] : std::vector<std::pair<parallel::Exchange, int>>{
+           {parallel::Exchange::AllToAll, 2}, {parallel::Exchange::AllToAll, 4}, {parallel::Exchange::AllGather, 3}}) {
+    SCOPED_TRACE(fmt::format("{} ranks, {}", ranks, parallel::exchange_name(exchange)));
+    auto sharded = test::sharded_cpu_model(dir.string(), ranks, exchange);
+    EXPECT_LT(rel_error(sharded->model().step(all).logits, want_all), 1e-5);
+    EXPECT_LT(rel_error(sharded->model().step(few).logits, want_few), 1e-5);
+  }
+}
+
 // The plan of a sharded step is one rank's: fewer rows than the whole step's, every key.
 TEST(ShardedStep, EachRankPlansItsShard) {
-  auto be = make_cpu_backend();
-  Model one(fixture("llada_tiny"), *be);
-  auto sharded = test::sharded_cpu_model(fixture("llada_tiny"), 4);
-  const std::vector<int32_t> tokens = some_tokens(one, 64);
-  const StepRequest r = test::sample_request(tokens, {60, 61, 62, 63});
-  const Dims d = sharded->model().dims(r);
-  EXPECT_EQ(d.L, 16);
-  EXPECT_EQ(d.M, 4);
-  EXPECT_EQ(d.K, 64);
-  EXPECT_LT(sharded->model().plan(d, r).arena_bytes(), one.plan(one.dims(r), r).arena_bytes());
-  // generate's up-front check plans the same shard: the longest, with as many head rows as it holds
-  const GenerationPlan gp = sharded->model().check_generation({}, GenerationShape{64, 8, 8}, false);
-  ASSERT_EQ(gp.steps.size(), 1u);
-  EXPECT_EQ(gp.steps[0].dims, (Dims{16, 8, 64, 0}));
-  EXPECT_EQ(sharded->model().check_generation({}, GenerationShape{66, 32, 32}, false).steps[0].dims,
-            (Dims{17, 17, 66, 0}));
+  for (parallel::Exchange e : {parallel::Exchange::AllGather, parallel::Exchange::AllToAll}) {
+    SCOPED_TRACE(parallel::exchange_name(e));
+    auto be = make_cpu_backend();
+    Model one(fixture("llada_tiny"), *be);
+    auto sharded = test::sharded_cpu_model(fixture("llada_tiny"), 4, e);
+    const std::vector<int32_t> tokens = some_tokens(one, 64);
+    const StepRequest r = test::sample_request(tokens, {60, 61, 62, 63});
+    const Dims d = sharded->model().dims(r);
+    EXPECT_EQ(d.L, 16);
+    EXPECT_EQ(d.M, 4);
+    EXPECT_EQ(d.K, 64);
+    EXPECT_LT(sharded->model().plan(d, r).arena_bytes(), one.plan(one.dims(r), r).arena_bytes());
+    // generate's up-front check plans the same shard: the longest, with as many head rows as it holds
+    const GenerationPlan gp = sharded->model().check_generation({}, GenerationShape{64, 8, 8}, false);
+    ASSERT_EQ(gp.steps.size(), 1u);
+    EXPECT_EQ(gp.steps[0].dims, (Dims{16, 8, 64, 0}));
+    EXPECT_EQ(sharded->model().check_generation({}, GenerationShape{66, 32, 32}, false).steps[0].dims,
+              (Dims{17, 17, 66, 0}));
+  }
 }
 
 TEST(ShardedStep, RefusesWhatItCannotRunByName) {
@@ -223,16 +252,19 @@ class FailingRank : public parallel::Communicator {
 };
 
 TEST(ShardedStep, ARankThatFailsStopsEveryRank) {
-  auto be0 = make_cpu_backend(), be1 = make_cpu_backend();
-  Model m0(fixture("llada_tiny"), *be0), m1(fixture("llada_tiny"), *be1);
-  parallel::LocalGroup group(2);
-  FailingRank failing(group.rank(1));
-  m0.set_shards({&m1}, {&group.rank(0), &failing});
-  const std::vector<int32_t> tokens = some_tokens(m0, 20);
-  expect_error_contains([&] { m0.step(test::sample_request(tokens, {19})); }, "rank 1 lost its device");
-  // the group is gone: the next step says so instead of waiting
-  EXPECT_TRUE(m0.ranks_aborted());
-  expect_error_contains([&] { m0.step(test::sample_request(tokens, {19})); }, "communicators were aborted");
+  for (parallel::Exchange e : {parallel::Exchange::AllGather, parallel::Exchange::AllToAll}) {
+    SCOPED_TRACE(parallel::exchange_name(e));
+    auto be0 = make_cpu_backend(), be1 = make_cpu_backend();
+    Model m0(fixture("llada_tiny"), *be0), m1(fixture("llada_tiny"), *be1);
+    parallel::LocalGroup group(2);
+    FailingRank failing(group.rank(1));
+    m0.set_shards({&m1}, {&group.rank(0), &failing}, e);
+    const std::vector<int32_t> tokens = some_tokens(m0, 20);
+    expect_error_contains([&] { m0.step(test::sample_request(tokens, {19})); }, "rank 1 lost its device");
+    // the group is gone: the next step says so instead of waiting
+    EXPECT_TRUE(m0.ranks_aborted());
+    expect_error_contains([&] { m0.step(test::sample_request(tokens, {19})); }, "communicators were aborted");
+  }
 }
 
 }  // namespace

@@ -64,9 +64,18 @@ TEST(SequenceShards, HeadsMustDivideByTheRanks) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("6 key/value heads by 4"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(resolve_exchange(Exchange::Auto, 28, 4, 8), Exchange::AllGather);
+  // Auto: the smaller exchange per row. LLaDA-8B (32/32): a tie on 2 ranks (2*16 + 2*16 = 64 =
+  // 2*32 heads), the all-to-all from 4 (2*8 + 2*8 = 32); Dream-7B (28/4) never: 2*7 + 2*1 > 8.
+  EXPECT_EQ(exchange_heads_per_row(Exchange::AllToAll, 32, 32, 2), 64);
+  EXPECT_EQ(exchange_heads_per_row(Exchange::AllGather, 32, 32, 2), 64);
+  EXPECT_EQ(resolve_exchange(Exchange::Auto, 32, 32, 2), Exchange::AllGather);
+  EXPECT_EQ(resolve_exchange(Exchange::Auto, 32, 32, 4), Exchange::AllToAll);
   EXPECT_EQ(resolve_exchange(Exchange::Auto, 32, 32, 8), Exchange::AllToAll);
+  EXPECT_EQ(resolve_exchange(Exchange::Auto, 28, 4, 4), Exchange::AllGather);
+  EXPECT_EQ(resolve_exchange(Exchange::Auto, 28, 4, 8), Exchange::AllGather);  // 28 heads do not split 8 ways
+  EXPECT_EQ(exchange_heads_per_row(Exchange::AllToAll, 28, 4, 8), -1);
   EXPECT_EQ(resolve_exchange(Exchange::AllGather, 32, 32, 8), Exchange::AllGather);
+  EXPECT_EQ(resolve_exchange(Exchange::AllToAll, 32, 32, 2), Exchange::AllToAll);
 }
 
 TEST(LocalGroup, AllToAllDeliversEachPairsBytes) {

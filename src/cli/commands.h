@@ -8,6 +8,8 @@
 
 #include "backend/backend.h"
 #include "core/format.h"
+#include "io/model_config.h"
+#include "parallel/sequence_shards.h"
 #include "plan/memory_plan.h"
 
 namespace mosaic::cli {
@@ -42,6 +44,12 @@ void check_taming(const TamingFlags& f);
 // --sparse-keep / --sparse-kernel given while no --cache mode is sparse would do nothing:
 // refused, naming the flag.
 void check_sparse_flags(const std::vector<CLI::Option*>& flags, bool sparse);
+
+// --exchange's value for a step of `model`'s config sharded across `ranks` (> 1; `ranks_text`
+// says how they were given, e.g. "--gpus 8"): auto resolved, an all-to-all the heads do not
+// split into `ranks` groups refused by flag.
+parallel::Exchange exchange_for(const std::string& flag, const io::ModelConfig& c, const std::string& model,
+                                int ranks, const std::string& ranks_text);
 
 // Device memory a backend keeps outside weights and arena (context, BLAS/DNN workspaces).
 size_t backend_overhead(const std::string& backend);

@@ -111,4 +111,16 @@ void check_taming(const TamingFlags& f) {
                "got {}", f.target);
 }
 
+parallel::Exchange exchange_for(const std::string& flag, const io::ModelConfig& c, const std::string& model,
+                                int ranks, const std::string& ranks_text) {
+  const int heads = static_cast<int>(c.n_heads), kv_heads = static_cast<int>(c.n_kv_heads);
+  const parallel::Exchange e = parallel::parse_exchange(flag);
+  MOSAIC_CHECK(e != parallel::Exchange::AllToAll || parallel::heads_split(heads, kv_heads, ranks),
+               "--exchange all-to-all on {}: {}'s {} query heads and {} key/value heads do not split into {} groups "
+               "(the query heads must divide by {}, the key/value heads by {} or {} by them); use --exchange "
+               "all-gather or auto",
+               ranks_text, model, heads, kv_heads, ranks, ranks, ranks, ranks);
+  return parallel::resolve_exchange(e, heads, kv_heads, ranks);
+}
+
 }  // namespace mosaic::cli

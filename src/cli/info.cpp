@@ -125,16 +125,9 @@ void run_info(const InfoFlags& f) {
                "--expert-budget");
   MOSAIC_CHECK(f.gpus > 1 || f.exchange_flag->count() == 0,
                "--exchange {} plans how the GPUs of --gpus N (N > 1) meet; give --gpus", f.exchange);
-  parallel::Exchange exchange = parallel::parse_exchange(f.exchange);
-  if (f.gpus > 1) {
-    MOSAIC_CHECK(exchange != parallel::Exchange::AllToAll ||
-                     parallel::heads_split(static_cast<int>(config.n_heads), static_cast<int>(config.n_kv_heads), f.gpus),
-                 "--exchange all-to-all on --gpus {}: {}'s {} query heads and {} key/value heads do not split into {} "
-                 "groups; use --exchange all-gather or auto",
-                 f.gpus, source, config.n_heads, config.n_kv_heads, f.gpus);
-    exchange = parallel::resolve_exchange(exchange, static_cast<int>(config.n_heads),
-                                          static_cast<int>(config.n_kv_heads), f.gpus);
-  }
+  const parallel::Exchange exchange =
+      f.gpus > 1 ? exchange_for(f.exchange, config, source, f.gpus, fmt::format("--gpus {}", f.gpus))
+                 : parallel::Exchange::AllGather;
 
   fmt::print("model       {} ({})\n", source, config.family);
   fmt::print("layers      {}   d_model {}   heads {} (kv {})   head_dim {}   ffn {}\n", config.n_layers, config.d_model,
@@ -314,8 +307,8 @@ void add_info(CLI::App& app) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   f->exchange_flag = c->add_option("--exchange", f->exchange, "With --gpus: plan the all-to-all (Ulysses) or the "
-                                   "all-gather attention exchange (generate --exchange); auto: all-to-all where the "
-                                   "heads split across the GPUs")
+                                   "all-gather attention exchange (generate --exchange); auto: the one that holds "
+                                   "less per GPU")
                          ->check(CLI::IsMember({"auto", "all-gather", "all-to-all"}))
                          ->capture_default_str();
   c->add_flag("--guided", f->guided, "Plan the classifier-free-guidance step (two trunks, as generate --cfg-scale > 0 runs)");

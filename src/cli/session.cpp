@@ -80,7 +80,6 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
   backend_name_ = resolve_backend(f.backend);
   const std::vector<int> devices = rank_devices(f);
   const int ranks = static_cast<int>(devices.size());
-  const parallel::Exchange exchange = parallel::parse_exchange(f.exchange);
   MOSAIC_CHECK(ranks > 1 || !f.exchange_flag || f.exchange_flag->count() == 0,
                "--exchange {} picks how the ranks of --gpus N (N > 1) meet; one GPU has no one to exchange with",
                f.exchange);
@@ -91,14 +90,10 @@ Session::Session(const SessionFlags& f, bool progress, int run_layers, const Off
   total_budget_ = f.memory_budget.empty() ? free_before : parse_memory(f.memory_budget, free_before, "--memory-budget");
 
   std::string dir = resolve_model_dir(f.model);
-  if (ranks > 1 && exchange == parallel::Exchange::AllToAll) {  // before any weight loads
-    const io::ModelConfig peek = load_model_config((std::filesystem::path(dir) / "config.json").string());
-    MOSAIC_CHECK(parallel::heads_split(static_cast<int>(peek.n_heads), static_cast<int>(peek.n_kv_heads), ranks),
-                 "--exchange all-to-all on {} GPUs: {}'s {} query heads and {} key/value heads do not split into {} "
-                 "groups (the query heads must divide by {}, the key/value heads by {} or {} by them); use "
-                 "--exchange all-gather or auto",
-                 ranks, dir, peek.n_heads, peek.n_kv_heads, ranks, ranks, ranks, ranks);
-  }
+  parallel::Exchange exchange = parallel::Exchange::AllGather;
+  if (ranks > 1)  // before any weight loads
+    exchange = exchange_for(f.exchange, load_model_config((std::filesystem::path(dir) / "config.json").string()), dir,
+                            ranks, fmt::format("{} GPUs", ranks));
   size_t last_pct = 0;
   LoadProgress cb;
   if (progress)
